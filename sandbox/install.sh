@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Install everything the cinder-ha sandbox and its tests need, idempotently.
+#
+#   Debian packages: pacemaker, corosync, crmsh, resource-agents (ocf-tester)
+#   venvs under $CINDER_HA_SANDBOX (default /srv/cinder-ha):
+#     venv/keystone  real Keystone + gunicorn
+#     venv/cinder    real cinder-api
+#     venv/salt      Salt, pytest-salt-factories and this project (`pip install .`)
+#
+# Each step is skipped when its stamp file says it is done with the same inputs,
+# so a second run costs a few seconds.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+PROJECT=$(cd "$HERE/.." && pwd)
+SANDBOX=${CINDER_HA_SANDBOX:-/srv/cinder-ha}
+STAMPS=$SANDBOX/stamps
+mkdir -p "$STAMPS" "$SANDBOX/venv" "$SANDBOX/log"
+
+KEYSTONE_PIP=("keystone==30.0.0" "gunicorn>=23,<28")
+CINDER_PIP=("cinder==29.0.0")
+SALT_PIP=("setuptools>=68" "wheel" "salt==3008.4" "pyinotify>=0.9.6" "keystoneauth1>=5.0" "pytest>=8" "pytest-salt-factories==1.0.5")
+APT_PKGS=(pacemaker pacemaker-cli-utils crmsh corosync resource-agents iproute2 procps psmisc
+          curl python3-venv bridge-utils util-linux)
+
+log() { printf '[install %(%H:%M:%S)T] %s\n' -1 "$*"; }
+
+stamp_ok() { [ -f "$STAMPS/$1" ] && [ "$(cat "$STAMPS/$1")" = "$2" ]; }
+stamp_set() { printf '%s' "$2" > "$STAMPS/$1"; }
+
+pick_python() {
+    # Python >= 3.11 with a working venv module; pyinotify needs < 3.12 (asyncore).
+    for candidate in "${PYTHON:-}" python3.11 /usr/bin/python3.11 python3; do
+        [ -n "$candidate" ] || continue
+        if command -v "$candidate" >/dev/null 2>&1 &&
+           "$candidate" -c 'import sys, venv, ensurepip; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null; then
+            command -v "$candidate"; return 0
+        fi
+    done
+    return 1
+}
+
+install_apt() {
+    local want="${APT_PKGS[*]}"
+    if stamp_ok apt "$want" && command -v crm >/dev/null && command -v ocf-tester >/dev/null; then
+        log "apt: already installed"; return
+    fi
+    log "apt: installing ${APT_PKGS[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # postinst scripts try to start the daemons and are refused without systemd: harmless.
+    apt-get install -y -qq --no-install-recommends "${APT_PKGS[@]}" >"$SANDBOX/log/apt.log" 2>&1 \
+        || { tail -30 "$SANDBOX/log/apt.log"; exit 1; }
+    stamp_set apt "$want"
+}
+
+make_venv() {  # name, pip args...
+    local name=$1; shift
+    local venv=$SANDBOX/venv/$name key="$PY $*"
+    if stamp_ok "venv-$name" "$key" && [ -x "$venv/bin/python" ]; then
+        log "venv $name: up to date"; return
+    fi
+    log "venv $name: pip install $*"
+    [ -x "$venv/bin/python" ] || "$PY" -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check "$@" >"$SANDBOX/log/pip-$name.log" 2>&1 \
+        || { tail -30 "$SANDBOX/log/pip-$name.log"; exit 1; }
+    stamp_set "venv-$name" "$key"
+}
+
+install_project() {
+    # `pip install .` into its own target folder, always fresh (pure Python, a few seconds):
+    # with PYTHONPATH=$SANDBOX/site Salt finds the modules through the salt.loader entry
+    # point (pip mode); without it, only file_roots + saltutil.sync_all can (formula mode).
+    log "project: pip install $PROJECT --target $SANDBOX/site"
+    rm -rf "$SANDBOX/site"
+    "$SANDBOX/venv/salt/bin/pip" install -q --disable-pip-version-check --no-deps --no-build-isolation \
+        --target "$SANDBOX/site" "$PROJECT" >"$SANDBOX/log/pip-project.log" 2>&1 \
+        || { tail -30 "$SANDBOX/log/pip-project.log"; exit 1; }
+}
+
+PY=$(pick_python) || { log "no Python >= 3.11 with venv found (apt-get install python3-venv)"; exit 1; }
+install_apt
+# The three venvs are independent: build them in parallel (2 cores, mostly network-bound).
+make_venv keystone "${KEYSTONE_PIP[@]}" & k=$!
+make_venv cinder "${CINDER_PIP[@]}" & c=$!
+make_venv salt "${SALT_PIP[@]}" & s=$!
+wait $k; wait $c; wait $s
+install_project
+log "done: venvs in $SANDBOX/venv, logs in $SANDBOX/log"
