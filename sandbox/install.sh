@@ -72,10 +72,16 @@ install_project() {
     # with PYTHONPATH=$SANDBOX/site Salt finds the modules through the salt.loader entry
     # point (pip mode); without it, only file_roots + saltutil.sync_all can (formula mode).
     log "project: pip install $PROJECT --target $SANDBOX/site"
-    rm -rf "$SANDBOX/site"
+    local fresh="$SANDBOX/site.new.$$"
+    rm -rf "$fresh"
     "$SANDBOX/venv/salt/bin/pip" install -q --disable-pip-version-check --no-deps --no-build-isolation \
-        --target "$SANDBOX/site" "$PROJECT" >"$SANDBOX/log/pip-project.log" 2>&1 \
-        || { tail -30 "$SANDBOX/log/pip-project.log"; exit 1; }
+        --target "$fresh" "$PROJECT" >"$SANDBOX/log/pip-project.log" 2>&1 \
+        || { tail -30 "$SANDBOX/log/pip-project.log"; rm -rf "$fresh"; exit 1; }
+    # swap in one rename each, so a test run in progress never sees a half-installed tree
+    rm -rf "$SANDBOX/site.old.$$"
+    [ -d "$SANDBOX/site" ] && mv "$SANDBOX/site" "$SANDBOX/site.old.$$"
+    mv "$fresh" "$SANDBOX/site"
+    rm -rf "$SANDBOX/site.old.$$"
 }
 
 PY=$(pick_python) || { log "no Python >= 3.11 with venv found (apt-get install python3-venv)"; exit 1; }
