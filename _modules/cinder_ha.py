@@ -7,11 +7,16 @@ CLI Example:
 .. code-block:: bash
 
     salt '*' cinder_ha.validate
+    salt '*' cinder_ha.status
 """
 import importlib
 import logging
 import os
+import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 
 log = logging.getLogger(__name__)
 
@@ -75,3 +80,110 @@ def validate(pillar=None):
     """
     _settings, errors, warnings = library("cinder_ha_pillar").normalize(_pillar(pillar))
     return {"valid": not errors, "errors": errors, "warnings": warnings}
+
+
+def cluster_node_name():
+    """
+    This host's Pacemaker node name (``crm_node -n``), which may differ from the minion id.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' cinder_ha.cluster_node_name
+    """
+    res = subprocess.run(["crm_node", "-n"], capture_output=True, text=True, timeout=30,
+                         env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", **_cib_env()})
+    return res.stdout.strip()
+
+
+def _cib_env():
+    return {k: v for k, v in os.environ.items() if k in ("CIB_file", "CIB_shadow")}
+
+
+def http_probe(url, timeout=5):
+    """
+    GET ``url`` once: ``{"url", "status", "ms", "error"}``. Any HTTP answer below 500
+    counts as the API answering (``/v3`` without a token answers 401 or 300).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' cinder_ha.http_probe http://127.0.0.103:8776/healthcheck
+    """
+    started = time.monotonic()
+    status, error = None, None
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="GET"), timeout=timeout) as resp:
+            status = resp.status
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+    except (OSError, ValueError) as exc:
+        error = str(getattr(exc, "reason", exc))
+    return {"url": url, "status": status, "ms": round((time.monotonic() - started) * 1000, 1), "error": error}
+
+
+def probe_catalog(service_type="block-storage", region=None, interface="public", timeout=90):
+    """
+    What a client that knows only Keystone gets: the ``service_type`` URL from the token's
+    catalog, polled until it answers or ``timeout`` seconds pass. Returns
+    ``{"answers", "url", "status", "comment"}`` (no credentials).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' cinder_ha.probe_catalog block-storage region=RegionOne
+    """
+    url = __salt__["cinder_keystone.catalog_lookup"](service_type=service_type, interface=interface,
+                                                     region=region)
+    if not url:
+        return {"answers": False, "url": None, "status": None,
+                "comment": f"No {interface} {service_type} endpoint in the Keystone catalog"
+                           f"{' for region ' + region if region else ''}."}
+    deadline = time.monotonic() + float(timeout)
+    while True:
+        probe = http_probe(url)
+        if probe["status"] is not None and probe["status"] < 500:
+            return {"answers": True, "url": url, "status": probe["status"],
+                    "comment": f"The catalog's {interface} {service_type} URL {url} answers (HTTP {probe['status']})."}
+        if time.monotonic() >= deadline:
+            return {"answers": False, "url": url, "status": probe["status"],
+                    "comment": f"The catalog's {interface} {service_type} URL {url} did not answer within "
+                               f"{timeout}s (last: {probe['error'] or 'HTTP %s' % probe['status']})."}
+        time.sleep(0.5)
+
+
+def status():
+    """
+    Where ``p_cinder-api`` and its VIP run, whether the API answers on the VIP, whether
+    the Keystone catalog matches the pillar, recent resource failures and the last moves
+    the cluster reported. Each part reports its own error instead of failing the whole.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' cinder_ha.status
+    """
+    conf = settings()
+    cluster, vip = conf["cluster"], conf["vip"]
+    report = {"node": None, "resources": {}, "api": None, "catalog": None, "failures": None, "recent_moves": None}
+
+    def part(key, func):
+        try:
+            report[key] = func()
+        except Exception as exc:  # pylint: disable=broad-except
+            report[key] = {"error": str(exc)}
+
+    part("node", cluster_node_name)
+    part("resources", lambda: {rsc: __salt__["crm.locate"](rsc) for rsc in (cluster["primitive_id"], cluster["vip_id"])})
+    host = library("cinder_ha_pillar").url_host(vip["address"])
+    part("api", lambda: http_probe(f"http://{host}:{conf['port']}/healthcheck"))
+    part("catalog", lambda: __salt__["cinder_keystone.catalog_status"](conf["endpoint_urls"], service_types=conf["endpoints"]["service_types"],
+                                                                       region=conf["keystone"]["region"]))
+    part("failures", lambda: __salt__["crm.failures"]())
+    if "cinder_ha_events.recent" in __salt__:
+        part("recent_moves", lambda: __salt__["cinder_ha_events.recent"](10))
+    return report

@@ -38,3 +38,66 @@ def pillar_valid(name, pillar=None):
         ret["warnings"] = check["warnings"]
         ret["comment"] += "\nMigrated from the HA guide's names:\n  - " + "\n  - ".join(check["warnings"])
     return ret
+
+
+def restarted_through_cluster(name, timeout=120):
+    """
+    Restart the cluster resource ``name`` through Pacemaker, on the node where it runs.
+    Meant for ``onchanges`` of the cinder.conf state: cinder-api is the cluster's process,
+    so it is never restarted with ``service.running``. On a node where the resource does
+    not run nothing happens: it reads the new file whenever the cluster starts it there.
+
+    name
+        The resource id (``p_cinder-api``).
+    timeout
+        Seconds to wait for the cluster to settle after the restart.
+
+    .. code-block:: yaml
+
+        cinder-api restarted through the cluster after a config change:
+          cinder_ha.restarted_through_cluster:
+            - name: p_cinder-api
+            - onchanges:
+              - cinder_conf: cinder.conf managed
+    """
+    ret = {"name": name, "result": True, "changes": {}, "comment": ""}
+    here = __salt__["cinder_ha.cluster_node_name"]()
+    running_on = __salt__["crm.locate"](name)
+    if here not in running_on:
+        where = ", ".join(running_on) or "no node"
+        ret["comment"] = (f"{name} runs on {where}, not on this node ({here}): no restart needed, "
+                          "it reads the new configuration when the cluster starts it here.")
+        return ret
+    if __opts__["test"]:
+        ret["result"] = None
+        ret["changes"] = {"restart": name}
+        ret["comment"] = f"{name} would be restarted through the cluster on {here}: its configuration changed."
+        return ret
+    __salt__["crm.restart"](name, wait=True, timeout=timeout)
+    ret["changes"] = {"restarted": name, "node": here}
+    ret["comment"] = f"{name} restarted through the cluster on {here}: its configuration changed."
+    return ret
+
+
+def api_answers(name="block-storage", region=None, interface="public", timeout=90):
+    """
+    Check what a client that knows only Keystone gets: look ``name`` (a service type) up
+    in the token's catalog and wait, up to ``timeout`` seconds, until the URL it names
+    answers (the cluster may still be starting cinder-api). Changes nothing.
+
+    .. code-block:: yaml
+
+        block storage API answers through the catalog:
+          cinder_ha.api_answers:
+            - name: block-storage
+            - region: RegionOne
+            - timeout: 90
+    """
+    ret = {"name": name, "result": True, "changes": {}, "comment": ""}
+    if __opts__["test"]:
+        ret["comment"] = f"The {interface} {name} URL from the Keystone catalog would be probed."
+        return ret
+    answer = __salt__["cinder_ha.probe_catalog"](name, region=region, interface=interface, timeout=timeout)
+    ret["result"] = answer["answers"]
+    ret["comment"] = answer["comment"]
+    return ret

@@ -316,7 +316,10 @@ def normalize(raw):
     settings["cluster"] = cluster
     if vip and public_vip and vip["version"] != public_vip["version"]:
         errors.append("public_vip and vip must both be IPv4 or both IPv6")
-    return (None if errors else settings), errors, warnings
+    if errors:
+        return None, errors, warnings
+    settings["endpoint_urls"] = endpoint_urls(settings)
+    return settings, errors, warnings
 
 
 def endpoint_urls(settings):

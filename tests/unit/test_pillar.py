@@ -19,7 +19,7 @@ def test_good_pillar_normalizes_with_defaults():
                                          "openstack:r%40bbit%2Fpw@127.0.0.2:5672/")
     assert settings["notifications"] == {"driver": "messagingv2"}
     assert settings["cluster"] == {"primitive_id": "p_cinder-api", "vip_id": "p_ip_cinder-api"}
-    assert pillar.endpoint_urls(settings) == {i: "http://127.0.0.103:8776/v3" for i in ("public", "internal", "admin")}
+    assert settings["endpoint_urls"] == {i: "http://127.0.0.103:8776/v3" for i in ("public", "internal", "admin")}
     assert not [w for w in warnings if "guide" in w]
 
 
@@ -73,3 +73,21 @@ def test_url_source_needs_hash_and_durations_get_units():
     assert any("source_hash" in e for e in errors)
     settings, errors, _ = pillar.normalize(dict(GOOD, agent={"monitor_interval": 5}))
     assert settings["agent"]["monitor_interval"] == "5s"
+
+
+def test_pillar_example_is_valid_and_documents_every_key(project_root=None):
+    import pathlib
+
+    import yaml
+
+    root = pathlib.Path(__file__).resolve().parents[2]
+    text = (root / "pillar.example").read_text()
+    example = yaml.safe_load(text)["cinder_ha"]
+    settings, errors, _ = pillar.normalize(example)
+    assert errors == []
+    assert settings["endpoint_urls"]["public"] == "http://192.168.43.103:8776/v3"
+    # every schema key appears in the example, commented out or not
+    for key, sub in pillar.SCHEMA.items():
+        assert f"{key}:" in text, key
+        for subkey in (sub or {}):
+            assert f"{subkey}:" in text, f"{key}:{subkey}"
