@@ -1,0 +1,471 @@
+"""
+The Block Storage entries of the Keystone v3 catalog, on keystoneauth1.
+
+Credentials: every function takes ``auth`` (a dict with auth_url, username, password,
+project_name, user_domain_name, project_domain_name, region, cacert, insecure, timeout).
+Without it the ``keystone`` part of the ``cinder_ha`` pillar is used, so SLS files never
+carry the password. One keystoneauth1 session (v3 password auth) serves a whole run.
+Passwords and tokens never appear in returns, comments or log lines.
+
+Admin API calls go to the ``auth_url`` itself (``.../v3/services``...), not to an identity
+endpoint looked up in the catalog: the catalog is what this module edits.
+
+CLI Example:
+
+.. code-block:: bash
+
+    salt '*' cinder_keystone.plan block-storage urls='{public: http://192.0.2.10:8776/v3}'
+    salt '*' cinder_keystone.catalog_lookup block-storage public
+"""
+import hashlib
+import json
+import logging
+import time
+
+from salt.exceptions import CommandExecutionError
+
+try:
+    from keystoneauth1 import exceptions as ks_exc
+    from keystoneauth1 import session as ks_session
+    from keystoneauth1.identity import v3 as ks_v3
+
+    HAS_KEYSTONEAUTH = True
+except ImportError:  # pragma: no cover - reported by __virtual__
+    HAS_KEYSTONEAUTH = False
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "cinder_keystone"
+
+AUTH_DEFAULTS = {"user_domain_name": "Default", "project_domain_name": "Default", "region": "RegionOne",
+                 "cacert": None, "insecure": False, "timeout": 10.0}
+AUTH_REQUIRED = ("auth_url", "username", "password", "project_name")
+_CTX = "cinder_keystone"
+
+
+def __virtual__():
+    if not HAS_KEYSTONEAUTH:
+        return (False, "cinder_keystone: the Python library keystoneauth1 is not installed (pip install keystoneauth1)")
+    return __virtualname__
+
+
+def _catalog():
+    return __salt__["cinder_ha.library"]("cinder_ha_catalog")
+
+
+# ---------------------------------------------------------------- credentials and session
+
+def _auth(auth):
+    """The credentials to use: ``auth`` or the pillar's ``cinder_ha:keystone``, defaults filled in."""
+    if not auth:
+        try:
+            auth = __salt__["cinder_ha.settings"]()["keystone"]
+        except CommandExecutionError:
+            # The rest of the pillar may be incomplete (e.g. for a catalog-only run): read our part alone.
+            auth = __salt__["pillar.get"]("cinder_ha:keystone", {}, unmask=True) or {}
+    merged = dict(AUTH_DEFAULTS)
+    merged.update({k: v for k, v in dict(auth).items() if v is not None})
+    missing = [k for k in AUTH_REQUIRED if not merged.get(k)]
+    if missing:
+        raise CommandExecutionError(f"Keystone credentials incomplete: missing {', '.join(missing)} "
+                                    "(pillar cinder_ha:keystone or the auth argument)")
+    url = str(merged["auth_url"]).rstrip("/")
+    if url.endswith("/v2.0"):
+        raise CommandExecutionError("Keystone v2.0 was removed in Queens: give the v3 auth_url (.../v3)")
+    if not url.endswith("/v3"):
+        url += "/v3"
+    merged["auth_url"] = url
+    merged["timeout"] = float(merged["timeout"])
+    return merged
+
+
+def _who(auth):
+    return (f"user {auth['username']!r} (domain {auth['user_domain_name']!r}, project {auth['project_name']!r}) "
+            f"at {auth['auth_url']}")
+
+
+def _new_session(auth):
+    plugin = ks_v3.Password(auth_url=auth["auth_url"], username=auth["username"], password=auth["password"],
+                            project_name=auth["project_name"], user_domain_name=auth["user_domain_name"],
+                            project_domain_name=auth["project_domain_name"])
+    verify = False if auth["insecure"] else (auth["cacert"] or True)
+    return ks_session.Session(auth=plugin, verify=verify, timeout=auth["timeout"],
+                              app_name="cinder-ha", app_version="0.1")
+
+
+def _state(auth):
+    """Per-run state in ``__context__``: the session and the cached listings, keyed by the credentials."""
+    key = hashlib.sha256(json.dumps(auth, sort_keys=True, default=str).encode()).hexdigest()
+    runs = __context__.setdefault(_CTX, {})
+    if key not in runs:
+        runs[key] = {"session": _new_session(auth), "services": None, "endpoints": {}}
+    return runs[key]
+
+
+def _explain(exc, auth, doing):
+    """A clear, secret-free message for a keystoneauth1 failure."""
+    if isinstance(exc, ks_exc.Unauthorized):
+        return f"Keystone refused the credentials of {_who(auth)} while {doing} (HTTP 401): check username/password"
+    if isinstance(exc, ks_exc.Forbidden):
+        return f"Keystone denied {doing} to {_who(auth)} (HTTP 403): the user needs the admin role"
+    if isinstance(exc, (ks_exc.ConnectFailure, ks_exc.ConnectTimeout)):
+        return f"Keystone unreachable at {auth['auth_url']} while {doing}: {type(exc).__name__} (is it running?)"
+    if isinstance(exc, ks_exc.SSLError):
+        return f"TLS failure talking to {auth['auth_url']} while {doing}: check cacert/insecure"
+    if isinstance(exc, ks_exc.HttpError):
+        detail = ""
+        try:
+            detail = exc.response.json()["error"]["message"]
+        except Exception:  # pylint: disable=broad-except
+            detail = exc.message or ""
+        return f"Keystone answered HTTP {exc.http_status} while {doing}: {detail}"
+    return f"Keystone request failed while {doing}: {type(exc).__name__}: {exc}"
+
+
+def _call(auth, method, path, doing, body=None, params=None):
+    state = _state(auth)
+    try:
+        resp = state["session"].request(auth["auth_url"] + path, method, json=body, params=params,
+                                         raise_exc=True)
+    except ks_exc.ClientException as exc:
+        raise CommandExecutionError(_explain(exc, auth, doing)) from None
+    return resp.json() if resp.content else {}
+
+
+# ---------------------------------------------------------------- reads (cached per run)
+
+def _services(auth, fresh=False):
+    state = _state(auth)
+    if fresh or state["services"] is None:
+        state["services"] = _call(auth, "GET", "/services", "listing services")["services"]
+    return state["services"]
+
+
+def _endpoints_of(auth, service_id, fresh=False):
+    state = _state(auth)
+    if fresh or service_id not in state["endpoints"]:
+        state["endpoints"][service_id] = _call(auth, "GET", "/endpoints", f"listing endpoints of {service_id}",
+                                               params={"service_id": service_id})["endpoints"]
+    return state["endpoints"][service_id]
+
+
+def _forget(auth, service_id=None, services=False):
+    state = _state(auth)
+    if services:
+        state["services"] = None
+    if service_id is None:
+        state["endpoints"].clear()
+    else:
+        state["endpoints"].pop(service_id, None)
+
+
+def _public(record):
+    return {k: v for k, v in record.items() if k != "links"}
+
+
+def service_get(service_type, name=None, auth=None):
+    """
+    The Keystone service of ``service_type`` (and ``name``), or None. Raises when several match
+    (Keystone stores duplicates; they need a human decision).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' cinder_keystone.service_get block-storage cinder
+    """
+    auth = _auth(auth)
+    found = _catalog().find_services(_services(auth, fresh=True), service_type, name)
+    if len(found) > 1:
+        raise CommandExecutionError(_catalog().resolve_service(found, service_type, name)[1])
+    return _public(found[0]) if found else None
+
+
+def service_ensure(service_type, name, description=None, enabled=True, auth=None, test=False):
+    """
+    Make sure one service of ``service_type`` named ``name`` exists with this description.
+    Returns ``{"service": {...}, "action": "created"|"updated"|None, "changes": {...}}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' cinder_keystone.service_ensure block-storage cinder description="OpenStack Block Storage"
+    """
+    auth = _auth(auth)
+    cat = _catalog()
+    found = cat.find_services(_services(auth), service_type, name)
+    if len(found) > 1:
+        raise CommandExecutionError(cat.resolve_service(found, service_type, name)[1])
+    wanted = {"enabled": bool(enabled)}
+    if description is not None:
+        wanted["description"] = description
+    if not found:
+        if test:
+            return {"service": None, "action": "created", "changes": {"type": service_type, "name": name, **wanted}}
+        created = _call(auth, "POST", "/services", f"creating service {service_type} {name}",
+                        body={"service": {"type": service_type, "name": name, **wanted}})["service"]
+        _forget(auth, services=True)
+        log.info("cinder_keystone: created service %s %s (%s)", service_type, name, created["id"])
+        return {"service": _public(created), "action": "created",
+                "changes": {"id": created["id"], "type": service_type, "name": name, **wanted}}
+    current = found[0]
+    patch = {k: v for k, v in wanted.items() if current.get(k) != v}
+    if not patch:
+        return {"service": _public(current), "action": None, "changes": {}}
+    changes = {k: {"old": current.get(k), "new": v} for k, v in patch.items()}
+    if test:
+        return {"service": _public(current), "action": "updated", "changes": changes}
+    updated = _call(auth, "PATCH", f"/services/{current['id']}", f"updating service {current['id']}",
+                    body={"service": patch})["service"]
+    _forget(auth, services=True)
+    return {"service": _public(updated), "action": "updated", "changes": changes}
+
+
+def service_delete(service_id, auth=None):
+    """
+    Delete a service (Keystone deletes its endpoints in every region with it).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' cinder_keystone.service_delete 0123abcd
+    """
+    auth = _auth(auth)
+    _call(auth, "DELETE", f"/services/{service_id}", f"deleting service {service_id}")
+    _forget(auth, service_id, services=True)
+    return True
+
+
+def endpoint_list(service_id=None, interface=None, region=None, auth=None):
+    """
+    Endpoints as Keystone stores them (URL templates raw), filtered by service id, interface, region.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' cinder_keystone.endpoint_list interface=public region=RegionOne
+    """
+    auth = _auth(auth)
+    params = {k: v for k, v in (("service_id", service_id), ("interface", interface), ("region_id", region)) if v}
+    return [_public(e) for e in _call(auth, "GET", "/endpoints", "listing endpoints", params=params)["endpoints"]]
+
+
+def endpoint_create(service_id, interface, url, region=None, enabled=True, auth=None):
+    """
+    Create one endpoint. Prefer the ``endpoints_present`` state: Keystone stores duplicates.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' cinder_keystone.endpoint_create 0123abcd public http://192.0.2.10:8776/v3 RegionOne
+    """
+    auth = _auth(auth)
+    region = region or auth["region"]
+    body = {"endpoint": {"service_id": service_id, "interface": interface, "url": url, "region_id": region,
+                         "enabled": bool(enabled)}}
+    created = _call(auth, "POST", "/endpoints", f"creating the {interface} endpoint in {region}", body=body)
+    _forget(auth, service_id)
+    return _public(created["endpoint"])
+
+
+def endpoint_update(endpoint_id, url=None, enabled=None, auth=None):
+    """
+    PATCH an endpoint in place (its id stays).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' cinder_keystone.endpoint_update 4567ef url=http://192.0.2.11:8776/v3
+    """
+    auth = _auth(auth)
+    patch = {k: v for k, v in (("url", url), ("enabled", enabled)) if v is not None}
+    if not patch:
+        raise CommandExecutionError("endpoint_update: nothing to change (give url and/or enabled)")
+    updated = _call(auth, "PATCH", f"/endpoints/{endpoint_id}", f"updating endpoint {endpoint_id}",
+                    body={"endpoint": patch})
+    _forget(auth)
+    return _public(updated["endpoint"])
+
+
+def endpoint_delete(endpoint_id, auth=None):
+    """
+    Delete one endpoint.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' cinder_keystone.endpoint_delete 4567ef
+    """
+    auth = _auth(auth)
+    _call(auth, "DELETE", f"/endpoints/{endpoint_id}", f"deleting endpoint {endpoint_id}")
+    _forget(auth)
+    return True
+
+
+def _region_exists(auth, region):
+    try:
+        _call(auth, "GET", f"/regions/{region}", f"looking up region {region}")
+    except CommandExecutionError as exc:
+        if "HTTP 404" not in str(exc):
+            raise
+        known = [r["id"] for r in _call(auth, "GET", "/regions", "listing regions")["regions"]]
+        raise CommandExecutionError(f"region {region!r} is unknown to Keystone (known: {', '.join(sorted(known))}); "
+                                    "create it first (openstack region create) or fix the region name") from None
+
+
+# ---------------------------------------------------------------- plans
+
+def plan(service_type="block-storage", urls=None, region=None, service_name=None, auth=None):
+    """
+    What ``endpoints_present`` would do: ``{"service": {...}, "actions": [...], "warnings": [...]}``.
+    ``urls`` is one URL for every interface or ``{interface: url}``. Reads only.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' cinder_keystone.plan block-storage urls='{public: http://192.0.2.10:8776/v3, internal: http://192.0.2.11:8776/v3}'
+    """
+    cat = _catalog()
+    desired, errors, warnings = cat.desired_urls(urls)
+    if errors:
+        raise CommandExecutionError("bad endpoint URL(s): " + "; ".join(errors))
+    auth = _auth(auth)
+    region = region or auth["region"]
+    service, error = cat.resolve_service(_services(auth), service_type, service_name)
+    if error:
+        raise CommandExecutionError(error)
+    current = _endpoints_of(auth, service["id"])
+    actions = cat.plan_endpoints({(service_type, iface, region): url for iface, url in desired.items()},
+                                 {service_type: service["id"]}, current)
+    if any(a["action"] == "create" for a in actions) and not any(e.get("region_id") == region for e in current):
+        _region_exists(auth, region)  # only when nothing proves it: a no-op costs no extra request
+    return {"service": _public(service), "region": region, "actions": actions, "warnings": warnings}
+
+
+def legacy_plan(region=None, service_types=None, legacy_types=None, auth=None):
+    """
+    What ``legacy_absent`` would do in ``region``: retire ``volume``/``volumev2`` services and
+    ``/v1``, ``/v2`` endpoints of the current Block Storage services. Reads only.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' cinder_keystone.legacy_plan RegionOne
+    """
+    cat = _catalog()
+    auth = _auth(auth)
+    region = region or auth["region"]
+    service_types = list(service_types or cat.BLOCK_STORAGE_TYPES)
+    legacy_types = list(legacy_types or cat.LEGACY_SERVICE_TYPES)
+    relevant = [s for s in _services(auth) if s.get("type") in service_types + legacy_types]
+    endpoints = [e for s in relevant for e in _endpoints_of(auth, s["id"])]
+    return {"region": region,
+            "actions": cat.plan_legacy(relevant, endpoints, region, service_types, legacy_types)}
+
+
+def apply_plan(actions, auth=None):
+    """
+    Carry out plan actions in order; stop at the first failure.
+    Returns ``{"done": [...], "failed": action or None, "error": str or None, "pending": [...]}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' cinder_keystone.apply_plan "$(salt-call --out=json cinder_keystone.plan ...)"
+    """
+    done = []
+    for index, action in enumerate(actions):
+        try:
+            kind = action["action"]
+            if kind == "create":
+                created = endpoint_create(action["service_id"], action["interface"], action["url"],
+                                          action["region"], auth=auth)
+                action = {**action, "endpoint_id": created["id"]}
+            elif kind == "update":
+                endpoint_update(action["endpoint_id"], auth=auth, **action["patch"])
+            elif kind == "delete":
+                endpoint_delete(action["endpoint_id"], auth=auth)
+            elif kind == "delete_service":
+                service_delete(action["service_id"], auth=auth)
+            else:
+                raise CommandExecutionError(f"unknown action {kind!r}")
+        except CommandExecutionError as exc:
+            return {"done": done, "failed": action, "error": str(exc), "pending": actions[index + 1:]}
+        log.info("cinder_keystone: %s", _catalog().describe(action, done=True))
+        done.append(action)
+    return {"done": done, "failed": None, "error": None, "pending": []}
+
+
+# ---------------------------------------------------------------- what clients see
+
+def _fill_template(url, session):
+    if "%(" not in url:
+        return url
+    project_id = session.get_project_id()
+    return url % {"project_id": project_id, "tenant_id": project_id}
+
+
+def probe(url, timeout=5, auth=None):
+    """
+    Does a catalog URL answer? An unauthenticated HTTP GET (templates filled with the project
+    id). Any HTTP status counts as answering (cinder-api answers 401 without a token).
+    Returns ``{"url", "answers", "status", "ms", "error"}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' cinder_keystone.probe http://192.0.2.10:8776/v3
+    """
+    auth = _auth(auth) if (auth or "%(" in str(url)) else None
+    session = _state(auth)["session"] if auth else ks_session.Session()
+    try:
+        target = _fill_template(str(url), session)
+    except ks_exc.ClientException as exc:
+        raise CommandExecutionError(_explain(exc, auth, "filling the URL template")) from None
+    started = time.monotonic()
+    try:
+        resp = session.request(target, "GET", authenticated=False, raise_exc=False, timeout=timeout,
+                               connect_retries=0)
+    except ks_exc.ClientException as exc:
+        return {"url": target, "answers": False, "status": None,
+                "ms": round((time.monotonic() - started) * 1000, 1), "error": f"{type(exc).__name__}: {exc}"}
+    return {"url": target, "answers": True, "status": resp.status_code,
+            "ms": round((time.monotonic() - started) * 1000, 1), "error": None}
+
+
+def catalog_lookup(service_type="block-storage", interface="public", region=None, probe_url=False, auth=None):
+    """
+    What a client that knows only Keystone finds: a fresh token's catalog, then
+    ``get_endpoint(service_type, interface, region)``. Returns ``{"found", "url", ...}``,
+    with ``probe`` (see ``probe``) when ``probe_url=True``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' cinder_keystone.catalog_lookup block-storage public probe_url=True
+    """
+    auth = _auth(auth)
+    region = region or auth["region"]
+    session = _new_session(auth)  # fresh token: a cached one carries the catalog from before this run's writes
+    result = {"service_type": service_type, "interface": interface, "region": region}
+    try:
+        url = session.get_endpoint(service_type=service_type, interface=interface, region_name=region)
+    except ks_exc.EndpointNotFound:
+        url = None
+    except ks_exc.ClientException as exc:
+        raise CommandExecutionError(_explain(exc, auth, "fetching a token with its catalog")) from None
+    result.update(found=bool(url), url=url)
+    if url and probe_url:
+        result["probe"] = probe(url, auth=auth)
+    return result
