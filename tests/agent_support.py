@@ -1,0 +1,292 @@
+"""Helpers for the OCF agent tests and bench: a private cinder-api instance (t3) and agent runs.
+
+Everything lives under /srv/cinder-ha/t3 (own cinder.conf, api-paste.ini, state_path, a COPY of
+the sandbox's synced cinder.db) and listens on 127.0.0.113:18763, so it never touches the shared
+/etc/cinder or the lead's 127.0.0.103:8776.
+"""
+import json
+import os
+import pathlib
+import pwd
+import re
+import shutil
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+PROJECT = pathlib.Path(__file__).resolve().parent.parent
+SANDBOX = pathlib.Path(os.environ.get("CINDER_HA_SANDBOX", "/srv/cinder-ha"))
+AGENT_SOURCE = PROJECT / "salt" / "cinder_ha" / "files" / "ocf" / "cinder-api"
+AGENT_PATH = pathlib.Path("/usr/lib/ocf/resource.d/openstack/cinder-api")
+T3 = SANDBOX / "t3"
+VIP = "127.0.0.113"
+PORT = 18763
+BINARY = str(SANDBOX / "venv" / "cinder" / "bin" / "cinder-api")
+CONF_NOAUTH = T3 / "cinder-noauth.conf"
+CONF_KEYSTONE = T3 / "cinder.conf"
+PID_FILE = "/run/resource-agents/t3_cinder-api.pid"
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def env(**extra):
+    result = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+    result.update(extra)
+    return result
+
+
+def facts():
+    return json.loads((SANDBOX / "sandbox.json").read_text())
+
+
+def install_agent():
+    """Copy the project's agent to its real location (0755), as the formula's state does."""
+    AGENT_PATH.parent.mkdir(parents=True, exist_ok=True)
+    tmp = AGENT_PATH.with_name(".cinder-api.tmp")
+    shutil.copyfile(AGENT_SOURCE, tmp)
+    os.chmod(tmp, 0o755)
+    os.replace(tmp, AGENT_PATH)
+    return str(AGENT_PATH)
+
+
+def _write(path, text, mode, uid=0, gid=0):
+    tmp = path.with_name("." + path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.chown(tmp, uid, gid)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+def prepare_instance():
+    """Create (idempotently) the t3 cinder configs: one noauth, one keystone. Returns the paths."""
+    sandbox = facts()
+    cinder = pwd.getpwnam("cinder")
+    state = T3 / "state"
+    for folder in (T3, state, state / "lock", T3 / "log"):
+        folder.mkdir(parents=True, exist_ok=True)
+        os.chown(folder, cinder.pw_uid, cinder.pw_gid)
+    os.chmod(T3, 0o750)
+    db = state / "cinder.db"
+    if not db.exists():
+        shutil.copyfile(sandbox["cinder_db"], db)
+        os.chown(db, cinder.pw_uid, cinder.pw_gid)
+    paste = pathlib.Path(sandbox["cinder_conf"]).with_name("api-paste.ini").read_text()
+    paste = re.sub(r"(?m)^disable_by_file_path\s*=.*$", f"disable_by_file_path = {T3}/healthcheck_disable", paste)
+    _write(T3 / "api-paste.ini", paste, 0o644)
+    common = (
+        "[DEFAULT]\n"
+        f"osapi_volume_listen = {VIP}\n"
+        f"osapi_volume_listen_port = {PORT}\n"
+        "osapi_volume_workers = 1\n"
+        "transport_url = fake://\n"
+        f"state_path = {state}\n"
+        f"log_dir = {T3}/log\n"
+        f"api_paste_config = {T3}/api-paste.ini\n"
+        "graceful_shutdown_timeout = 10\n"
+        "{auth}"
+        "[database]\n"
+        f"connection = sqlite:///{db}\n"
+        "[oslo_concurrency]\n"
+        f"lock_path = {state}/lock\n"
+    )
+    _write(CONF_NOAUTH, common.replace("{auth}", "auth_strategy = noauth\n"), 0o640, 0, cinder.pw_gid)
+    keystone = sandbox["keystone_url"].rsplit("/v3", 1)[0]
+    auth = (
+        "auth_strategy = keystone\n"
+        "[keystone_authtoken]\n"
+        f"www_authenticate_uri = {keystone}\n"
+        f"auth_url = {keystone}\n"
+        "auth_type = password\n"
+        f"username = {sandbox['keystone_admin_user']}\n"
+        f"password = {sandbox['keystone_admin_password']}\n"
+        f"project_name = {sandbox['keystone_admin_project']}\n"
+        "user_domain_name = Default\n"
+        "project_domain_name = Default\n"
+    )
+    _write(CONF_KEYSTONE, common.replace("{auth}", auth), 0o640, 0, cinder.pw_gid)
+    return {"noauth": str(CONF_NOAUTH), "keystone": str(CONF_KEYSTONE)}
+
+
+def guide_params(sandbox, config=str(CONF_KEYSTONE)):
+    """The HA guide's literal primitive parameters (v2.0 token URL), plus binary/config for this host."""
+    host = sandbox["keystone_url"].rsplit("/v3", 1)[0]
+    return {
+        "config": config,
+        "binary": BINARY,
+        "os_password": sandbox["keystone_admin_password"],
+        "os_username": sandbox["keystone_admin_user"],
+        "os_tenant_name": sandbox["keystone_admin_project"],
+        "keystone_get_token_url": f"{host}/v2.0/tokens",
+        "pid": PID_FILE,
+    }
+
+
+def modern_params(sandbox, config=str(CONF_KEYSTONE)):
+    return {
+        "config": config,
+        "binary": BINARY,
+        "user": "cinder",
+        "pid": PID_FILE,
+        "os_auth_url": sandbox["keystone_url"],
+        "os_username": sandbox["keystone_admin_user"],
+        "os_password": sandbox["keystone_admin_password"],
+        "os_project_name": sandbox["keystone_admin_project"],
+        "os_user_domain_name": "Default",
+        "os_project_domain_name": "Default",
+    }
+
+
+def run_agent(action, params, instance="t3_cinder-api", timeout=120, **meta):
+    """Run one agent action directly, parameters in the environment (as pacemaker-execd does)."""
+    agent_env = env(OCF_ROOT="/usr/lib/ocf", OCF_RESOURCE_INSTANCE=instance, OCF_RESOURCE_TYPE="cinder-api",
+                    OCF_RESOURCE_PROVIDER="openstack", __OCF_ACTION=action)
+    for key, value in params.items():
+        agent_env[f"OCF_RESKEY_{key}"] = str(value)
+    for key, value in meta.items():
+        agent_env[f"OCF_RESKEY_CRM_meta_{key}"] = str(value)
+    return subprocess.run([str(AGENT_PATH), action], env=agent_env, capture_output=True, text=True, timeout=timeout)
+
+
+def cinder_pids():
+    """PIDs of every cinder-api process of the t3 instance (parent and workers)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = pathlib.Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        text = [part.decode(errors="replace") for part in cmdline]
+        if any(part.endswith("cinder-api") for part in text) and any(str(T3) in part for part in text):
+            found.append(int(entry))
+    return sorted(found)
+
+
+def all_cmdlines():
+    """Every process's command line and (readable) environment-free argv, joined, from /proc."""
+    lines = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                lines.append(pathlib.Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(
+                    errors="replace"))
+            except OSError:
+                pass
+    return lines
+
+
+def healthcheck(timeout=2):
+    """HTTP status of the t3 instance's /healthcheck, or None when nothing answers."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(f"http://{VIP}:{PORT}/healthcheck", timeout=timeout) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except OSError:
+        return None
+
+
+def wait_for(predicate, timeout, step=0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    return predicate()
+
+
+def kill_instance():
+    """Last-resort cleanup: SIGKILL every t3 cinder-api process, remove the pid file."""
+    for pid in cinder_pids():
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+    wait_for(lambda: not cinder_pids(), 10)
+    try:
+        os.unlink(PID_FILE)
+    except FileNotFoundError:
+        pass
+
+
+# ---- live cluster (crm / C tools) ----
+
+def crm(*args, timeout=60, check=True):
+    result = subprocess.run(["crm", *args], env=env(), capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"crm {' '.join(args[:2])} rc={result.returncode}: "
+                             f"{ANSI.sub('', result.stdout + result.stderr)}")
+    return result
+
+
+def primitive_xml(rsc_id, params, monitor_interval="5s", monitor_timeout="30s", secret_params=()):
+    """CIB XML of one cinder-api primitive. Parameters named in secret_params become lrm:// (see lrm_secret)."""
+    from xml.sax.saxutils import quoteattr
+
+    nvpairs = "".join(
+        f'<nvpair id={quoteattr(f"{rsc_id}-instance_attributes-{key}")} name={quoteattr(key)} '
+        f'value={quoteattr("lrm://" if key in secret_params else str(value))}/>'
+        for key, value in params.items())
+    return (
+        f'<primitive id="{rsc_id}" class="ocf" provider="openstack" type="cinder-api">'
+        f'<instance_attributes id="{rsc_id}-instance_attributes">{nvpairs}</instance_attributes>'
+        f'<meta_attributes id="{rsc_id}-meta_attributes">'
+        f'<nvpair id="{rsc_id}-meta_attributes-target-role" name="target-role" value="Stopped"/>'
+        f'</meta_attributes>'
+        '<operations>'
+        f'<op id="{rsc_id}-start-0" name="start" interval="0s" timeout="60s"/>'
+        f'<op id="{rsc_id}-stop-0" name="stop" interval="0s" timeout="90s"/>'
+        f'<op id="{rsc_id}-monitor-{monitor_interval}" name="monitor" interval="{monitor_interval}" '
+        f'timeout="{monitor_timeout}"/>'
+        '</operations></primitive>'
+    )
+
+
+def lrm_secret(rsc_id, name, value):
+    """Store a parameter the way cibsecret does (file + md5 sign), so the CIB only holds lrm://."""
+    import hashlib
+
+    folder = pathlib.Path("/var/lib/pacemaker/lrm/secrets") / rsc_id
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _write(folder / name, value, 0o600)
+    _write(folder / f"{name}.sign", hashlib.md5(value.encode()).hexdigest() + "\n", 0o600)
+
+
+def create_primitive(rsc_id, params, **kwargs):
+    xml = primitive_xml(rsc_id, params, **kwargs)
+    result = subprocess.run(["cibadmin", "--create", "-o", "resources", "--xml-pipe"], input=xml, env=env(),
+                            capture_output=True, text=True, timeout=30)
+    if result.returncode != 0:
+        raise AssertionError(f"cibadmin --create {rsc_id}: {result.stderr}")
+
+
+def resource_running_on(rsc_id):
+    result = subprocess.run(["crm_resource", "--locate", "-r", rsc_id, "-Q"], env=env(), capture_output=True,
+                            text=True, timeout=30)
+    return result.stdout.strip() if result.returncode == 0 else ""
+
+
+def settle(timeout=120):
+    subprocess.run(["crm_resource", "--wait", f"--timeout={timeout}s"], env=env(), capture_output=True,
+                   text=True, timeout=timeout + 10)
+
+
+def delete_primitive(rsc_id):
+    """Stop (wait), then delete the primitive and its secrets; safe when it does not exist."""
+    exists = subprocess.run(["cibadmin", "-Q", "--xpath", f"//primitive[@id='{rsc_id}']"], env=env(),
+                            capture_output=True, text=True, timeout=30).returncode == 0
+    if exists:
+        subprocess.run(["crm_resource", "-r", rsc_id, "--meta", "-p", "target-role", "-v", "Stopped"], env=env(),
+                       capture_output=True, text=True, timeout=30)
+        wait_for(lambda: not resource_running_on(rsc_id), 100, step=0.5)
+        settle(60)
+        subprocess.run(["cibadmin", "--delete", "-o", "resources", "--xml-text", f'<primitive id="{rsc_id}"/>'],
+                       env=env(), capture_output=True, text=True, timeout=30)
+        subprocess.run(["crm_resource", "--cleanup", "-r", rsc_id], env=env(), capture_output=True, text=True,
+                       timeout=30)
+    shutil.rmtree(pathlib.Path("/var/lib/pacemaker/lrm/secrets") / rsc_id, ignore_errors=True)
