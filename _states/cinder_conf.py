@@ -1,0 +1,86 @@
+"""
+cinder.conf with the keys of a highly available cinder-api, on today's option names.
+
+.. code-block:: yaml
+
+    cinder.conf managed:
+      cinder_conf.managed:
+        - name: /etc/cinder/cinder.conf
+        # options: {section: {key: value}}   # optional; default: built from the cinder_ha pillar
+
+The state reports a change only when the configuration cinder reads changed (a comment or
+formatting difference is not a change), so a restart can hang off it with ``onchanges``.
+"""
+
+__virtualname__ = "cinder_conf"
+
+
+def __virtual__():
+    if "cinder_conf.check" in __salt__ and "cinder_ha.library" in __salt__:
+        return __virtualname__
+    return (False, "cinder_conf/cinder_ha execution modules not loaded")
+
+
+def _bullets(lines):
+    return "\n  - " + "\n  - ".join(lines) if lines else ""
+
+
+def managed(name, options=None):
+    """
+    Make ``name`` (a cinder.conf) carry the formula's keys: ``[database] connection``,
+    ``[DEFAULT] osapi_volume_listen`` (the VIP) and ``osapi_volume_listen_port``,
+    ``[DEFAULT] transport_url``, ``[oslo_messaging_notifications] driver`` (+ ``transport_url``,
+    ``topics``) and ``cinder_ha:cinder_conf:extra``. The HA guide's names found in the file
+    (``sql_connection``, ``rabbit_*``, ``notifier_strategy``, ``notification_driver``) are
+    migrated and removed: cinder silently ignores them today. Values are written literally.
+    Comments, key order, unrelated and repeated keys, owner, group and mode are kept; the
+    write is atomic. Secrets are masked in changes and comments.
+
+    name
+        Path of cinder.conf.
+    options
+        ``{section: {key: value}}`` to manage instead of the pillar's (a list value is a
+        multi-valued option).
+
+    .. code-block:: yaml
+
+        cinder.conf managed:
+          cinder_conf.managed:
+            - name: /etc/cinder/cinder.conf
+
+        cinder-api restarted when cinder.conf changed:
+          cmd.run:
+            - name: crm resource restart p_cinder-api
+            - onchanges:
+              - cinder_conf: cinder.conf managed
+    """
+    ret = {"name": name, "result": True, "changes": {}, "comment": ""}
+    report = __salt__["cinder_conf.check"](name, options)
+    if report["errors"]:
+        ret["result"] = False
+        ret["comment"] = f"{name} left unchanged; fix these first:" + _bullets(report["errors"])
+        return ret
+    migrated = ("\nMigrated from the HA guide's option names:" + _bullets(report["migrations"])
+                if report["migrations"] else "")
+    if not report["changed"]:
+        if not __opts__["test"]:
+            __salt__["cinder_conf.record_digest"](name, report["digest"])
+        ret["comment"] = f"{name} already has the desired configuration."
+        return ret
+    ret["changes"] = dict(report["changes"])
+    ret["changes"]["diff"] = report["diff"]
+    if __opts__["test"]:
+        ret["result"] = None
+        ret["comment"] = f"{name} would be updated ({len(report['changes'])} options).{migrated}"
+        return ret
+    try:
+        done = __salt__["cinder_conf.apply"](name, options, expected_digest=report["digest"])
+    except Exception as exc:  # CommandExecutionError from apply: masked, lists every problem
+        ret["changes"] = {}
+        ret["result"] = False
+        ret["comment"] = str(exc)
+        return ret
+    ret["changes"] = dict(done["changes"])
+    ret["changes"]["diff"] = done.get("diff", "")
+    ret["comment"] = f"{name} updated ({len(done['changes'])} options).{migrated}"
+    return ret
