@@ -41,6 +41,9 @@ AUTH_DEFAULTS = {"user_domain_name": "Default", "project_domain_name": "Default"
                  "cacert": None, "insecure": False, "timeout": 10.0}
 AUTH_REQUIRED = ("auth_url", "username", "password", "project_name")
 _CTX = "cinder_keystone"
+# A minion without multiprocessing keeps __context__ between jobs: a "run" (session and cached
+# listings) must not outlive a few minutes, or a later job would plan from stale listings.
+RUN_LIFETIME = 300
 
 
 def __virtual__():
@@ -97,8 +100,9 @@ def _state(auth):
     """Per-run state in ``__context__``: the session and the cached listings, keyed by the credentials."""
     key = hashlib.sha256(json.dumps(auth, sort_keys=True, default=str).encode()).hexdigest()
     runs = __context__.setdefault(_CTX, {})
-    if key not in runs:
-        runs[key] = {"session": _new_session(auth), "services": None, "endpoints": {}}
+    now = time.monotonic()
+    if key not in runs or now - runs[key]["born"] > RUN_LIFETIME:
+        runs[key] = {"session": _new_session(auth), "services": None, "endpoints": {}, "born": now}
     return runs[key]
 
 
@@ -149,14 +153,20 @@ def _endpoints_of(auth, service_id, fresh=False):
     return state["endpoints"][service_id]
 
 
-def _forget(auth, service_id=None, services=False):
+def _remember(auth, service=None, endpoint=None, gone_service=None, gone_endpoint=None):
+    """Keep the cached listings true after a write (cheaper than listing again)."""
     state = _state(auth)
-    if services:
-        state["services"] = None
-    if service_id is None:
-        state["endpoints"].clear()
-    else:
-        state["endpoints"].pop(service_id, None)
+    if service is not None and state["services"] is not None:
+        state["services"] = [s for s in state["services"] if s["id"] != service["id"]] + [service]
+    if gone_service is not None:
+        if state["services"] is not None:
+            state["services"] = [s for s in state["services"] if s["id"] != gone_service]
+        state["endpoints"].pop(gone_service, None)
+    for sid, cached in list(state["endpoints"].items()):
+        kept = [e for e in cached if e["id"] not in (gone_endpoint, endpoint and endpoint["id"])]
+        if endpoint is not None and endpoint["service_id"] == sid:
+            kept.append(endpoint)
+        state["endpoints"][sid] = kept
 
 
 def _public(record):
@@ -205,7 +215,7 @@ def service_ensure(service_type, name, description=None, enabled=True, auth=None
             return {"service": None, "action": "created", "changes": {"type": service_type, "name": name, **wanted}}
         created = _call(auth, "POST", "/services", f"creating service {service_type} {name}",
                         body={"service": {"type": service_type, "name": name, **wanted}})["service"]
-        _forget(auth, services=True)
+        _remember(auth, service=created)
         log.info("cinder_keystone: created service %s %s (%s)", service_type, name, created["id"])
         return {"service": _public(created), "action": "created",
                 "changes": {"id": created["id"], "type": service_type, "name": name, **wanted}}
@@ -218,7 +228,7 @@ def service_ensure(service_type, name, description=None, enabled=True, auth=None
         return {"service": _public(current), "action": "updated", "changes": changes}
     updated = _call(auth, "PATCH", f"/services/{current['id']}", f"updating service {current['id']}",
                     body={"service": patch})["service"]
-    _forget(auth, services=True)
+    _remember(auth, service=updated)
     return {"service": _public(updated), "action": "updated", "changes": changes}
 
 
@@ -234,7 +244,7 @@ def service_delete(service_id, auth=None):
     """
     auth = _auth(auth)
     _call(auth, "DELETE", f"/services/{service_id}", f"deleting service {service_id}")
-    _forget(auth, service_id, services=True)
+    _remember(auth, gone_service=service_id)
     return True
 
 
@@ -268,7 +278,7 @@ def endpoint_create(service_id, interface, url, region=None, enabled=True, auth=
     body = {"endpoint": {"service_id": service_id, "interface": interface, "url": url, "region_id": region,
                          "enabled": bool(enabled)}}
     created = _call(auth, "POST", "/endpoints", f"creating the {interface} endpoint in {region}", body=body)
-    _forget(auth, service_id)
+    _remember(auth, endpoint=created["endpoint"])
     return _public(created["endpoint"])
 
 
@@ -288,7 +298,7 @@ def endpoint_update(endpoint_id, url=None, enabled=None, auth=None):
         raise CommandExecutionError("endpoint_update: nothing to change (give url and/or enabled)")
     updated = _call(auth, "PATCH", f"/endpoints/{endpoint_id}", f"updating endpoint {endpoint_id}",
                     body={"endpoint": patch})
-    _forget(auth)
+    _remember(auth, endpoint=updated["endpoint"])
     return _public(updated["endpoint"])
 
 
@@ -304,7 +314,7 @@ def endpoint_delete(endpoint_id, auth=None):
     """
     auth = _auth(auth)
     _call(auth, "DELETE", f"/endpoints/{endpoint_id}", f"deleting endpoint {endpoint_id}")
-    _forget(auth)
+    _remember(auth, gone_endpoint=endpoint_id)
     return True
 
 

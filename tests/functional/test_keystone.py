@@ -1,0 +1,303 @@
+"""cinder_keystone module and states against the real (shared) Keystone of the sandbox.
+
+Every test works in its own ``t6-<random>`` region with its own ``t6-...`` block-storage
+service and deletes both afterwards, so the formula's RegionOne entries are never touched.
+"""
+import io
+import json
+import logging
+import secrets
+
+import pytest
+
+from tests.keystone_support import (PROBE_HOST, PROBE_PORT, KeystoneAdmin, admin_auth, closed_port,
+                                    count_requests, probe_server)
+
+INTERNAL_VIP = "127.0.0.117"  # only ever in URLs stored in Keystone; nothing connects to it
+
+
+@pytest.fixture
+def auth(sandbox_facts):
+    return admin_auth(sandbox_facts)
+
+
+@pytest.fixture
+def ks(auth):
+    admin = KeystoneAdmin(auth)
+    try:
+        yield admin
+    finally:
+        admin.cleanup()
+
+
+@pytest.fixture
+def region(ks):
+    return ks.region()
+
+
+@pytest.fixture
+def svc_name(ks):
+    name = "t6-" + secrets.token_hex(4)
+    yield name
+    ks.adopt_service("block-storage", name)  # created by the state under test: clean it up too
+    ks.adopt_service("volumev3", name)
+
+
+def urls(public=PROBE_HOST, internal=INTERNAL_VIP, path="/v3"):
+    return {"public": f"http://{public}:{PROBE_PORT}{path}", "internal": f"http://{internal}:{PROBE_PORT}{path}",
+            "admin": f"http://{internal}:{PROBE_PORT}{path}"}
+
+
+def sls(svc_name, region, auth, endpoint_urls, legacy=False):
+    """The formula's catalog states (auth inline: in the formula it comes from pillar). JSON is YAML."""
+    data = {
+        "block storage service": {"cinder_keystone.service_present": [
+            {"name": svc_name}, {"service_type": "block-storage"}, {"description": "OpenStack Block Storage"},
+            {"auth": auth}]},
+        "block storage endpoints": {"cinder_keystone.endpoints_present": [
+            {"name": "block-storage"}, {"service_name": svc_name}, {"urls": endpoint_urls}, {"region": region},
+            {"auth": auth}, {"require": [{"cinder_keystone": "block storage service"}]}]},
+    }
+    if legacy:
+        data["legacy block storage retired"] = {"cinder_keystone.legacy_absent": [
+            {"name": "block-storage"}, {"region": region}, {"auth": auth},
+            {"require": [{"cinder_keystone": "block storage endpoints"}]}]}
+    return json.dumps(data)
+
+
+def run(loaders, text, **kwargs):
+    result = loaders.modules.state.template_str(text, **kwargs)
+    return {r.name if hasattr(r, "name") else key: r for key, r in _items(result)}
+
+
+def _items(result):
+    raw = result.raw if hasattr(result, "raw") else result
+    assert isinstance(raw, dict), raw
+    return [(value["__id__"], value) for value in raw.values()]
+
+
+def by_interface(endpoints):
+    found = {}
+    for endpoint in endpoints:
+        found.setdefault(endpoint["interface"], []).append(endpoint)
+    return found
+
+
+def test_fresh_create_then_no_op_costs_one_token_and_one_list_per_service(loaders, ks, region, svc_name, auth):
+    first = run(loaders, sls(svc_name, region, auth, urls(), legacy=True))
+    assert all(r["result"] is True for r in first.values()), first
+    assert first["block storage service"]["changes"]["name"] == svc_name
+    created = first["block storage endpoints"]["changes"]["created"]
+    assert sorted(c["interface"] for c in created) == ["admin", "internal", "public"]
+    service = [s for s in ks.call("GET", "/services", type="block-storage", name=svc_name)["services"]]
+    assert len(service) == 1
+    stored = by_interface(ks.endpoints(service[0]["id"], region))
+    assert {iface: [e["url"] for e in eps] for iface, eps in stored.items()} == {
+        iface: [url] for iface, url in urls().items()}
+
+    with count_requests() as seen:
+        again = run(loaders, sls(svc_name, region, auth, urls(), legacy=True))
+    assert all(r["result"] is True and r["changes"] == {} for r in again.values()), again
+    assert "nothing to do" in again["block storage endpoints"]["comment"]
+    methods = [m for m, _url in seen]
+    tokens = [u for m, u in seen if u.endswith("/auth/tokens")]
+    lists = [u for m, u in seen if m == "GET" and u.endswith("/endpoints")]
+    assert tokens and len(tokens) == 1, seen
+    assert methods.count("POST") == 1 and "PATCH" not in methods and "DELETE" not in methods, seen
+    assert [u for m, u in seen if m == "GET" and u.endswith("/services")] == [ks.url + "/services"], seen
+    # one endpoint list per Block Storage service known to Keystone (ours, plus any the formula made)
+    family = [s for s in ks.call("GET", "/services")["services"]
+              if s["type"] in ("block-storage", "volumev3", "volume", "volumev2")]
+    assert len(lists) == len(family), seen
+    assert len(seen) == 2 + len(family)
+
+
+def test_url_change_is_a_patch_of_the_same_endpoint(loaders, ks, region, svc_name, auth):
+    run(loaders, sls(svc_name, region, auth, urls()))
+    sid = ks.call("GET", "/services", type="block-storage", name=svc_name)["services"][0]["id"]
+    before = {e["interface"]: e["id"] for e in ks.endpoints(sid, region)}
+    moved = urls(public="127.0.0.118")
+    result = loaders.states.cinder_keystone.endpoints_present(name="block-storage", service_name=svc_name,
+                                                              urls=moved, region=region, auth=auth)
+    assert result.result is True, result.comment
+    assert [(u["endpoint_id"], u["url"]) for u in result.changes["updated"]] == [(before["public"], moved["public"])]
+    assert set(result.changes) == {"updated"}
+    after = ks.endpoints(sid, region)
+    assert {e["interface"]: e["id"] for e in after} == before
+    assert {e["interface"]: e["url"] for e in after} == moved
+
+
+def test_duplicates_collapse_to_one_and_a_second_region_is_untouched(loaders, ks, region, svc_name, auth):
+    other_region = ks.region()
+    svc = ks.service("block-storage", svc_name)
+    ks.endpoints_seeded = [ks.endpoint(svc["id"], "public", urls()["public"], region) for _ in range(3)]
+    ks.endpoint(svc["id"], "internal", "http://127.0.0.119:8776/v3", region)
+    ks.endpoint(svc["id"], "internal", urls()["internal"], region)
+    elsewhere = [ks.endpoint(svc["id"], iface, "http://127.0.0.120:8776/v3", other_region)
+                 for iface in ("public", "public", "internal")]  # a duplicate there too: not ours to fix
+
+    planned = loaders.states.cinder_keystone.endpoints_present(name="block-storage", service_name=svc_name,
+                                                               urls=urls(), region=region, auth=auth, test=True)
+    assert planned.result is None
+    assert len([p for p in planned.changes["planned"] if p.startswith("delete")]) == 3, planned.changes
+    assert len(ks.endpoints(svc["id"], region)) == 5  # test=True wrote nothing
+
+    result = loaders.states.cinder_keystone.endpoints_present(name="block-storage", service_name=svc_name,
+                                                              urls=urls(), region=region, auth=auth)
+    assert result.result is True, result.comment
+    assert len(result.changes["deleted"]) == 3 and len(result.changes["created"]) == 1
+    assert "updated" not in result.changes  # the internal duplicate with the right URL was kept
+    here = by_interface(ks.endpoints(svc["id"], region))
+    assert {iface: [e["url"] for e in eps] for iface, eps in here.items()} == {
+        iface: [url] for iface, url in urls().items()}
+    assert sorted((e["id"], e["url"]) for e in ks.endpoints(svc["id"], other_region)) == sorted(
+        (e["id"], e["url"]) for e in elsewhere)
+
+
+def test_two_vips_on_the_right_interfaces_and_a_client_finds_and_reaches_the_catalog(
+        loaders, ks, region, svc_name, auth):
+    import cinder_ha_catalog
+
+    layout = cinder_ha_catalog.urls_for(INTERNAL_VIP, public_vip=PROBE_HOST, port=PROBE_PORT)
+    result = run(loaders, sls(svc_name, region, auth, layout))
+    assert all(r["result"] is True for r in result.values()), result
+    sid = ks.call("GET", "/services", type="block-storage", name=svc_name)["services"][0]["id"]
+    stored = {e["interface"]: e["url"] for e in ks.endpoints(sid, region)}
+    assert stored == {"public": f"http://{PROBE_HOST}:{PROBE_PORT}/v3",
+                      "internal": f"http://{INTERNAL_VIP}:{PROBE_PORT}/v3",
+                      "admin": f"http://{INTERNAL_VIP}:{PROBE_PORT}/v3"}
+
+    # A client that knows only Keystone: fresh token, catalog lookup, then GET the URL it names.
+    from keystoneauth1 import session as ks_session
+    from keystoneauth1.identity import v3 as ks_v3
+
+    client = ks_session.Session(auth=ks_v3.Password(
+        auth_url=auth["auth_url"], username=auth["username"], password=auth["password"],
+        project_name=auth["project_name"], user_domain_name="Default", project_domain_name="Default"))
+    public = client.get_endpoint(service_type="block-storage", interface="public", region_name=region)
+    internal = client.get_endpoint(service_type="block-storage", interface="internal", region_name=region)
+    assert (public, internal) == (stored["public"], stored["internal"])
+    with probe_server() as hits:
+        assert client.get(public, authenticated=False).json()["path"] == "/v3"
+        found = loaders.modules.cinder_keystone.catalog_lookup("block-storage", "public", region=region,
+                                                               probe_url=True, auth=auth)
+    assert found["found"] and found["url"] == public
+    assert found["probe"]["answers"] and found["probe"]["status"] == 200
+    assert hits == ["/v3", "/v3"]
+    missing = loaders.modules.cinder_keystone.catalog_lookup("block-storage", "public", region=ks.region(),
+                                                             auth=auth)
+    assert missing["found"] is False
+
+
+def test_project_template_is_filled_by_probe(loaders, auth):
+    with probe_server() as hits:
+        answer = loaders.modules.cinder_keystone.probe(f"http://{PROBE_HOST}:{PROBE_PORT}/v3/%(project_id)s",
+                                                       auth=auth)
+    assert answer["answers"] and answer["status"] == 200
+    assert len(hits) == 1 and hits[0].startswith("/v3/") and "%" not in hits[0]
+    down = loaders.modules.cinder_keystone.probe(f"http://127.0.0.1:{closed_port()}/v3")
+    assert down["answers"] is False and "ConnectFailure" in down["error"]
+
+
+def test_retire_volumev2_on_request_only_in_its_region(loaders, ks, region, svc_name, auth):
+    other_region = ks.region()
+    current = ks.service("block-storage", svc_name)
+    dead_url = f"http://{INTERNAL_VIP}:8776/v2/%(project_id)s"
+    v2 = ks.service("volumev2", svc_name + "v2")
+    ks.endpoint(v2["id"], "public", dead_url, region)
+    shared_v2 = ks.service("volumev2", svc_name + "v2shared")
+    here = ks.endpoint(shared_v2["id"], "public", dead_url, region)
+    there = ks.endpoint(shared_v2["id"], "public", dead_url, other_region)
+    old_v1 = ks.endpoint(current["id"], "admin", f"http://{INTERNAL_VIP}:8776/v1/%(tenant_id)s", region)
+    kept = ks.endpoint(current["id"], "public", urls()["public"], region)
+
+    # endpoints_present alone never retires anything
+    loaders.states.cinder_keystone.endpoints_present(name="block-storage", service_name=svc_name,
+                                                     urls={"public": urls()["public"]}, region=region, auth=auth)
+    assert ks.service_exists(v2["id"])
+
+    planned = loaders.states.cinder_keystone.legacy_absent(name="block-storage", region=region, auth=auth, test=True)
+    assert planned.result is None and ks.service_exists(v2["id"])
+    text = "\n".join(planned.changes["planned"])
+    assert v2["id"] in text and here["id"] in text and old_v1["id"] in text and there["id"] not in text
+
+    result = loaders.states.cinder_keystone.legacy_absent(name="block-storage", region=region, auth=auth)
+    assert result.result is True, result.comment
+    assert not ks.service_exists(v2["id"])
+    assert ks.service_exists(shared_v2["id"])  # it still serves another region
+    assert [e["id"] for e in ks.endpoints(shared_v2["id"])] == [there["id"]]
+    assert [e["id"] for e in ks.endpoints(current["id"])] == [kept["id"]]
+    again = loaders.states.cinder_keystone.legacy_absent(name="block-storage", region=region, auth=auth)
+    assert again.result is True and again.changes == {}
+
+
+def test_wrong_password_closed_port_bad_template_unknown_region(loaders, ks, region, svc_name, auth):
+    ks.service("block-storage", svc_name)
+    states = loaders.states.cinder_keystone
+    wrong = dict(auth, password="not-the-" + secrets.token_hex(4))
+    refused = states.endpoints_present(name="block-storage", service_name=svc_name, urls=urls(), region=region,
+                                       auth=wrong)
+    assert refused.result is False
+    assert "refused the credentials of user 'admin'" in refused.comment and "HTTP 401" in refused.comment
+    assert wrong["password"] not in json.dumps(refused.raw if hasattr(refused, "raw") else refused.__dict__,
+                                               default=str)
+
+    port = closed_port()
+    unreachable = states.service_present(name=svc_name, auth=dict(auth, auth_url=f"http://127.0.0.1:{port}/v3"))
+    assert unreachable.result is False
+    assert f"Keystone unreachable at http://127.0.0.1:{port}/v3" in unreachable.comment
+
+    bad = states.endpoints_present(name="block-storage", service_name=svc_name, region=region, auth=auth,
+                                   urls={"public": f"http://{PROBE_HOST}:{PROBE_PORT}/v3/%(project_id"})
+    assert bad.result is False and "malformed template" in bad.comment and "nothing changed" in bad.comment
+
+    nowhere = states.endpoints_present(name="block-storage", service_name=svc_name, urls=urls(),
+                                       region="t6-no-such-region", auth=auth)
+    assert nowhere.result is False and "region 't6-no-such-region' is unknown to Keystone" in nowhere.comment
+    assert ks.endpoints(region=region) == []
+
+    legacy = states.endpoints_present(name="block-storage", service_name=svc_name, region=region, auth=auth,
+                                      urls=f"http://{INTERNAL_VIP}:8776/v1/%(tenant_id)s")
+    assert legacy.result is True and "v1 API was removed in Queens" in legacy.comment
+
+
+def test_credentials_from_pillar_and_never_in_output_or_debug_log(loaders, ks, region, svc_name, auth):
+    capture = io.StringIO()
+    handler = logging.StreamHandler(capture)
+    handler.setLevel(logging.DEBUG)
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        pillar = {"cinder_ha": {"keystone": auth}}  # the rest of cinder_ha is absent: the keystone part suffices
+        high = {  # no auth anywhere in the state data: it comes from pillar
+            "service": {"cinder_keystone": ["service_present", {"name": svc_name}], "__sls__": "t6",
+                        "__env__": "base"},
+            "endpoints": {"cinder_keystone": ["endpoints_present", {"name": "block-storage"},
+                                              {"service_name": svc_name}, {"region": region}, {"probe": True},
+                                              {"urls": urls(path="/v3/%(project_id)s")},
+                                              {"require": [{"cinder_keystone": "service"}]}],
+                          "__sls__": "t6", "__env__": "base"},
+        }
+        ran = loaders.modules.state.high(high, pillar=pillar)
+        ran = {r["__id__"]: r for r in (ran.raw if hasattr(ran, "raw") else ran).values()}
+        created, done = ran["service"], ran["endpoints"]
+        module = loaders.modules.cinder_keystone
+        plan = module.plan("block-storage", urls(), region=region, service_name=svc_name, auth=auth)
+        module.apply_plan(plan["actions"], auth=auth)
+        with probe_server():
+            module.catalog_lookup("block-storage", "public", region=region, probe_url=True, auth=auth)
+        token = next(iter(loaders.context["cinder_keystone"].values()))["session"].get_token()
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+    assert created["result"] is True and done["result"] is True, (created["comment"], done["comment"])
+    assert "Probe:" in done["comment"] and "HTTP" in done["comment"]
+    logged = capture.getvalue()
+    assert "REQ: curl" in logged, "DEBUG capture saw no keystoneauth1 request lines"
+    outputs = json.dumps([created, done], default=str)
+    for secret in (auth["password"], token):
+        assert secret not in logged
+        assert secret not in outputs
+        assert secret not in json.dumps(plan, default=str)
