@@ -1,0 +1,629 @@
+"""
+Pacemaker cluster configuration and operation for the cinder-ha formula.
+
+Reads go through Pacemaker's C tools (``cibadmin -Q``, ``crm_mon``, ``crm_resource``,
+``crm_verify``, ``crm_simulate``: 10-25 ms each); the CIB is read once per state run.
+A set of objects is written as ONE CIB patch (``crm_diff`` + ``cibadmin --patch`` on stdin)
+that carries the epoch it was computed against: a concurrent writer makes it fail
+("Update was older than existing configuration") and it is re-read, re-compared and
+retried, so several minions applying at once end with one copy of each object. crmsh
+(``crm``) is used for operator actions (restart); it is not used to load configuration
+because its XML loader re-parses values as shell-like text and rejects or mangles a value
+holding both quote kinds.
+
+Honours ``CIB_file`` in the environment (an offline CIB), like the tools themselves.
+
+CLI Example:
+
+.. code-block:: bash
+
+    salt '*' crm.status
+    salt '*' crm.show p_cinder-api
+    salt '*' crm.restart p_cinder-api
+"""
+import logging
+import os
+import random
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "crm"
+
+TOOLS = ("crm", "cibadmin", "crm_resource", "crm_mon", "crm_verify", "crm_simulate", "crm_diff")
+# What cibadmin says when the CIB moved on since it was read (re-read and retry).
+CONFLICT_MARKERS = ("older than existing", "application of an update diff failed", "diff_resync")
+PATCH_CONFLICT_RCS = (103, 205, 206)
+SECRET_NAME_HINTS = ("pass", "secret", "token", "credential", "key")
+
+
+def __virtual__():
+    if not shutil.which("crm", path=_env()["PATH"]):
+        return (False, "crm (crmsh) not found in PATH: install the crmsh package")
+    missing = [tool for tool in TOOLS if not shutil.which(tool, path=_env()["PATH"])]
+    if missing:
+        return (False, f"Pacemaker CLI tools not found: {', '.join(missing)} "
+                       "(install pacemaker-cli-utils)")
+    return __virtualname__
+
+
+def _lib():
+    return __salt__["cinder_ha.library"]("cinder_ha_cib")
+
+
+def _env():
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C", "LC_ALL": "C"}
+    for name in ("CIB_file", "CIB_shadow", "CIB_shadow_dir"):
+        if os.environ.get(name):
+            env[name] = os.environ[name]
+    return env
+
+
+def _run(args, stdin=None, timeout=60):
+    """Run one cluster tool (argument list, no shell); counted for the bench."""
+    __context__["crm.subprocesses"] = __context__.get("crm.subprocesses", 0) + 1
+    try:
+        proc = subprocess.run(args, input=stdin, capture_output=True, text=True, timeout=timeout,
+                              env=_env(), check=False)
+    except subprocess.TimeoutExpired:
+        return subprocess.CompletedProcess(args, 124, "", f"{args[0]} timed out after {timeout} s")
+    proc.stdout = _lib().strip_ansi(proc.stdout)
+    proc.stderr = _lib().strip_ansi(proc.stderr)
+    return proc
+
+
+def _fail(message):
+    from salt.exceptions import CommandExecutionError
+
+    raise CommandExecutionError(message)
+
+
+def _output(proc):
+    return "\n".join(part.strip() for part in (proc.stderr, proc.stdout) if part.strip())
+
+
+def _cache_key():
+    return "crm.cib:" + (os.environ.get("CIB_file") or os.environ.get("CIB_shadow") or "live")
+
+
+def read_cib(refresh=True, cache_token=None):
+    """
+    The whole CIB as XML text (``cibadmin -Q``). With ``cache_token`` (states pass their run
+    id), the text is read once and reused for every call with the same token.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' crm.read_cib
+    """
+    key = _cache_key()
+    cached = __context__.get(key)
+    if not refresh and cache_token is not None and cached and cached[0] == cache_token:
+        return cached[1]
+    proc = _run(["cibadmin", "--query"], timeout=30)
+    if proc.returncode != 0:
+        _fail(f"cibadmin --query failed (rc {proc.returncode}): {_output(proc)}")
+    __context__[key] = (cache_token, proc.stdout)
+    return proc.stdout
+
+
+def _forget_cib():
+    __context__.pop(_cache_key(), None)
+
+
+def _masked_params(params):
+    return {name: (value if value == _lib().LRM_VALUE or not any(h in name.lower() for h in SECRET_NAME_HINTS)
+                   else _lib().MASK) for name, value in params.items()}
+
+
+def show(object_id, cache_token=None):
+    """
+    One object (primitive, group, colocation, order, property set) as a normalized
+    structure; parameters whose name says secret are shown as ``***``. None when absent.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' crm.show p_cinder-api
+    """
+    obj = _lib().find_object(_lib().parse_cib(read_cib(refresh=cache_token is None, cache_token=cache_token)),
+                             object_id)
+    if obj and obj["tag"] == "primitive":
+        obj = dict(obj, agent=_lib().agent_name(obj), params=_masked_params(obj["params"]))
+    return obj
+
+
+# ---------------------------------------------------------------- secrets kept out of the CIB
+
+def _secrets_dir(secrets_dir=None):
+    return secrets_dir or __opts__.get("crm.secrets_dir") or _lib().SECRETS_DIR
+
+
+def _secret_path(secrets_dir, rsc, name):
+    return os.path.join(_secrets_dir(secrets_dir), rsc, name)
+
+
+def _secret_signs(objects, secrets_dir):
+    signs = {}
+    for obj in objects:
+        if obj["tag"] != "primitive" or obj.get("secret_mode") != "lrm":
+            continue
+        for name in obj["secret_params"]:
+            try:
+                with open(_secret_path(secrets_dir, obj["id"], name) + ".sign", encoding="ascii") as handle:
+                    signs[(obj["id"], name)] = handle.read().strip()
+            except OSError:
+                signs[(obj["id"], name)] = None
+    return signs
+
+
+def _write_private(path, text):
+    """Atomic write, mode 0600, parent directories 0700."""
+    folder = os.path.dirname(path)
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    os.chmod(folder, 0o700)
+    os.chmod(os.path.dirname(folder), 0o700)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o600)
+        os.rename(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _store_secrets(objects, signs, secrets_dir):
+    """Write lrm secrets whose file is missing or holds another value (value, then .sign)."""
+    lib = _lib()
+    for obj in objects:
+        if obj["tag"] != "primitive" or obj.get("secret_mode") != "lrm":
+            continue
+        for name in obj["secret_params"]:
+            value = obj["params"][name]
+            if signs.get((obj["id"], name)) == lib.md5_hex(value):
+                continue
+            path = _secret_path(secrets_dir, obj["id"], name)
+            _write_private(path, value)
+            _write_private(path + ".sign", lib.md5_hex(value))
+            log.info("crm: stored secret parameter %s of %s in %s", name, obj["id"], os.path.dirname(path))
+
+
+def _secret_values(objects):
+    return [obj["params"][name] for obj in objects if obj["tag"] == "primitive"
+            for name in obj.get("secret_params", ())]
+
+
+# ---------------------------------------------------------------- checks before writing
+
+def _agent_problems(objects):
+    """Missing agents (named with their path) and parameters the agent does not declare."""
+    lib = _lib()
+    problems = []
+    for obj in objects:
+        if obj["tag"] != "primitive" or obj["class"] != "ocf":
+            continue
+        agent = lib.agent_name(obj)
+        key = "crm.metadata:" + agent
+        if key not in __context__:
+            if not os.path.exists(lib.agent_path(obj)):
+                __context__[key] = None
+            else:
+                proc = _run(["crm_resource", "--show-metadata", agent], timeout=30)
+                __context__[key] = lib.parse_metadata(proc.stdout) if proc.returncode == 0 else proc
+        meta = __context__[key]
+        if meta is None:
+            problems.append(f"{obj['id']}: agent {agent} not found: {lib.agent_path(obj)} does not exist")
+        elif isinstance(meta, subprocess.CompletedProcess):
+            problems.append(f"{obj['id']}: agent {agent} ({lib.agent_path(obj)}) gave no valid "
+                            f"meta-data: {_output(meta)}")
+        else:
+            unknown = sorted(set(obj["params"]) - set(meta["parameters"]))
+            if unknown:
+                problems.append(f"{obj['id']}: agent {agent} has no parameter {', '.join(unknown)} "
+                                f"(it declares: {', '.join(meta['parameters'])})")
+    return problems
+
+
+def _verify_file(path):
+    proc = _run(["crm_verify", "--xml-file", path, "-VV"], timeout=60)
+    errors, warnings = _lib().verify_messages(_output(proc), path)
+    # rc 78 also means "warnings only"; errors are what crm_verify calls errors.
+    if proc.returncode != 0 and not errors and "Errors found" in _output(proc):
+        errors = [_output(proc)]
+    return errors, warnings
+
+
+def _check_file(new_path, old_path, secrets):
+    """crm_verify on a candidate CIB: (errors, warnings the change brings), secrets masked."""
+    errors, warnings = _verify_file(new_path)
+    if warnings:  # offline CIBs warn about quorum and fencing anyway: report only new warnings
+        _old_errors, old_warnings = _verify_file(old_path)
+        warnings = [w for w in warnings if w not in old_warnings]
+    mask = _lib().mask
+    return [mask(e, secrets) for e in errors], [mask(w, secrets) for w in warnings]
+
+
+def _predict(path):
+    """What the cluster would do with this CIB (crm_simulate on the file, status included)."""
+    proc = _run(["crm_simulate", "--xml-file", path, "--simulate"], timeout=60)
+    if proc.returncode != 0:
+        return [f"crm_simulate failed: {_output(proc)}"]
+    return _lib().transition_summary(proc.stdout)
+
+
+def _patch(old_path, new_path):
+    """One CIB transaction: the diff between the read CIB and the candidate, checked by epoch."""
+    diff = _run(["crm_diff", "--original", old_path, "--new", new_path], timeout=30)
+    if diff.returncode == 0:
+        return "unchanged", ""
+    if diff.returncode != 1:
+        return "error", f"crm_diff failed (rc {diff.returncode}): {_output(diff)}"
+    proc = _run(["cibadmin", "--patch", "--xml-pipe"], stdin=diff.stdout, timeout=60)
+    if proc.returncode == 0:
+        return "done", ""
+    text = _output(proc)
+    if proc.returncode in PATCH_CONFLICT_RCS or any(m in text.lower() for m in CONFLICT_MARKERS):
+        return "conflict", text
+    return "error", f"cibadmin --patch failed (rc {proc.returncode}): {text}"
+
+
+def _transaction(build, test, cache_token, retries, on_commit=None):
+    """
+    Read, plan, check and commit, retrying on a concurrent write. ``build(parsed)`` returns
+    (steps, candidate_root or None, secrets). Returns the result dict of configure/delete.
+    """
+    lib = _lib()
+    result = {"result": True, "changes": {}, "comment": "", "actions": [], "warnings": [], "attempts": 0}
+    for attempt in range(1, retries + 1):
+        result["attempts"] = attempt
+        text = read_cib(refresh=attempt > 1 or cache_token is None, cache_token=cache_token)
+        parsed = lib.parse_cib(text)
+        steps, candidate, secrets = build(parsed)
+        result["changes"] = {step["id"]: dict(step["changes"], **{"action": step["action"]}) for step in steps}
+        if not steps:
+            result["comment"] = "already configured" if attempt == 1 else \
+                "already configured (written by a concurrent writer)"
+            return result
+        if not any(step.get("cib", True) for step in steps):
+            # Only lrm secret files differ: nothing for the CIB, nothing for the cluster to do.
+            if test:
+                result.update(result=None, comment="would update secret files (the CIB already says lrm://)")
+            else:
+                on_commit(parsed)
+                result["comment"] = "secret files updated (the agent reads them on its next action)"
+            return result
+        workdir = tempfile.mkdtemp(prefix="crm-")  # 0700: candidate CIBs may hold plain secrets
+        try:
+            old_path, new_path = os.path.join(workdir, "old.xml"), os.path.join(workdir, "new.xml")
+            with open(old_path, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            with open(new_path, "w", encoding="utf-8") as handle:
+                handle.write(lib.to_xml(candidate))
+            errors, warnings = _check_file(new_path, old_path, secrets)
+            result["warnings"] = warnings
+            if errors:
+                result.update(result=False, comment="CIB left unchanged: crm_verify rejects the change:\n  "
+                              + "\n  ".join(errors))
+                return result
+            result["actions"] = [lib.mask(a, secrets) for a in _predict(new_path)]
+            if test:
+                result.update(result=None, comment="would change the CIB")
+                return result
+            if on_commit:
+                on_commit(parsed)
+            outcome, message = _patch(old_path, new_path)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        _forget_cib()
+        if outcome in ("done", "unchanged"):
+            result["comment"] = "CIB updated in one transaction" if outcome == "done" else "already configured"
+            if outcome == "unchanged":
+                result["changes"] = {}
+            return result
+        if outcome == "error":
+            result.update(result=False, changes={}, comment=lib.mask(message, secrets))
+            return result
+        log.info("crm: concurrent CIB change (attempt %s of %s), re-reading", attempt, retries)
+        time.sleep(random.uniform(0.05, 0.3 * attempt))
+    result.update(result=False, changes={}, comment=f"CIB kept changing under us: gave up after {retries} attempts")
+    return result
+
+
+def configure(objects, test=False, secrets_dir=None, cache_token=None, retries=6):
+    """
+    Make the CIB hold ``objects`` (the formula's object list, see ``crm.configured``) in ONE
+    transaction. Returns ``{"result", "changes": {id: {path: {old, new}}}, "comment",
+    "actions": [what the cluster will do], "warnings"}``; secrets appear only as ``***``.
+    With ``test=True`` nothing is written; ``actions`` come from ``crm_simulate`` on a copy.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' crm.configure '[{primitive: p_x, agent: Dummy, params: {fake: 1}}]' test=True
+    """
+    lib = _lib()
+    try:
+        desired = lib.normalize_objects(objects)
+    except lib.ModelError as exc:
+        return {"result": False, "changes": {}, "comment": f"invalid objects: {lib.mask(str(exc), [])}",
+                "actions": [], "warnings": []}
+    secrets = _secret_values(desired)
+    signs = _secret_signs(desired, secrets_dir)
+    # Agent checks cost a subprocess each: only when something is to change.
+    checked = {}
+
+    def build(parsed):
+        steps = lib.plan(desired, parsed, signs)
+        if not steps:
+            return steps, None, secrets
+        if "problems" not in checked:
+            checked["problems"] = _agent_problems([d for d in desired if any(s["id"] == d["id"] for s in steps)])
+        if checked["problems"]:
+            raise _Rejected("; ".join(checked["problems"]))
+        try:
+            return steps, lib.apply_objects(parsed["root"], desired, parsed), secrets
+        except lib.ModelError as exc:
+            raise _Rejected(str(exc))
+
+    try:
+        result = _transaction(build, test, cache_token, retries,
+                              on_commit=lambda parsed: _store_secrets(desired, signs, secrets_dir))
+    except _Rejected as exc:
+        return {"result": False, "changes": {}, "actions": [], "warnings": [],
+                "comment": "CIB left unchanged: " + lib.mask(str(exc), secrets)}
+    return result
+
+
+class _Rejected(Exception):
+    pass
+
+
+def simulate(objects, secrets_dir=None):
+    """
+    What applying ``objects`` would change and what the cluster would then do
+    (``crm_simulate`` on a copy of the live CIB). Writes nothing.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' crm.simulate '[{primitive: p_x, agent: Dummy, params: {fake: 2}}]'
+    """
+    return configure(objects, test=True, secrets_dir=secrets_dir)
+
+
+def delete(object_ids, test=False, cache_token=None, retries=6, secrets_dir=None):
+    """
+    Remove objects (and the constraints naming them) in one transaction; Pacemaker stops a
+    removed running resource. Secret files of removed primitives are deleted too.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' crm.delete '[p_x, c_x]'
+    """
+    lib = _lib()
+    if isinstance(object_ids, str):
+        object_ids = [object_ids]
+
+    def build(parsed):
+        present = [oid for oid in object_ids if lib.find_object(parsed, oid)]
+        gone = set(present)
+        for oid in present:
+            gone.update(lib.references(parsed, oid))
+        steps = [{"id": oid, "tag": lib.find_object(parsed, oid)["tag"], "action": "delete",
+                  "changes": {"removed": True}} for oid in sorted(gone)]
+        return steps, (lib.remove_objects(parsed["root"], present) if present else None), []
+
+    def drop_secrets(_parsed):
+        for oid in object_ids:
+            folder = os.path.join(_secrets_dir(secrets_dir), oid)
+            if os.path.isdir(folder) and not test:
+                shutil.rmtree(folder, ignore_errors=True)
+
+    return _transaction(build, test, cache_token, retries, on_commit=drop_secrets)
+
+
+# ---------------------------------------------------------------- cluster state and operations
+
+def verify():
+    """
+    ``crm_verify -L``: ``{"valid": bool, "errors": [...], "warnings": [...]}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' crm.verify
+    """
+    proc = _run(["crm_verify", "--live-check", "-VV"], timeout=60)
+    errors, warnings = _lib().verify_messages(_output(proc))
+    if proc.returncode != 0 and not errors and "Errors found" in _output(proc):
+        errors = [_output(proc)]
+    return {"valid": not errors, "errors": errors, "warnings": warnings}
+
+
+def status():
+    """
+    ``crm_mon --output-as=xml`` as ``{"dc", "nodes": {...}, "resources": {id: {role, nodes,...}}}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' crm.status
+    """
+    proc = _run(["crm_mon", "--one-shot", "--output-as=xml", "--inactive"], timeout=30)
+    if proc.returncode != 0:
+        _fail(f"crm_mon failed (rc {proc.returncode}): {_output(proc)}")
+    return _lib().crm_mon_status(proc.stdout)
+
+
+def locate(rsc):
+    """
+    Names of the nodes where ``rsc`` runs ([] when stopped).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' crm.locate p_cinder-api
+    """
+    resource = status()["resources"].get(rsc)
+    if resource is None:
+        _fail(f"resource {rsc} is not in the cluster")
+    return resource["nodes"] if resource["active"] else []
+
+
+def node_name():
+    proc = _run(["crm_node", "--name"], timeout=15)
+    return proc.stdout.strip() if proc.returncode == 0 and proc.stdout.strip() else socket.gethostname()
+
+
+def is_dc():
+    """
+    True when this node is the cluster's Designated Controller.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' crm.is_dc
+    """
+    return status()["dc"] == node_name()
+
+
+def _resource_call(args, what, timeout=60):
+    proc = _run(args, timeout=timeout)
+    if proc.returncode != 0:
+        _fail(f"{what} failed (rc {proc.returncode}): {_output(proc)}")
+    return _output(proc)
+
+
+def wait(timeout="60s"):
+    """
+    Wait until the cluster has nothing left to do (``crm_resource --wait``). True when settled.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' crm.wait timeout=120s
+    """
+    return _settle(timeout)
+
+
+def _settle(timeout):
+    seconds = max(1, (_lib().duration_ms(timeout) or 60000) // 1000)
+    proc = _run(["crm_resource", "--wait", f"--timeout={seconds}s"], timeout=seconds + 15)
+    return proc.returncode == 0
+
+
+def restart(rsc, wait=True, timeout="120s"):
+    """
+    Restart ``rsc`` through the cluster (stop, then start where the cluster places it), e.g.
+    after its configuration file changed. With ``wait`` returns once it is running again.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' crm.restart p_cinder-api
+    """
+    seconds = (_lib().duration_ms(timeout) or 120000) // 1000
+    args = ["crm_resource", "--restart", "--resource", rsc, f"--timeout={seconds}s"]
+    _resource_call(args, f"restart of {rsc}", timeout=seconds + 30)
+    if wait:
+        _settle(f"{seconds}s")
+    return {"restarted": rsc, "nodes": locate(rsc)}
+
+
+def cleanup(rsc=None, node=None):
+    """
+    Forget failures and re-probe (``crm_resource --cleanup``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' crm.cleanup p_cinder-api
+    """
+    args = ["crm_resource", "--cleanup"]
+    if rsc:
+        args += ["--resource", rsc]
+    if node:
+        args += ["--node", node]
+    return _resource_call(args, "cleanup")
+
+
+def move(rsc, node, lifetime=None):
+    """
+    Move ``rsc`` to ``node`` (adds a location constraint; ``crm.clear`` removes it).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' crm.move p_cinder-api node2
+    """
+    args = ["crm_resource", "--move", "--resource", rsc, "--node", node]
+    if lifetime:
+        args += ["--lifetime", lifetime]
+    return _resource_call(args, f"move of {rsc}")
+
+
+def clear(rsc):
+    """
+    Remove the constraints ``crm.move`` left behind.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' crm.clear p_cinder-api
+    """
+    return _resource_call(["crm_resource", "--clear", "--resource", rsc], f"clear of {rsc}")
+
+
+def standby(node=None):
+    """
+    Put ``node`` (this node by default) in standby: its resources move away.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' crm.standby node1
+    """
+    return _resource_call(["crm_standby", "--node", node or node_name(), "--update", "on"], "standby")
+
+
+def online(node=None):
+    """
+    Bring ``node`` (this node by default) out of standby.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' crm.online node1
+    """
+    return _resource_call(["crm_standby", "--node", node or node_name(), "--update", "off"], "online")
+
+
+def subprocess_count():
+    """Internal (bench): cluster tool processes started by this module in this loader."""
+    return __context__.get("crm.subprocesses", 0)

@@ -1,0 +1,692 @@
+"""
+Pure logic for the ``crm`` execution and state modules: the object model the formula
+declares, the same model read back from CIB XML, the comparison of the two, and the
+rendering of the desired objects into a copy of the CIB.
+
+Stdlib only, no Salt: the module runs the subprocesses and this file decides.
+
+Object model (one dict per object, the formula's shape)::
+
+    {"primitive": "p_x", "agent": "ocf:heartbeat:IPaddr2", "params": {...}, "ops": {...},
+     "meta": {...}, "secret_params": [...], "secret_mode": "lrm" | "plain"}
+    {"group": "g_x", "resources": [...], "meta": {...}}
+    {"colocation": "c_x", "score": "INFINITY", "resources": [rsc, with_rsc]}
+    {"order": "o_x", "kind": "Mandatory", "first": a, "then": b, "symmetrical": bool}
+    {"property": {name: value}, "set": "cib-bootstrap-options"}
+
+Internally each object is normalized to ``{"tag": ..., "id": ..., ...}`` with every value a
+string, op intervals and timeouts in milliseconds, so that what ``crm`` or an operator wrote
+(generated ids, empty meta_attributes, attribute order, abbreviations, units) compares equal
+to what the formula declares when it means the same thing.
+"""
+import copy
+import hashlib
+import re
+import xml.etree.ElementTree as ET
+
+LRM_VALUE = "lrm://"
+SECRETS_DIR = "/var/lib/pacemaker/lrm/secrets"
+OCF_ROOT = "/usr/lib/ocf/resource.d"
+PROPERTY_SET = "cib-bootstrap-options"
+MASK = "***"
+# Meta attributes an operator (or `crm resource stop/unmanage/maintenance`) sets at run time:
+# kept as they are unless the state declares them.
+RUNTIME_META = ("target-role", "is-managed", "maintenance")
+ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+DURATION_RE = re.compile(r"^\s*(\d+)\s*(ms|msec|s|sec|m|min|h|hr)?\s*$", re.IGNORECASE)
+DURATION_UNITS = {None: 1000, "ms": 1, "msec": 1, "s": 1000, "sec": 1000, "m": 60000, "min": 60000,
+                  "h": 3600000, "hr": 3600000}
+TIME_ATTRS = ("interval", "timeout", "start-delay", "interval-origin")
+KINDS = ("primitive", "group", "colocation", "order", "property")
+
+
+class ModelError(ValueError):
+    """The declared objects are not valid; the message lists every problem."""
+
+
+def strip_ansi(text):
+    return ANSI_RE.sub("", text or "")
+
+
+def md5_hex(value):
+    return hashlib.md5(value.encode("utf-8")).hexdigest()
+
+
+def mask(text, secrets):
+    """``text`` with every secret value replaced by ``***`` (longest first)."""
+    text = text or ""
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    return text
+
+
+def duration_ms(value):
+    """'30s' -> 30000, '10' (Pacemaker: seconds) -> 10000; None when not a plain duration."""
+    match = DURATION_RE.match(str(value))
+    if not match:
+        return None
+    unit = match.group(2).lower() if match.group(2) else None
+    return int(match.group(1)) * DURATION_UNITS[unit]
+
+
+def _time_text(value):
+    ms = duration_ms(value)
+    return str(value) if ms is None else f"{ms}ms"
+
+
+def _text(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def parse_agent(agent):
+    """'IPaddr2' -> ('ocf', 'heartbeat', 'IPaddr2'); 'ocf:openstack:cinder-api'; 'lsb:foo'."""
+    parts = str(agent or "").split(":")
+    if len(parts) == 1 and parts[0]:
+        return "ocf", "heartbeat", parts[0]
+    if len(parts) == 3 and parts[0] == "ocf" and all(parts):
+        return tuple(parts)
+    if len(parts) == 2 and parts[0] != "ocf" and all(parts):
+        return parts[0], None, parts[1]
+    raise ModelError(f"agent {agent!r}: expected class:provider:type (ocf:heartbeat:IPaddr2), "
+                     "class:type (lsb:foo) or an ocf:heartbeat type (IPaddr2)")
+
+
+def agent_name(obj):
+    parts = [obj["class"], obj.get("provider"), obj["type"]]
+    return ":".join(p for p in parts if p)
+
+
+def agent_path(obj):
+    """Where an OCF agent's script lives (named in 'agent not found' errors)."""
+    return f"{OCF_ROOT}/{obj.get('provider')}/{obj['type']}"
+
+
+def _op_key(name, attrs):
+    return f"{name}:{attrs.get('interval', '0ms')}"
+
+
+def _normalize_ops(rsc, ops, errors):
+    result = {}
+    items = []
+    for name, spec in (ops or {}).items():
+        for attrs in (spec if isinstance(spec, list) else [spec]):
+            items.append((name, attrs or {}))
+    for name, attrs in items:
+        if not isinstance(attrs, dict):
+            errors.append(f"{rsc}: op {name}: expected a mapping of attributes, got {attrs!r}")
+            continue
+        clean = {}
+        for key, value in attrs.items():
+            clean[key] = _time_text(value) if key in TIME_ATTRS else _text(value)
+        clean.setdefault("interval", "0ms")
+        result[_op_key(name, clean)] = dict(clean, name=name)
+    return result
+
+
+def normalize_objects(objects):
+    """The formula's list of objects -> list of normalized objects. Raises ModelError."""
+    errors = []
+    result = []
+    seen = set()
+    if not isinstance(objects, list):
+        raise ModelError(f"objects: expected a list, got {type(objects).__name__}")
+    for index, raw in enumerate(objects):
+        if not isinstance(raw, dict):
+            errors.append(f"objects[{index}]: expected a mapping, got {raw!r}")
+            continue
+        kinds = [k for k in KINDS if k in raw]
+        if len(kinds) != 1:
+            errors.append(f"objects[{index}]: give exactly one of {', '.join(KINDS)}")
+            continue
+        kind = kinds[0]
+        try:
+            obj = _NORMALIZERS[kind](raw, errors)
+        except ModelError as exc:
+            errors.append(str(exc))
+            continue
+        if obj is None:
+            continue
+        key = (obj["tag"], obj["id"])
+        if key in seen and obj["tag"] != "property":
+            errors.append(f"{obj['id']}: declared twice")
+        seen.add(key)
+        result.append(obj)
+    if errors:
+        raise ModelError("; ".join(errors))
+    return _merge_properties(result)
+
+
+def _merge_properties(objs):
+    merged = []
+    by_set = {}
+    for obj in objs:
+        if obj["tag"] == "property":
+            if obj["id"] in by_set:
+                by_set[obj["id"]]["values"].update(obj["values"])
+                continue
+            by_set[obj["id"]] = obj
+        merged.append(obj)
+    return merged
+
+
+def _check_id(value, what):
+    if not isinstance(value, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_.:-]*$", value):
+        raise ModelError(f"{what} id {value!r}: letters, digits, '_', '.', '-' and ':' only, "
+                         "starting with a letter or '_'")
+    return value
+
+
+def _normalize_primitive(raw, errors):
+    rsc = _check_id(raw["primitive"], "primitive")
+    cls, provider, rtype = parse_agent(raw.get("agent"))
+    params = {str(k): _text(v) for k, v in (raw.get("params") or {}).items()}
+    mode = raw.get("secret_mode", "plain") or "plain"
+    if mode not in ("lrm", "plain"):
+        errors.append(f"{rsc}: secret_mode must be lrm or plain, got {mode!r}")
+    secret_params = sorted(set(raw.get("secret_params") or []))
+    for name in secret_params:
+        if name not in params:
+            errors.append(f"{rsc}: secret parameter {name} has no value in params")
+    for name, value in params.items():
+        in_file = mode == "lrm" and name in secret_params
+        if "\n" in value and not in_file:
+            # Pacemaker 2.1 writes a newline in an attribute as the two characters "\n": lossy.
+            what = "secret parameter" if name in secret_params else "parameter"
+            hint = " (use secret_mode: lrm)" if name in secret_params else ""
+            errors.append(f"{rsc}: {what} {name} contains a newline, which the CIB cannot store{hint}")
+        if value == LRM_VALUE and name in secret_params:
+            errors.append(f"{rsc}: parameter {name}: give the secret itself, not {LRM_VALUE}")
+    return {
+        "tag": "primitive", "id": rsc, "class": cls, "provider": provider, "type": rtype,
+        "params": params, "ops": _normalize_ops(rsc, raw.get("ops"), errors),
+        "meta": {str(k): _text(v) for k, v in (raw.get("meta") or {}).items()},
+        "secret_params": secret_params, "secret_mode": mode,
+    }
+
+
+def _normalize_group(raw, errors):
+    gid = _check_id(raw["group"], "group")
+    members = raw.get("resources") or []
+    if not members or not all(isinstance(m, str) for m in members):
+        errors.append(f"{gid}: resources must be a non-empty list of resource ids")
+    return {"tag": "group", "id": gid, "resources": list(members),
+            "meta": {str(k): _text(v) for k, v in (raw.get("meta") or {}).items()}}
+
+
+def _normalize_colocation(raw, errors):
+    cid = _check_id(raw["colocation"], "colocation")
+    members = raw.get("resources") or []
+    if len(members) != 2:
+        errors.append(f"{cid}: resources must list exactly two ids: [placed, placed_with]")
+    return {"tag": "colocation", "id": cid, "score": _text(raw.get("score", "INFINITY")),
+            "resources": list(members)}
+
+
+def _normalize_order(raw, errors):
+    oid = _check_id(raw["order"], "order")
+    if not raw.get("first") or not raw.get("then"):
+        errors.append(f"{oid}: first and then are required")
+    kind = raw.get("kind", "Mandatory")
+    if kind not in ("Mandatory", "Optional", "Serialize"):
+        errors.append(f"{oid}: kind must be Mandatory, Optional or Serialize, got {kind!r}")
+    return {"tag": "order", "id": oid, "kind": kind, "first": raw.get("first"), "then": raw.get("then"),
+            "symmetrical": _text(raw.get("symmetrical", True))}
+
+
+def _normalize_property(raw, errors):
+    values = raw["property"]
+    if not isinstance(values, dict) or not values:
+        errors.append(f"property: expected a mapping of name: value, got {values!r}")
+        return None
+    set_id = _check_id(raw.get("set", PROPERTY_SET), "property set")
+    return {"tag": "property", "id": set_id, "values": {str(k): _text(v) for k, v in values.items()}}
+
+
+_NORMALIZERS = {"primitive": _normalize_primitive, "group": _normalize_group,
+                "colocation": _normalize_colocation, "order": _normalize_order,
+                "property": _normalize_property}
+
+
+# ---------------------------------------------------------------- reading the CIB
+
+def _nvpairs(element, set_tag):
+    values = {}
+    for attr_set in element.findall(set_tag):
+        for nvpair in attr_set.findall("nvpair"):
+            values[nvpair.get("name")] = nvpair.get("value", "")
+    return values
+
+
+def _read_primitive(element):
+    ops = {}
+    for op in element.findall("operations/op"):
+        attrs = {k: (_time_text(v) if k in TIME_ATTRS else v) for k, v in op.attrib.items()
+                 if k not in ("id", "name")}
+        attrs.setdefault("interval", "0ms")
+        attrs.update(_nvpairs(op, "meta_attributes"))
+        ops[_op_key(op.get("name"), attrs)] = dict(attrs, name=op.get("name"))
+    return {
+        "tag": "primitive", "id": element.get("id"), "class": element.get("class"),
+        "provider": element.get("provider"), "type": element.get("type"),
+        "params": _nvpairs(element, "instance_attributes"), "ops": ops,
+        "meta": _nvpairs(element, "meta_attributes"),
+    }
+
+
+def parse_cib(text):
+    """CIB XML -> {"version": (admin_epoch, epoch, num_updates), "objects": {(tag, id): obj}}."""
+    root = ET.fromstring(text)
+    version = tuple(int(root.get(k, "0")) for k in ("admin_epoch", "epoch", "num_updates"))
+    objects = {}
+    config = root.find("configuration")
+    if config is None:
+        return {"version": version, "objects": objects, "root": root}
+    for element in config.iter("primitive"):
+        objects[("primitive", element.get("id"))] = _read_primitive(element)
+    for element in config.iter("group"):
+        objects[("group", element.get("id"))] = {
+            "tag": "group", "id": element.get("id"),
+            "resources": [child.get("id") for child in element if child.tag == "primitive"],
+            "meta": _nvpairs(element, "meta_attributes")}
+    for element in config.findall("constraints/rsc_colocation"):
+        objects[("colocation", element.get("id"))] = {
+            "tag": "colocation", "id": element.get("id"), "score": element.get("score", ""),
+            "resources": [element.get("rsc"), element.get("with-rsc")]}
+    for element in config.findall("constraints/rsc_order"):
+        objects[("order", element.get("id"))] = {
+            "tag": "order", "id": element.get("id"), "kind": element.get("kind", "Mandatory"),
+            "first": element.get("first"), "then": element.get("then"),
+            "symmetrical": element.get("symmetrical", "true")}
+    for element in config.findall("crm_config/cluster_property_set"):
+        objects[("property", element.get("id"))] = {
+            "tag": "property", "id": element.get("id"), "values": _nvpairs(element, ".")}
+    return {"version": version, "objects": objects, "root": root}
+
+
+def find_object(parsed, object_id):
+    """The normalized object with this id, whatever its kind (None when absent)."""
+    for (tag, oid), obj in parsed["objects"].items():
+        if oid == object_id:
+            return obj
+    return None
+
+
+# ---------------------------------------------------------------- comparing
+
+def effective_meta(desired, current):
+    """The meta attributes to write: declared ones, plus run-time ones the state does not manage."""
+    meta = dict(desired.get("meta") or {})
+    for name in RUNTIME_META:
+        if name not in meta and name in (current or {}).get("meta", {}):
+            meta[name] = current["meta"][name]
+    return meta
+
+
+def _is_secret(desired, name):
+    return name in desired.get("secret_params", ())
+
+
+def _cib_value(desired, name):
+    """The value the CIB should hold for a parameter (lrm:// for a secret kept in a file)."""
+    if _is_secret(desired, name) and desired.get("secret_mode") == "lrm":
+        return LRM_VALUE
+    return desired["params"][name]
+
+
+def _param_changes(desired, current, secret_signs):
+    changes = {}
+    current_params = current["params"] if current else {}
+    for name in sorted(set(desired["params"]) | set(current_params)):
+        old = current_params.get(name)
+        secret = _is_secret(desired, name)
+        if name not in desired["params"]:
+            changes[f"params.{name}"] = {"old": MASK if secret or old == LRM_VALUE else old, "new": None}
+            continue
+        new = _cib_value(desired, name)
+        if secret and desired.get("secret_mode") == "lrm":
+            sign = (secret_signs or {}).get((desired["id"], name))
+            if old != LRM_VALUE:
+                changes[f"params.{name}"] = {"old": None if old is None else MASK,
+                                             "new": f"{MASK} (stored in {LRM_VALUE})"}
+            elif sign != md5_hex(desired["params"][name]):
+                # Only the secret file changes: the CIB already says lrm://.
+                changes[f"secret.{name}"] = {"old": None if sign is None else MASK, "new": MASK}
+        elif old != new:
+            changes[f"params.{name}"] = {"old": MASK if secret and old is not None else old,
+                                         "new": MASK if secret else new}
+    return changes
+
+
+def _dict_changes(prefix, desired, current):
+    changes = {}
+    for name in sorted(set(desired) | set(current)):
+        if desired.get(name) != current.get(name):
+            changes[f"{prefix}.{name}"] = {"old": current.get(name), "new": desired.get(name)}
+    return changes
+
+
+def _shown_time(name, value):
+    return _seconds_text(value) if name in TIME_ATTRS and value is not None else value
+
+
+def _op_changes(desired, current):
+    changes = {}
+    current_ops = current["ops"] if current else {}
+    for key in sorted(set(desired["ops"]) | set(current_ops)):
+        want, have = desired["ops"].get(key), current_ops.get(key)
+        label = f"ops.{key.split(':')[0]}"
+        if want and have:
+            for name in sorted(set(want) | set(have)):
+                if want.get(name) != have.get(name):
+                    changes[f"{label}.{name}"] = {"old": _shown_time(name, have.get(name)),
+                                                  "new": _shown_time(name, want.get(name))}
+        elif want or have:
+            shown = lambda op: None if op is None else {k: _shown_time(k, v) for k, v in op.items() if k != "name"}
+            label = f"{label}[{_seconds_text((want or have)['interval'])}]"
+            changes[label] = {"old": shown(have), "new": shown(want)}
+    return changes
+
+
+def diff_object(desired, current, secret_signs=None):
+    """{"path": {"old", "new"}} for one object; {} when the CIB already matches. Secrets masked."""
+    tag = desired["tag"]
+    if tag == "primitive":
+        changes = {}
+        if current is None or agent_name(current) != agent_name(desired):
+            changes["agent"] = {"old": agent_name(current) if current else None, "new": agent_name(desired)}
+        changes.update(_param_changes(desired, current, secret_signs))
+        changes.update(_op_changes(desired, current))
+        changes.update(_dict_changes("meta", effective_meta(desired, current),
+                                     current["meta"] if current else {}))
+        return changes
+    if tag == "property":
+        have = current["values"] if current else {}
+        return {f"property.{name}": {"old": have.get(name), "new": value}
+                for name, value in desired["values"].items() if have.get(name) != value}
+    if tag == "group":
+        changes = {}
+        have = current or {"resources": [], "meta": {}}
+        if desired["resources"] != have["resources"]:
+            changes["resources"] = {"old": have["resources"] or None, "new": desired["resources"]}
+        changes.update(_dict_changes("meta", effective_meta(desired, current), have["meta"]))
+        return changes
+    have = current or {}
+    return {key: {"old": have.get(key), "new": value}
+            for key, value in desired.items() if key not in ("tag", "id") and have.get(key) != value}
+
+
+def plan(desired_objects, parsed, secret_signs=None):
+    """Per object: {"id", "tag", "action": create|update, "changes"}; unchanged objects left out."""
+    steps = []
+    for desired in desired_objects:
+        current = parsed["objects"].get((desired["tag"], desired["id"]))
+        changes = diff_object(desired, current, secret_signs)
+        if changes:
+            steps.append({"id": desired["id"], "tag": desired["tag"],
+                          "action": "update" if current else "create", "changes": changes,
+                          "cib": any(not path.startswith("secret.") for path in changes)})
+    return steps
+
+
+# ---------------------------------------------------------------- rendering
+
+def _attr_set(parent, tag, owner_id, values):
+    if not values:
+        return
+    attr_set = ET.SubElement(parent, tag, id=f"{owner_id}-{tag}")
+    for name, value in values.items():
+        ET.SubElement(attr_set, "nvpair", id=f"{owner_id}-{tag}-{name}", name=name, value=value)
+
+
+def _interval_label(interval):
+    ms = duration_ms(interval)
+    if ms is None:
+        return re.sub(r"[^A-Za-z0-9]", "", interval)
+    return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
+
+
+def _seconds_text(value):
+    """Normalized '30000ms' back to what crm writes ('30s') when it is whole seconds."""
+    ms = duration_ms(value)
+    if ms is None:
+        return value
+    return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
+
+
+def render_primitive(desired, current=None):
+    attrs = {"id": desired["id"], "class": desired["class"], "type": desired["type"]}
+    if desired.get("provider"):
+        attrs["provider"] = desired["provider"]
+    element = ET.Element("primitive", attrs)
+    _attr_set(element, "instance_attributes", desired["id"],
+              {name: _cib_value(desired, name) for name in desired["params"]})
+    _attr_set(element, "meta_attributes", desired["id"], effective_meta(desired, current))
+    if desired["ops"]:
+        operations = ET.SubElement(element, "operations")
+        for key, op in desired["ops"].items():
+            op_attrs = {"id": f"{desired['id']}-{op['name']}-{_interval_label(op['interval'])}",
+                        "name": op["name"]}
+            for name, value in op.items():
+                if name != "name":
+                    op_attrs[name] = _seconds_text(value) if name in TIME_ATTRS else value
+            ET.SubElement(operations, "op", op_attrs)
+    return element
+
+
+def _render_constraint(desired):
+    if desired["tag"] == "colocation":
+        return ET.Element("rsc_colocation", {"id": desired["id"], "score": desired["score"],
+                                             "rsc": desired["resources"][0],
+                                             "with-rsc": desired["resources"][1]})
+    return ET.Element("rsc_order", {"id": desired["id"], "kind": desired["kind"], "first": desired["first"],
+                                    "then": desired["then"], "symmetrical": desired["symmetrical"]})
+
+
+def _parents(root):
+    return {child: parent for parent in root.iter() for child in parent}
+
+
+def _find(root, tag, object_id):
+    for element in root.iter(tag):
+        if element.get("id") == object_id:
+            return element
+    return None
+
+
+def _section(root, name):
+    config = root.find("configuration")
+    section = config.find(name)
+    if section is None:
+        section = ET.SubElement(config, name)
+    return section
+
+
+def _replace(root, old, new, section):
+    if old is None:
+        section.append(new)
+        return
+    parent = _parents(root)[old]
+    index = list(parent).index(old)
+    parent.remove(old)
+    parent.insert(index, new)
+
+
+def apply_objects(root, desired_objects, parsed):
+    """A copy of the CIB element ``root`` with the desired objects written in (epoch + 1)."""
+    root = copy.deepcopy(root)
+    for desired in desired_objects:
+        current = parsed["objects"].get((desired["tag"], desired["id"]))
+        tag = desired["tag"]
+        if tag == "primitive":
+            _replace(root, _find(root, "primitive", desired["id"]), render_primitive(desired, current),
+                     _section(root, "resources"))
+        elif tag in ("colocation", "order"):
+            xml_tag = "rsc_colocation" if tag == "colocation" else "rsc_order"
+            _replace(root, _find(root, xml_tag, desired["id"]), _render_constraint(desired),
+                     _section(root, "constraints"))
+        elif tag == "property":
+            _apply_property(root, desired)
+    for desired in desired_objects:  # groups last: they adopt primitives written above
+        if desired["tag"] == "group":
+            _apply_group(root, desired, parsed["objects"].get(("group", desired["id"])))
+    root.set("epoch", str(int(root.get("epoch", "0")) + 1))
+    root.set("num_updates", "0")
+    return root
+
+
+def _apply_property(root, desired):
+    crm_config = _section(root, "crm_config")
+    prop_set = _find(crm_config, "cluster_property_set", desired["id"])
+    if prop_set is None:
+        prop_set = ET.SubElement(crm_config, "cluster_property_set", id=desired["id"])
+    for name, value in desired["values"].items():
+        nvpair = next((n for n in prop_set.findall("nvpair") if n.get("name") == name), None)
+        if nvpair is None:
+            ET.SubElement(prop_set, "nvpair", id=f"{desired['id']}-{name}", name=name, value=value)
+        else:
+            nvpair.set("value", value)
+
+
+def _apply_group(root, desired, current):
+    resources = _section(root, "resources")
+    old = _find(root, "group", desired["id"])
+    group = ET.Element("group", id=desired["id"])
+    _attr_set(group, "meta_attributes", desired["id"], effective_meta(desired, current))
+    parents = _parents(root)
+    for member in desired["resources"]:
+        element = _find(root, "primitive", member)
+        if element is None:
+            raise ModelError(f"group {desired['id']}: member {member} is not a primitive in the CIB "
+                             "or in this state")
+        parents[element].remove(element)
+        group.append(element)
+    if old is not None:
+        for leftover in [c for c in old if c.tag == "primitive"]:
+            resources.append(leftover)  # members dropped from the group stay as plain primitives
+    _replace(root, old, group, resources)
+
+
+def references(parsed, object_id):
+    """Ids of constraints that name ``object_id`` (deleted with it, as crm does)."""
+    found = []
+    for (tag, oid), obj in parsed["objects"].items():
+        if tag == "colocation" and object_id in obj["resources"]:
+            found.append(oid)
+        if tag == "order" and object_id in (obj["first"], obj["then"]):
+            found.append(oid)
+    return found
+
+
+def remove_objects(root, object_ids):
+    """A copy of ``root`` without the objects (and the constraints naming them), epoch + 1."""
+    root = copy.deepcopy(root)
+    parsed = parse_cib(ET.tostring(root, encoding="unicode"))
+    ids = set(object_ids)
+    for object_id in object_ids:
+        ids.update(references(parsed, object_id))
+    config = root.find("configuration")
+    parents = _parents(root)
+    for element in list(config.iter()):
+        if element.get("id") in ids and element.tag in ("primitive", "group", "rsc_colocation",
+                                                        "rsc_order", "rsc_location", "clone"):
+            if element in parents and element.tag == "group":
+                for child in [c for c in element if c.tag == "primitive" and c.get("id") not in ids]:
+                    parents[element].append(child)
+            if element in parents:
+                parents[element].remove(element)
+    root.set("epoch", str(int(root.get("epoch", "0")) + 1))
+    root.set("num_updates", "0")
+    return root
+
+
+def to_xml(root):
+    return ET.tostring(root, encoding="unicode")
+
+
+# ---------------------------------------------------------------- tool output
+
+def parse_metadata(text):
+    """Agent meta-data XML -> {"parameters": [names], "required": [names]}."""
+    root = ET.fromstring(text)
+    params = root.findall("parameters/parameter")
+    return {"parameters": [p.get("name") for p in params],
+            "required": [p.get("name") for p in params if p.get("required") in ("1", "true")]}
+
+
+SUMMARY_RE = re.compile(r"^\s*\*\s+(\w+)\s+(\S+)\s+\((.*?)\)\s*(.*)$")
+
+
+def transition_summary(text):
+    """crm_simulate output -> ['restart p_x on node1', 'start p_ip on node1 (blocked)', ...]."""
+    lines = strip_ansi(text).splitlines()
+    actions = []
+    inside = False
+    for line in lines:
+        if line.startswith("Transition Summary:"):
+            inside = True
+            continue
+        if inside and not line.strip():
+            if actions:
+                break
+            continue
+        if inside:
+            if not line.startswith(" "):
+                break
+            match = SUMMARY_RE.match(line)
+            if not match:
+                continue
+            verb, rsc, where, why = match.groups()
+            where = where.strip().replace("->", "to").replace("  ", " ")
+            sentence = f"{verb.lower()} {rsc} on {where}" if "to" not in where.split() else \
+                f"{verb.lower()} {rsc} from {where}"
+            if why:
+                sentence += f" ({why.strip()})"
+            actions.append(sentence)
+    return actions
+
+
+VERIFY_PREFIX_RE = re.compile(r"^\([\w ]+\)\s*")
+
+
+def verify_messages(text, path=None):
+    """crm_verify output -> (errors, warnings): ANSI and '(function)' prefixes stripped, unique."""
+    errors, warnings = [], []
+    for line in strip_ansi(text).splitlines():
+        line = VERIFY_PREFIX_RE.sub("", line.strip())
+        if path:
+            line = line.replace(path, "candidate CIB")
+        lowered = line.lower()
+        if not line or lowered.startswith(("crm_verify:", "-v may provide")):
+            continue
+        if lowered.startswith("error:") or "validity error" in lowered:
+            target = errors
+        elif lowered.startswith("warning:"):
+            target = warnings
+        else:
+            continue
+        if line not in target:
+            target.append(line)
+    return errors, warnings
+
+
+def crm_mon_status(text):
+    """crm_mon --output-as=xml -> {"dc", "nodes": {name: {...}}, "resources": {id: {...}}}."""
+    root = ET.fromstring(text)
+    summary = root.find("summary")
+    dc = summary.find("current_dc") if summary is not None else None
+    nodes = {}
+    for node in root.findall("nodes/node"):
+        nodes[node.get("name")] = {key: node.get(key) for key in ("online", "standby", "maintenance",
+                                                                 "is_dc", "resources_running")}
+    resources = {}
+    for element in root.iter("resource"):
+        resources[element.get("id")] = {
+            "agent": element.get("resource_agent"), "role": element.get("role"),
+            "active": element.get("active") == "true", "failed": element.get("failed") == "true",
+            "managed": element.get("managed") == "true",
+            "nodes": [n.get("name") for n in element.findall("node")]}
+    failures = [dict(f.attrib) for f in root.findall("failures/failure")]
+    return {"dc": dc.get("name") if dc is not None and dc.get("present") == "true" else None,
+            "nodes": nodes, "resources": resources, "failures": failures}

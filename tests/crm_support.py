@@ -1,0 +1,102 @@
+"""Helpers for the crm tests: reading a CIB with the real tools, a throw-away OCF agent."""
+import os
+import pathlib
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+
+TEST_PROVIDER = pathlib.Path("/usr/lib/ocf/resource.d/cinderhatest")
+# A tiny agent that declares os_password; its start records what it received (never runs it).
+TEST_AGENT = r"""#!/bin/sh
+: ${OCF_ROOT=/usr/lib/ocf}
+STATE="${OCF_RESKEY_state:-/run/resource-agents/cinderhatest-${OCF_RESOURCE_INSTANCE}.state}"
+meta_data() {
+cat <<END
+<?xml version="1.0"?>
+<resource-agent name="secretive" version="1.0">
+<version>1.0</version>
+<shortdesc lang="en">test agent with a password</shortdesc>
+<longdesc lang="en">Records the password it is given, for the cinder-ha crm tests.</longdesc>
+<parameters>
+<parameter name="os_password"><shortdesc lang="en">password</shortdesc><content type="string"/></parameter>
+<parameter name="os_username"><shortdesc lang="en">user</shortdesc><content type="string"/></parameter>
+<parameter name="state"><shortdesc lang="en">state file</shortdesc><content type="string"/></parameter>
+</parameters>
+<actions>
+<action name="start" timeout="20s"/><action name="stop" timeout="20s"/>
+<action name="monitor" timeout="20s" interval="10s"/><action name="meta-data" timeout="5s"/>
+</actions>
+</resource-agent>
+END
+}
+case "$1" in
+  meta-data) meta_data; exit 0;;
+  start) printf '%s' "$OCF_RESKEY_os_password" > "$STATE.password"; touch "$STATE"; exit 0;;
+  stop) rm -f "$STATE" "$STATE.password"; exit 0;;
+  monitor) [ -f "$STATE" ] && exit 0; exit 7;;
+  validate-all) exit 0;;
+  *) exit 3;;
+esac
+"""
+
+
+def env(**extra):
+    result = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"}
+    result.update(extra)
+    return result
+
+
+def cib_env():
+    """Tool environment that follows the CIB_file the test set (live cluster otherwise)."""
+    extra = {"CIB_file": os.environ["CIB_file"]} if os.environ.get("CIB_file") else {}
+    return env(**extra)
+
+
+def query():
+    return subprocess.run(["cibadmin", "--query"], capture_output=True, text=True, check=True,
+                          env=cib_env(), timeout=30).stdout
+
+
+def epoch():
+    root = ET.fromstring(query())
+    return int(root.get("admin_epoch")), int(root.get("epoch"))
+
+
+def element(object_id):
+    root = ET.fromstring(query())
+    for found in root.iter():
+        if found.get("id") == object_id and found.tag in ("primitive", "group", "rsc_colocation",
+                                                          "rsc_order"):
+            return found
+    return None
+
+
+def param(rsc, name):
+    """A parameter's value as the CIB holds it (None when absent)."""
+    for nvpair in element(rsc).findall("instance_attributes/nvpair"):
+        if nvpair.get("name") == name:
+            return nvpair.get("value")
+    return None
+
+
+def count_ids(object_id):
+    root = ET.fromstring(query())
+    return sum(1 for found in root.iter() if found.get("id") == object_id)
+
+
+def install_test_agent():
+    TEST_PROVIDER.mkdir(exist_ok=True)
+    path = TEST_PROVIDER / "secretive"
+    path.write_text(TEST_AGENT)
+    path.chmod(0o755)
+    return "ocf:cinderhatest:secretive"
+
+
+def remove_test_agent():
+    shutil.rmtree(TEST_PROVIDER, ignore_errors=True)
+
+
+def crm_load(text):
+    """Write objects the way an operator would, through crm itself (stdin, no shell)."""
+    return subprocess.run(["crm", "configure", "load", "update", "-"], input=text, capture_output=True,
+                          text=True, env=cib_env(), timeout=60)

@@ -1,0 +1,256 @@
+"""The crm module and states through Salt's loader, against real crm/cibadmin on an offline CIB."""
+import hashlib
+import json
+import os
+import stat
+
+import pytest
+
+from tests import crm_support as cib
+
+HOSTILE = "a \"b' $(touch {canary}) `touch {canary}` ; rm -rf /nonexistent  spaces\\"
+
+
+@pytest.fixture
+def offline(cib_file, monkeypatch):
+    monkeypatch.setenv("CIB_file", str(cib_file))  # the module's subprocesses inherit it
+    return cib_file
+
+
+@pytest.fixture
+def crm(loaders, offline):
+    return loaders.modules.crm
+
+
+@pytest.fixture
+def states(loaders, offline):
+    return loaders.states.crm
+
+
+def guide_objects(fake="dummy", ip="127.0.0.114"):
+    return [
+        {"primitive": "t4_ip", "agent": "ocf:heartbeat:IPaddr2",
+         "params": {"ip": ip, "cidr_netmask": 32, "nic": "lo"},
+         "ops": {"monitor": {"interval": "10s", "timeout": "20s"}}},
+        {"primitive": "t4_api", "agent": "ocf:heartbeat:Dummy", "params": {"fake": fake},
+         "ops": {"monitor": {"interval": "30s", "timeout": "30s"}, "start": {"timeout": "60s"}}},
+        {"colocation": "t4_c_api_with_ip", "score": "INFINITY", "resources": ["t4_api", "t4_ip"]},
+        {"order": "t4_o_ip_before_api", "kind": "Mandatory", "first": "t4_ip", "then": "t4_api"},
+    ]
+
+
+GUIDE_AS_AN_OPERATOR_TYPES_IT = (
+    'primitive t4_ip IPaddr2 params nic="lo" cidr_netmask=32 ip="127.0.0.114" '
+    'op monitor timeout=20 interval=10000ms\n'
+    'primitive t4_api ocf:heartbeat:Dummy params fake="dummy" '
+    'op start timeout=1min interval=0 op monitor interval=30s timeout=30s\n'
+    'colocation t4_c_api_with_ip inf: t4_api t4_ip\n'
+    'order t4_o_ip_before_api Mandatory: t4_ip t4_api\n')
+
+
+def test_create_then_noop_keeps_the_epoch(states):
+    created = states.configured(name="t4", objects=guide_objects())
+    assert created.result is True, created.comment
+    assert set(created.changes["objects"]) == {"t4_ip", "t4_api", "t4_c_api_with_ip", "t4_o_ip_before_api"}
+    assert cib.param("t4_ip", "ip") == "127.0.0.114"
+    assert cib.element("t4_c_api_with_ip").get("with-rsc") == "t4_ip"
+    epoch = cib.epoch()
+    again = states.configured(name="t4", objects=guide_objects())
+    assert again.result is True and again.changes == {}, again.comment
+    assert cib.epoch() == epoch
+
+
+def test_one_changed_parameter_is_exactly_what_is_reported_and_applied(states):
+    assert states.configured(name="t4", objects=guide_objects()).result is True
+    changed = states.configured(name="t4", objects=guide_objects(fake="other"))
+    assert changed.result is True
+    assert changed.changes["objects"] == {
+        "t4_api": {"action": "update", "params.fake": {"old": "dummy", "new": "other"}}}
+    assert cib.param("t4_api", "fake") == "other"
+
+
+def test_changed_op_is_applied_and_removed_parameter_removed(states):
+    assert states.configured(name="t4", objects=guide_objects()).result is True
+    objects = guide_objects()
+    objects[0]["params"].pop("nic")
+    objects[0]["ops"]["monitor"]["timeout"] = "40s"
+    changed = states.configured(name="t4", objects=objects)
+    assert changed.changes["objects"] == {"t4_ip": {
+        "action": "update", "params.nic": {"old": "lo", "new": None},
+        "ops.monitor.timeout": {"old": "20s", "new": "40s"}}}
+    assert cib.param("t4_ip", "nic") is None
+    assert cib.element("t4_ip").find("operations/op[@name='monitor']").get("timeout") == "40s"
+
+
+def test_objects_written_by_crm_with_other_ids_quoting_and_abbreviations_match(states, offline):
+    # What an operator (or the guide) typed: abbreviated agent, quotes, units, crm's own ids,
+    # an empty meta_attributes set, attributes in another order.
+    loaded = cib.crm_load(GUIDE_AS_AN_OPERATOR_TYPES_IT)
+    assert loaded.returncode == 0, loaded.stderr
+    xml = offline.read_text().replace(
+        '<primitive id="t4_api" class="ocf" provider="heartbeat" type="Dummy">',
+        '<primitive id="t4_api" class="ocf" provider="heartbeat" type="Dummy">'
+        '<meta_attributes id="t4_api-meta_attributes"/>')
+    assert "t4_api-meta_attributes" in xml
+    offline.write_text(xml)
+    epoch = cib.epoch()
+    result = states.configured(name="t4", objects=guide_objects())
+    assert result.result is True and result.changes == {}, result.comment
+    assert cib.epoch() == epoch
+
+
+def test_operator_target_role_is_kept_unless_declared(states, crm):
+    assert states.configured(name="t4", objects=guide_objects()).result is True
+    assert crm.configure([{"primitive": "t4_api", "agent": "Dummy", "params": {"fake": "dummy"},
+                           "ops": guide_objects()[1]["ops"], "meta": {"target-role": "Stopped"}}])["result"]
+    # The formula's objects do not declare target-role: the operator's Stopped stays.
+    result = states.configured(name="t4", objects=guide_objects())
+    assert result.changes == {}, result.comment
+    objects = guide_objects()
+    objects[1]["meta"] = {"target-role": "Started"}
+    declared = states.configured(name="t4", objects=objects)
+    assert declared.changes["objects"]["t4_api"]["meta.target-role"] == {"old": "Stopped", "new": "Started"}
+
+
+def test_hostile_password_plain_is_stored_exactly_and_never_run(states, tmp_path):
+    canary = tmp_path / "executed"
+    password = HOSTILE.format(canary=canary)
+    obj = {"primitive": "t4_pw", "agent": "ocf:pacemaker:Dummy", "params": {"passwd": password},
+           "secret_params": ["passwd"], "secret_mode": "plain"}
+    result = states.configured(name="t4", objects=[obj])
+    assert result.result is True, result.comment
+    assert cib.param("t4_pw", "passwd") == password
+    assert not canary.exists()
+    assert password not in json.dumps(result.raw)
+    assert result.changes["objects"]["t4_pw"]["params.passwd"] == {"old": None, "new": "***"}
+    assert states.configured(name="t4", objects=[obj]).changes == {}
+
+
+def test_hostile_password_lrm_goes_to_a_0600_file_and_the_cib_gets_lrm(states, tmp_path):
+    canary = tmp_path / "executed"
+    password = HOSTILE.format(canary=canary) + "\nsecond line"
+    secrets = tmp_path / "secrets"
+    obj = {"primitive": "t4_pw", "agent": "ocf:pacemaker:Dummy", "params": {"passwd": password},
+           "secret_params": ["passwd"], "secret_mode": "lrm"}
+    result = states.configured(name="t4", objects=[obj], secrets_dir=str(secrets))
+    assert result.result is True, result.comment
+    assert password not in json.dumps(result.raw)
+    assert password not in cib.query()
+    assert cib.param("t4_pw", "passwd") == "lrm://"
+    secret_file = secrets / "t4_pw" / "passwd"
+    assert secret_file.read_bytes() == password.encode()
+    assert (secrets / "t4_pw" / "passwd.sign").read_text() == hashlib.md5(password.encode()).hexdigest()
+    assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE((secrets / "t4_pw").stat().st_mode) == 0o700
+    assert not canary.exists()
+    # Same secret: nothing to do. Another secret: reported masked, file rewritten.
+    epoch = cib.epoch()
+    assert states.configured(name="t4", objects=[obj], secrets_dir=str(secrets)).changes == {}
+    obj["params"]["passwd"] = "new-S3cr$t"
+    changed = states.configured(name="t4", objects=[obj], secrets_dir=str(secrets))
+    assert "new-S3cr$t" not in json.dumps(changed.raw)
+    assert changed.changes["objects"]["t4_pw"] == {
+        "action": "update", "secret.passwd": {"old": "***", "new": "***"}}
+    assert secret_file.read_text() == "new-S3cr$t"
+    assert cib.epoch() == epoch  # only the file changed
+
+
+def test_newline_in_a_plain_value_is_refused_before_touching_the_cib(states):
+    epoch = cib.epoch()
+    obj = {"primitive": "t4_pw", "agent": "ocf:pacemaker:Dummy", "params": {"passwd": "one\ntwo"},
+           "secret_params": ["passwd"], "secret_mode": "plain"}
+    result = states.configured(name="t4", objects=[obj])
+    assert result.result is False
+    assert "newline" in result.comment and "secret_mode: lrm" in result.comment
+    assert "one\ntwo" not in json.dumps(result.raw)
+    assert cib.epoch() == epoch
+
+
+def test_invalid_object_leaves_the_whole_batch_unwritten(states):
+    epoch = cib.epoch()
+    objects = guide_objects() + [{"primitive": "t4_missing", "agent": "ocf:nosuchprovider:nosuchagent"}]
+    result = states.configured(name="t4", objects=objects)
+    assert result.result is False
+    assert "/usr/lib/ocf/resource.d/nosuchprovider/nosuchagent" in result.comment
+    assert cib.epoch() == epoch and cib.element("t4_ip") is None
+
+    objects = guide_objects()
+    objects[1]["params"]["no_such_param"] = "1"
+    result = states.configured(name="t4", objects=objects)
+    assert result.result is False and "no_such_param" in result.comment
+    assert cib.epoch() == epoch
+
+
+def test_crm_verify_errors_fail_with_readable_text(states):
+    epoch = cib.epoch()
+    objects = guide_objects()
+    objects[3]["first"] = "t4_nothing_here"
+    result = states.configured(name="t4", objects=objects)
+    assert result.result is False
+    assert "crm_verify" in result.comment and "t4_nothing_here" in result.comment
+    assert "\x1b[" not in result.comment
+    assert cib.epoch() == epoch
+
+
+def test_test_mode_shows_the_diff_and_writes_nothing(loaders, offline):
+    states = loaders.states.crm
+    assert states.configured(name="t4", objects=guide_objects()).result is True
+    epoch = cib.epoch()
+    dry = states.configured(name="t4", objects=guide_objects(fake="other"), test=True)
+    assert dry.result is None
+    assert "params.fake: 'dummy' -> 'other'" in dry.comment
+    assert dry.changes["objects"]["t4_api"]["params.fake"] == {"old": "dummy", "new": "other"}
+    assert cib.epoch() == epoch
+
+
+def test_concurrent_write_between_read_and_commit_is_retried(crm):
+    # Prime the per-run cache, then another writer changes the CIB: our patch is rejected as
+    # "older than existing", re-read and re-planned.
+    crm.read_cib(cache_token="run-1")
+    assert cib.crm_load("primitive t4_other Dummy\n").returncode == 0
+    result = crm.configure(guide_objects(), cache_token="run-1")
+    assert result["result"] is True, result["comment"]
+    assert result["attempts"] == 2
+    assert cib.count_ids("t4_api") == 1 and cib.element("t4_other") is not None
+
+
+def test_same_objects_created_by_someone_else_meanwhile_is_a_noop(crm):
+    crm.read_cib(cache_token="run-2")
+    assert cib.crm_load(GUIDE_AS_AN_OPERATOR_TYPES_IT).returncode == 0  # the "other minion"
+    result = crm.configure(guide_objects(), cache_token="run-2")
+    assert result["result"] is True and result["changes"] == {}
+    assert "concurrent" in result["comment"]
+    assert cib.count_ids("t4_api") == 1
+
+
+def test_group_property_show_and_absent(states, crm):
+    objects = guide_objects()[:2] + [{"group": "t4_g", "resources": ["t4_ip", "t4_api"]},
+                                     {"property": {"cluster-recheck-interval": "5min"}}]
+    assert states.configured(name="t4", objects=objects).result is True
+    assert [c.get("id") for c in cib.element("t4_g") if c.tag == "primitive"] == ["t4_ip", "t4_api"]
+    assert states.configured(name="t4", objects=objects).changes == {}
+    assert states.property_present(name="cluster-recheck-interval", value="5min").changes == {}
+    shown = crm.show("t4_api")
+    assert shown["agent"] == "ocf:heartbeat:Dummy" and shown["params"] == {"fake": "dummy"}
+    gone = states.absent(name="t4_g")
+    assert gone.result is True and "t4_g" in gone.changes["objects"]
+    assert cib.element("t4_g") is None and cib.element("t4_api") is not None
+    assert states.absent(name="t4_g").changes == {}
+
+
+def test_individual_states_share_the_machinery(states):
+    assert states.primitive_present(name="t4_ip", agent="IPaddr2",
+                                    params={"ip": "127.0.0.114", "cidr_netmask": "32", "nic": "lo"}).result
+    assert states.primitive_present(name="t4_api", agent="Dummy").result
+    assert states.colocation_present(name="t4_c", resources=["t4_api", "t4_ip"]).result
+    assert states.order_present(name="t4_o", first="t4_ip", then="t4_api").result
+    assert states.order_present(name="t4_o", first="t4_ip", then="t4_api").changes == {}
+    removed = states.absent(name="t4_ip")
+    assert set(removed.changes["objects"]) == {"t4_ip", "t4_c", "t4_o"}
+
+
+def test_verify_and_status_offline(crm):
+    assert crm.configure(guide_objects())["result"] is True
+    assert crm.verify()["valid"] is True
+    status = crm.status()
+    assert status["resources"]["t4_api"]["active"] is False
