@@ -1,0 +1,842 @@
+#!/usr/bin/env python3
+"""Three (or N) cinder-ha controller nodes on one machine, each in its own namespaces.
+
+    multinode.py up [--nodes 3] [--token MS]
+                    [--master-addr 198.18.0.254 --master-ret-port P --master-publish-port P]
+    multinode.py down                 stop everything; leaves no namespace, link, mount or process
+    multinode.py status               nodes, links, crm_mon
+    multinode.py exec NODE -- CMD...  run CMD inside all of NODE's namespaces (nsenter)
+    multinode.py kill NODE            power cut: SIGKILL the node's PID 1, delete its netns
+    multinode.py partition NODE       switch-side veth down (the node keeps running, alone)
+    multinode.py heal NODE            switch-side veth up again
+    multinode.py restart NODE         graceful stop if running, then start in a fresh netns
+
+Network: a "switch" netns (cha-sw) holds bridge br0; node i is netns cha-n<i> with a veth
+eth0 198.18.0.<i>/24 on it; the root namespace gets 198.18.0.254/24 (veth cha-host) so tests,
+the Salt master and clients reach the nodes and the VIP 198.18.0.100. 198.18.0.0/15 is the
+benchmarking range: nothing here routes anywhere else.
+
+Each node's process tree runs under `unshare --mount --uts --ipc --pid --fork --kill-child
+--propagation private --mount-proc sandbox/multinode/node-init.sh`: private /run and /dev/shm,
+per-node /etc/corosync, /etc/hosts, /etc/hostname, /etc/cinder, /var/lib/pacemaker,
+/var/lib/corosync and logs, all under /srv/cinder-ha/multinode/n<i>/. Keystone (root netns,
+127.0.0.1:5000) is reachable from the nodes at 198.18.0.254:5000 through a small TCP forwarder.
+"""
+import argparse
+import grp
+import json
+import os
+import pwd
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import xml.etree.ElementTree as ET
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from sandbox import cmdline, pid_alive  # noqa: E402  (the single-node sandbox's process helpers)
+
+PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SANDBOX = os.environ.get("CINDER_HA_SANDBOX", "/srv/cinder-ha")
+BASE = os.path.join(SANDBOX, "multinode")
+STATE = os.path.join(BASE, "state.json")
+INIT_SCRIPT = os.path.join(PROJECT, "sandbox", "multinode", "node-init.sh")
+SHARED_DB = os.path.join(BASE, "cinder.db")
+SOURCE_DB = os.path.join(SANDBOX, "cinder", "cinder.db")
+CINDER_VENV = os.path.join(SANDBOX, "venv", "cinder")
+
+SWITCH_NS = "cha-sw"
+BRIDGE = "br0"
+HOST_VETH = "cha-host"
+SUBNET = "198.18.0"
+HOST_ADDR = f"{SUBNET}.254"
+VIP = f"{SUBNET}.100"
+CINDER_PORT = 8776
+KEYSTONE_PORT = 5000
+MAX_NODES = 9
+CLUSTER_NAME = "cinder-ha-multinode"
+
+
+class MultinodeError(Exception):
+    pass
+
+
+def log(msg):
+    print(f"[multinode {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def clean_env(**extra):
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+    env.update(extra)
+    return env
+
+
+def run(argv, check=True, timeout=60, input_text=None):
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=clean_env(), input=input_text)
+    if check and res.returncode != 0:
+        raise MultinodeError(f"{' '.join(argv)} failed (rc {res.returncode}): {res.stderr.strip()[-600:]}")
+    return res
+
+
+def write_file(path, text, mode=0o644, owner=None):
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.chmod(tmp, mode)
+    if owner:
+        os.chown(tmp, *owner)
+    os.replace(tmp, path)
+
+
+def node_names(count):
+    return [f"n{i}" for i in range(1, count + 1)]
+
+
+def node_index(name):
+    if not (name.startswith("n") and name[1:].isdigit() and 1 <= int(name[1:]) <= MAX_NODES):
+        raise MultinodeError(f"not a node name: {name!r} (n1..n{MAX_NODES})")
+    return int(name[1:])
+
+
+def netns_of(name):
+    return f"cha-{name}"
+
+
+def node_dir(name):
+    return os.path.join(BASE, name)
+
+
+def node_addr(name):
+    return f"{SUBNET}.{node_index(name)}"
+
+
+# ---------------------------------------------------------------- state
+
+
+def load_state():
+    try:
+        with open(STATE) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def save_state(state):
+    os.makedirs(BASE, exist_ok=True)
+    write_file(STATE, json.dumps(state, indent=2, sort_keys=True) + "\n", 0o600)
+
+
+def netns_list():
+    res = run(["ip", "netns", "list"], check=False)
+    return {line.split()[0] for line in res.stdout.splitlines() if line.strip()}
+
+
+def netns_pids(ns):
+    res = run(["ip", "netns", "pids", ns], check=False)
+    return [int(p) for p in res.stdout.split() if p.isdigit()]
+
+
+def init_pid(name, state=None):
+    """The node's PID 1 (as seen from the root PID namespace), if it runs."""
+    state = state if state is not None else load_state()
+    pid = state.get("pids", {}).get(name)
+    if pid and pid_alive(pid) and "node-init.sh" in cmdline(pid):
+        return pid
+    return None
+
+
+def children(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
+# ---------------------------------------------------------------- per-node files
+
+
+def corosync_conf(count, token):
+    nodes = "".join(f"""    node {{
+        name: {name}
+        nodeid: {node_index(name)}
+        ring0_addr: {node_addr(name)}
+    }}
+""" for name in node_names(count))
+    token_line = f"    token: {token}\n" if token else ""
+    return f"""# written by sandbox/multinode.py
+totem {{
+    version: 2
+    cluster_name: {CLUSTER_NAME}
+    transport: knet
+    crypto_cipher: none
+    crypto_hash: none
+{token_line}}}
+logging {{
+    to_logfile: yes
+    logfile: /var/log/corosync/corosync.log
+    to_stderr: no
+    to_syslog: no
+    timestamp: on
+}}
+quorum {{
+    provider: corosync_votequorum
+}}
+nodelist {{
+{nodes}}}
+"""
+
+
+def seed_cib_xml():
+    """An empty CIB with stonith off, quorum enforced (stop) and a 2 s dc-deadtime."""
+    root = ET.fromstring(run(["cibadmin", "--empty"]).stdout)
+    props = ET.SubElement(root.find("configuration/crm_config"), "cluster_property_set", id="cib-bootstrap-options")
+    for key, value in (("stonith-enabled", "false"), ("no-quorum-policy", "stop"), ("dc-deadtime", "2s")):
+        ET.SubElement(props, "nvpair", id=f"cib-bootstrap-options-{key}", name=key, value=value)
+    return ET.tostring(root, encoding="unicode")
+
+
+def cinder_conf(name):
+    d = node_dir(name)
+    return f"""# seeded by sandbox/multinode.py for node {name}; the cinder_ha formula manages it
+[DEFAULT]
+osapi_volume_listen = {VIP}
+osapi_volume_listen_port = {CINDER_PORT}
+osapi_volume_workers = 1
+auth_strategy = noauth
+transport_url = fake://
+state_path = {d}/lib/cinder
+log_dir = {d}/log/cinder
+api_paste_config = /etc/cinder/api-paste.ini
+
+[database]
+connection = sqlite:///{SHARED_DB}
+
+[oslo_concurrency]
+lock_path = {d}/lib/cinder/lock
+"""
+
+
+def minion_conf(name, master):
+    d = node_dir(name)
+    return f"""# written by sandbox/multinode.py
+id: {name}
+master: {master['addr']}
+master_port: {master['ret_port']}
+publish_port: {master['publish_port']}
+root_dir: {d}/salt/root
+user: root
+log_file: {d}/log/salt-minion.log
+acceptance_wait_time: 2
+random_reauth_delay: 0
+state_queue: True
+"""
+
+
+def prepare_node(name, count, token, master):
+    """Fresh per-node state: a new CIB each time, config files, log dirs."""
+    d = node_dir(name)
+    hacluster = pwd.getpwnam("hacluster").pw_uid
+    haclient = grp.getgrnam("haclient").gr_gid
+    cinder = (pwd.getpwnam("cinder").pw_uid, grp.getgrnam("cinder").gr_gid)
+    for sub in ("lib/pacemaker", "lib/corosync", "lib/cinder"):
+        shutil.rmtree(os.path.join(d, sub), ignore_errors=True)
+    for sub in ("etc/corosync", "etc/cinder", "lib/corosync", "log", "salt"):
+        os.makedirs(os.path.join(d, sub), exist_ok=True)
+    os.makedirs(os.path.join(d, "lib/pacemaker"), exist_ok=True)
+    os.chown(os.path.join(d, "lib/pacemaker"), hacluster, haclient)
+    for sub in ("cib", "pengine", "blackbox", "cores"):
+        path = os.path.join(d, "lib/pacemaker", sub)
+        os.makedirs(path, mode=0o750, exist_ok=True)
+        os.chown(path, hacluster, haclient)
+    for sub in ("log/pacemaker", "log/corosync"):
+        os.makedirs(os.path.join(d, sub), exist_ok=True)
+        os.chown(os.path.join(d, sub), hacluster, haclient)
+    for sub in ("lib/cinder", "lib/cinder/lock", "log/cinder"):
+        os.makedirs(os.path.join(d, sub), exist_ok=True)
+        os.chown(os.path.join(d, sub), *cinder)
+    write_file(os.path.join(d, "lib/pacemaker/cib/cib.xml"), seed_cib_xml(), 0o600, (hacluster, haclient))
+    write_file(os.path.join(d, "etc/corosync/corosync.conf"), corosync_conf(count, token))
+    hosts = "127.0.0.1 localhost\n" + "".join(f"{node_addr(n)} {n}\n" for n in node_names(count))
+    write_file(os.path.join(d, "etc/hosts"), hosts)
+    write_file(os.path.join(d, "etc/hostname"), name + "\n")
+    write_file(os.path.join(d, "etc/cinder/cinder.conf"), cinder_conf(name), 0o640, (0, cinder[1]))
+    paste = os.path.join(d, "etc/cinder/api-paste.ini")
+    for source in ("/etc/cinder/api-paste.ini", os.path.join(CINDER_VENV, "etc/cinder/api-paste.ini")):
+        if os.path.exists(source):
+            shutil.copy2(source, paste)
+            break
+    minion = os.path.join(d, "salt", "minion")
+    if master:
+        write_file(minion, minion_conf(name, master))
+        shutil.rmtree(os.path.join(d, "salt", "root"), ignore_errors=True)  # fresh keys each time
+    elif os.path.exists(minion):
+        os.unlink(minion)
+
+
+def prepare_shared_db():
+    """One SQLite file every node's cinder-api uses (active/passive: one writer at a time)."""
+    if os.path.exists(SHARED_DB):
+        return
+    if not os.path.exists(SOURCE_DB):
+        raise MultinodeError(f"{SOURCE_DB} missing: run `sandbox/sandbox.py up cinder` first (it syncs the schema)")
+    shutil.copy2(SOURCE_DB, SHARED_DB + ".tmp")
+    os.chown(SHARED_DB + ".tmp", pwd.getpwnam("cinder").pw_uid, grp.getgrnam("cinder").gr_gid)
+    os.replace(SHARED_DB + ".tmp", SHARED_DB)
+    # SQLite writes a journal next to the file: the folder must be writable by cinder.
+    os.chown(BASE, 0, grp.getgrnam("cinder").gr_gid)
+    os.chmod(BASE, 0o775)
+
+
+# ---------------------------------------------------------------- network
+
+
+def switch_up():
+    if SWITCH_NS in netns_list():
+        return
+    run(["ip", "netns", "add", SWITCH_NS])
+    run(["ip", "-n", SWITCH_NS, "link", "set", "lo", "up"])
+    run(["ip", "-n", SWITCH_NS, "link", "add", BRIDGE, "type", "bridge", "stp_state", "0", "forward_delay", "0"])
+    run(["ip", "-n", SWITCH_NS, "link", "set", BRIDGE, "up"])
+    run(["ip", "link", "add", HOST_VETH, "type", "veth", "peer", "name", "host", "netns", SWITCH_NS])
+    run(["ip", "-n", SWITCH_NS, "link", "set", "host", "master", BRIDGE, "up"])
+    run(["ip", "addr", "add", f"{HOST_ADDR}/24", "dev", HOST_VETH])
+    run(["ip", "link", "set", HOST_VETH, "up"])
+
+
+def node_net_up(name):
+    ns = netns_of(name)
+    if ns in netns_list():
+        run(["ip", "netns", "del", ns])
+    run(["ip", "netns", "add", ns])
+    run(["ip", "-n", SWITCH_NS, "link", "add", name, "type", "veth", "peer", "name", "eth0", "netns", ns])
+    run(["ip", "-n", SWITCH_NS, "link", "set", name, "master", BRIDGE, "up"])
+    run(["ip", "-n", ns, "addr", "add", f"{node_addr(name)}/24", "dev", "eth0"])
+    run(["ip", "-n", ns, "link", "set", "eth0", "up"])
+    run(["ip", "-n", ns, "link", "set", "lo", "up"])
+
+
+def delete_netns(ns):
+    """Kill what still runs in the netns (by pid), then delete it (its veth goes with it)."""
+    for pid in netns_pids(ns):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    if ns in netns_list():
+        run(["ip", "netns", "del", ns], check=False)
+
+
+# ---------------------------------------------------------------- nodes
+
+
+def launch_node(name, state):
+    d = node_dir(name)
+    node_net_up(name)
+    with open(os.path.join(d, "log", "init.log"), "ab") as out:
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", netns_of(name), "unshare", "--mount", "--uts", "--ipc", "--pid", "--fork",
+             "--kill-child", "--propagation", "private", "--mount-proc", "/bin/bash", INIT_SCRIPT, name, d],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            env=clean_env())
+    # `ip netns exec` execs unshare (same pid); unshare forks the node's PID 1.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        kids = children(proc.pid)
+        if kids and "node-init.sh" in cmdline(kids[0]):
+            state.setdefault("pids", {})[name] = kids[0]
+            save_state(state)
+            return kids[0]
+        if proc.poll() is not None:
+            break
+        time.sleep(0.02)
+    raise MultinodeError(f"{name}: init did not start (see {d}/log/init.log)")
+
+
+def nsenter_argv(pid, argv, env=None):
+    base = ["nsenter", "-t", str(pid), "-m", "-u", "-i", "-n", "-p", "--", "env", "-i"]
+    variables = clean_env(**(env or {}))
+    return base + [f"{k}={v}" for k, v in variables.items()] + list(argv)
+
+
+def node_exec(name, argv, timeout=60, check=False, input_text=None, env=None):
+    pid = init_pid(name)
+    if not pid:
+        raise MultinodeError(f"{name} is not running")
+    res = subprocess.run(nsenter_argv(pid, argv, env), capture_output=True, text=True, timeout=timeout,
+                         input=input_text, env=clean_env())
+    if check and res.returncode != 0:
+        raise MultinodeError(f"{name}: {' '.join(argv)} failed (rc {res.returncode}): {res.stderr.strip()[-600:]}")
+    return res
+
+
+def cluster_view(name, timeout=15):
+    """crm_mon as seen from `name`: {'dc': str|None, 'online': [...], 'quorum': bool} or None."""
+    try:
+        res = node_exec(name, ["crm_mon", "-1", "--output-as=xml"], timeout=timeout)
+    except (MultinodeError, subprocess.TimeoutExpired):
+        return None
+    if res.returncode != 0:
+        return None
+    try:
+        root = ET.fromstring(res.stdout)
+    except ET.ParseError:
+        return None
+    dc = root.find("summary/current_dc")
+    online = [n.get("name") for n in root.iter("node") if n.get("online") == "true" and n.get("name")]
+    return {
+        "dc": dc.get("name") if dc is not None and dc.get("present") == "true" else None,
+        "quorum": dc is not None and dc.get("with_quorum") == "true",
+        "online": sorted(online),
+    }
+
+
+def wait_online(expected, via, timeout=90):
+    deadline = time.monotonic() + timeout
+    view = None
+    while time.monotonic() < deadline:
+        view = cluster_view(via)
+        if view and view["dc"] and view["quorum"] and set(expected) <= set(view["online"]):
+            return view
+        time.sleep(0.3)
+    raise MultinodeError(f"timed out after {timeout}s waiting for {expected} online (last view from {via}: {view})")
+
+
+def stop_node(name, state, graceful=True, timeout=60):
+    pid = init_pid(name, state)
+    if pid and graceful:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    if pid and pid_alive(pid):
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    delete_netns(netns_of(name))
+    state.get("pids", {}).pop(name, None)
+    save_state(state)
+
+
+# ---------------------------------------------------------------- keystone forwarder
+
+
+def forward_main(listen_addr, listen_port, target_addr, target_port):
+    """Relay TCP from listen_addr:listen_port to target (Keystone on loopback) until SIGTERM."""
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind((listen_addr, listen_port))
+    server.listen(64)
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+
+    def pump(client):
+        try:
+            upstream = socket.create_connection((target_addr, target_port), timeout=10)
+        except OSError:
+            client.close()
+            return
+        upstream.settimeout(None)
+        pair = {client: upstream, upstream: client}
+        try:
+            while True:
+                ready, _, _ = select.select(list(pair), [], [], 300)
+                if not ready:
+                    break
+                for sock in ready:
+                    data = sock.recv(65536)
+                    if not data:
+                        return
+                    pair[sock].sendall(data)
+        except OSError:
+            pass
+        finally:
+            client.close()
+            upstream.close()
+
+    while True:
+        client, _ = server.accept()
+        threading.Thread(target=pump, args=(client,), daemon=True).start()
+
+
+def forwarder_up(state):
+    pid = state.get("forwarder")
+    if pid and pid_alive(pid) and "_forward" in cmdline(pid):
+        return
+    with open(os.path.join(BASE, "forwarder.log"), "ab") as out:
+        proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "_forward", HOST_ADDR, str(KEYSTONE_PORT),
+                                 "127.0.0.1", str(KEYSTONE_PORT)], stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True, env=clean_env())
+    state["forwarder"] = proc.pid
+    save_state(state)
+
+
+def forwarder_down(state):
+    pid = state.pop("forwarder", None)
+    if pid and pid_alive(pid) and "_forward" in cmdline(pid):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+# ---------------------------------------------------------------- resources and probes (tests, bench)
+
+PRIMITIVE_ID = "p_cinder-api"
+VIP_ID = "p_ip_cinder-api"
+AGENT_SOURCE = os.path.join(PROJECT, "salt", "cinder_ha", "files", "ocf", "cinder-api")
+AGENT_PATH = "/usr/lib/ocf/resource.d/openstack/cinder-api"
+# The cinder venv's interpreter lives under /root (mode 0700) on these machines: the user
+# `cinder` cannot execute it, so the sandbox runs cinder-api as root.
+CINDER_USER = "root"
+
+
+def install_agent():
+    """Copy the project's OCF agent to the (shared) OCF directory every node reads."""
+    if not os.path.exists(AGENT_SOURCE):
+        raise MultinodeError(f"{AGENT_SOURCE} missing: the ocf:openstack:cinder-api agent is not in the tree")
+    os.makedirs(os.path.dirname(AGENT_PATH), exist_ok=True)
+    tmp = AGENT_PATH + f".tmp{os.getpid()}"
+    shutil.copyfile(AGENT_SOURCE, tmp)
+    os.chmod(tmp, 0o755)
+    os.replace(tmp, AGENT_PATH)
+
+
+def resources_text(monitor="5s", stickiness=100, user=CINDER_USER):
+    """The guide's two primitives (VIP + cinder-api), colocated and ordered, as crm text."""
+    binary = os.path.join(CINDER_VENV, "bin", "cinder-api")
+    return (
+        f"primitive {VIP_ID} ocf:heartbeat:IPaddr2 params ip={VIP} cidr_netmask=24 nic=eth0 "
+        f"op monitor interval={monitor} timeout=20s meta resource-stickiness={stickiness}\n"
+        f"primitive {PRIMITIVE_ID} ocf:openstack:cinder-api params binary={binary} "
+        f"config=/etc/cinder/cinder.conf user={user} "
+        f"op monitor interval={monitor} timeout=30s op start timeout=60s op stop timeout=90s "
+        f"meta resource-stickiness={stickiness}\n"
+        f"colocation c_{PRIMITIVE_ID}_with_ip inf: {PRIMITIVE_ID} {VIP_ID}\n"
+        f"order o_ip_before_{PRIMITIVE_ID} Mandatory: {VIP_ID} {PRIMITIVE_ID}\n"
+    )
+
+
+def running_node(state=None):
+    """A node whose init runs (first one), for cluster CLI calls."""
+    state = state if state is not None else load_state()
+    for name in node_names(state.get("nodes", 0)):
+        if init_pid(name, state):
+            return name
+    raise MultinodeError("no node is running")
+
+
+def configure_resources(monitor="5s", via=None):
+    install_agent()
+    via = via or running_node()
+    node_exec(via, ["crm_resource", "--cleanup"], timeout=30)
+    node_exec(via, ["crm", "configure", "load", "update", "-"], input_text=resources_text(monitor),
+              timeout=60, check=True)
+
+
+def locate(resource=PRIMITIVE_ID, via=None):
+    """The node where `resource` runs (by crm_resource --locate), or None."""
+    via = via or running_node()
+    res = node_exec(via, ["crm_resource", "--locate", "-r", resource], timeout=15)
+    for line in res.stdout.splitlines():
+        if "is running on:" in line:
+            return line.rsplit(":", 1)[1].strip()
+    return None
+
+
+def probe(url=f"http://{VIP}:{CINDER_PORT}/healthcheck", timeout=1.0):
+    """True when the URL answers 200 (one HTTP GET, no proxy)."""
+    import http.client
+    from urllib.parse import urlsplit
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    try:
+        conn.request("GET", parts.path or "/")
+        return conn.getresponse().status == 200
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
+
+
+def wait_answering(timeout=60, url=f"http://{VIP}:{CINDER_PORT}/healthcheck"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if probe(url):
+            return True
+        time.sleep(0.1)
+    raise MultinodeError(f"{url} not answering after {timeout}s")
+
+
+class OutageProbe:
+    """Polls the VIP every `period` s in the background (each probe in its own thread, so a
+    hanging connect never stretches the cadence). outage() = last good answer before the
+    first failure to the first good answer after it."""
+
+    def __init__(self, url=f"http://{VIP}:{CINDER_PORT}/healthcheck", period=0.1, timeout=1.0):
+        self.url, self.period, self.timeout = url, period, timeout
+        self.results = []  # (sent, answered, ok)
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _one(self):
+        sent = time.monotonic()
+        ok = probe(self.url, self.timeout)
+        with self.lock:
+            self.results.append((sent, time.monotonic(), ok))
+
+    def _loop(self):
+        tick = time.monotonic()
+        while not self.stopping.is_set():
+            threading.Thread(target=self._one, daemon=True).start()
+            tick += self.period
+            time.sleep(max(0.0, tick - time.monotonic()))
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping.set()
+        self.thread.join()
+        time.sleep(self.timeout)
+
+    def wait_recovered(self, since, timeout):
+        """Block until a good answer to a probe sent after the first failure after `since`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.outage(since) is not None:
+                return True
+            time.sleep(0.1)
+        return False
+
+    def outage(self, since=0.0):
+        """Seconds without an answer after `since`, or None if the outage has not ended (or begun)."""
+        with self.lock:
+            results = sorted(r for r in self.results if r[0] >= since)
+        first_bad = next((r for r in results if not r[2]), None)
+        if first_bad is None:
+            return None
+        good_before = [r[1] for r in results if r[2] and r[0] < first_bad[0]]
+        good_after = [r[1] for r in results if r[2] and r[0] > first_bad[0]]
+        if not good_after:
+            return None
+        last_good = max(good_before) if good_before else since
+        return min(good_after) - last_good
+
+
+def kill_cinder_api(node):
+    """kill -9 of the cinder-api parent on `node` (its pid file, inside the node)."""
+    res = node_exec(node, ["cat", f"/run/resource-agents/{PRIMITIVE_ID}.pid"], check=True)
+    pid = res.stdout.strip()
+    if not pid.isdigit():
+        raise MultinodeError(f"{node}: no cinder-api pid file")
+    node_exec(node, ["kill", "-9", pid], check=True)
+    return int(pid)
+
+
+def power_cut(node):
+    stop_node(node, load_state(), graceful=False)
+
+
+def set_partitioned(node, partitioned):
+    run(["ip", "-n", SWITCH_NS, "link", "set", node, "down" if partitioned else "up"])
+
+
+def set_standby(node, standby, via=None):
+    via = via or node
+    node_exec(via, ["crm_attribute", "--node", node, "--name", "standby", "--update", "on" if standby else "off"],
+              check=True, timeout=20)
+
+
+def restart_node(node, timeout=90):
+    state = load_state()
+    stop_node(node, state, graceful=True)
+    prepare_node(node, state["nodes"], state.get("token"), state.get("master"))
+    launch_node(node, state)
+    wait_online([node], node, timeout=timeout)
+
+
+def wait_settled(via=None, timeout=60):
+    """crm_resource --wait: no pending actions in the cluster."""
+    via = via or running_node()
+    node_exec(via, ["crm_resource", "--wait", f"--timeout={int(timeout)}s"], timeout=timeout + 10)
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_up(args):
+    if os.geteuid() != 0:
+        raise MultinodeError("run as root")
+    if not 2 <= args.nodes <= MAX_NODES:
+        raise MultinodeError(f"--nodes must be 2..{MAX_NODES}")
+    state = load_state()
+    running = [n for n in node_names(state.get("nodes", 0)) if init_pid(n, state)]
+    if running:
+        if state.get("nodes") != args.nodes or state.get("token") != args.token:
+            raise MultinodeError(f"already up with {state.get('nodes')} nodes, token {state.get('token')}: "
+                                 "run `down` first")
+        log(f"already up: {', '.join(running)}")
+        return 0
+    started = time.monotonic()
+    master = None
+    if args.master_ret_port:
+        master = {"addr": args.master_addr, "ret_port": args.master_ret_port,
+                  "publish_port": args.master_publish_port or args.master_ret_port - 1}
+    os.makedirs(BASE, exist_ok=True)
+    prepare_shared_db()
+    names = node_names(args.nodes)
+    for name in names:
+        prepare_node(name, args.nodes, args.token, master)
+    state = {"nodes": args.nodes, "token": args.token, "master": master, "pids": {}}
+    save_state(state)
+    switch_up()
+    forwarder_up(state)
+    for name in names:
+        launch_node(name, state)
+    view = wait_online(names, names[0], timeout=args.timeout)
+    log(f"{len(names)} nodes online, DC {view['dc']}, after {time.monotonic() - started:.1f}s")
+    return 0
+
+
+def cmd_down(args):
+    state = load_state()
+    count = max(state.get("nodes", 0), MAX_NODES)
+    names = [n for n in node_names(count) if init_pid(n, state)]
+    # All nodes shut down together: SIGTERM every PID 1, then wait (graceful, 2-4 s).
+    for name in names:
+        os.kill(init_pid(name, state), signal.SIGTERM)
+    deadline = time.monotonic() + args.timeout
+    while any(init_pid(n, state) for n in names) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for name in node_names(count):
+        stop_node(name, state, graceful=False)
+    forwarder_down(state)
+    existing = netns_list()
+    for ns in sorted(existing):
+        if ns.startswith("cha-n") and ns != SWITCH_NS:
+            delete_netns(ns)
+    if SWITCH_NS in existing:
+        delete_netns(SWITCH_NS)  # takes the bridge and the peer of cha-host with it
+    if run(["ip", "link", "show", HOST_VETH], check=False).returncode == 0:
+        run(["ip", "link", "del", HOST_VETH], check=False)
+    try:
+        os.unlink(STATE)
+    except FileNotFoundError:
+        pass
+    log("down")
+    return 0
+
+
+def cmd_status(args):
+    state = load_state()
+    if not state:
+        print("multinode: not up")
+        return 3
+    print(f"multinode: {state['nodes']} nodes, corosync token {state.get('token') or 'default'}")
+    links = run(["ip", "-n", SWITCH_NS, "-br", "link"], check=False).stdout
+    for name in node_names(state["nodes"]):
+        pid = init_pid(name, state)
+        link = next((line.split()[1] for line in links.splitlines() if line.split()[0].split("@")[0] == name), "absent")
+        print(f"  {name}: {'pid ' + str(pid) if pid else 'down'}, switch port {link}, {node_addr(name)}")
+    for name in node_names(state["nodes"]):
+        if init_pid(name, state):
+            res = node_exec(name, ["crm_mon", "-1"], timeout=20)
+            print("\n".join("    " + line for line in res.stdout.splitlines()))
+            break
+    return 0
+
+
+def cmd_exec(args):
+    argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    if not argv:
+        raise MultinodeError("exec NODE -- CMD...")
+    pid = init_pid(args.node)
+    if not pid:
+        raise MultinodeError(f"{args.node} is not running")
+    return subprocess.run(nsenter_argv(pid, argv), env=clean_env()).returncode
+
+
+def cmd_kill(args):
+    state = load_state()
+    node_index(args.node)
+    stop_node(args.node, state, graceful=False)
+    log(f"{args.node}: power cut")
+    return 0
+
+
+def cmd_partition(args, up=False):
+    node_index(args.node)
+    run(["ip", "-n", SWITCH_NS, "link", "set", args.node, "up" if up else "down"])
+    log(f"{args.node}: {'healed' if up else 'partitioned'}")
+    return 0
+
+
+def cmd_restart(args):
+    state = load_state()
+    if not state:
+        raise MultinodeError("not up")
+    node_index(args.node)
+    stop_node(args.node, state, graceful=True)
+    prepare_node(args.node, state["nodes"], state.get("token"), state.get("master"))
+    started = time.monotonic()
+    launch_node(args.node, state)
+    if args.wait:
+        wait_online([args.node], args.node, timeout=args.timeout)
+        log(f"{args.node}: online after {time.monotonic() - started:.1f}s")
+    return 0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("up")
+    p.add_argument("--nodes", type=int, default=3)
+    p.add_argument("--token", type=int, default=None, help="corosync totem token in ms (default: corosync's)")
+    p.add_argument("--master-addr", default=HOST_ADDR)
+    p.add_argument("--master-ret-port", type=int, default=None)
+    p.add_argument("--master-publish-port", type=int, default=None)
+    p.add_argument("--timeout", type=float, default=120)
+    p.set_defaults(func=cmd_up)
+    p = sub.add_parser("down")
+    p.add_argument("--timeout", type=float, default=30)
+    p.set_defaults(func=cmd_down)
+    sub.add_parser("status").set_defaults(func=cmd_status)
+    p = sub.add_parser("exec")
+    p.add_argument("node")
+    p.add_argument("argv", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_exec)
+    for name, func in (("kill", cmd_kill), ("partition", cmd_partition),
+                       ("heal", lambda a: cmd_partition(a, up=True))):
+        p = sub.add_parser(name)
+        p.add_argument("node")
+        p.set_defaults(func=func)
+    p = sub.add_parser("restart")
+    p.add_argument("node")
+    p.add_argument("--no-wait", dest="wait", action="store_false")
+    p.add_argument("--timeout", type=float, default=90)
+    p.set_defaults(func=cmd_restart)
+    p = sub.add_parser("_forward")  # internal: the Keystone relay process
+    p.add_argument("listen_addr")
+    p.add_argument("listen_port", type=int)
+    p.add_argument("target_addr")
+    p.add_argument("target_port", type=int)
+    p.set_defaults(func=lambda a: forward_main(a.listen_addr, a.listen_port, a.target_addr, a.target_port))
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except MultinodeError as exc:
+        log(f"error: {exc}")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
