@@ -130,7 +130,8 @@ def test_url_change_is_a_patch_of_the_same_endpoint(loaders, ks, region, svc_nam
 def test_duplicates_collapse_to_one_and_a_second_region_is_untouched(loaders, ks, region, svc_name, auth):
     other_region = ks.region()
     svc = ks.service("block-storage", svc_name)
-    ks.endpoints_seeded = [ks.endpoint(svc["id"], "public", urls()["public"], region) for _ in range(3)]
+    for _ in range(3):
+        ks.endpoint(svc["id"], "public", urls()["public"], region)
     ks.endpoint(svc["id"], "internal", "http://127.0.0.119:8776/v3", region)
     ks.endpoint(svc["id"], "internal", urls()["internal"], region)
     elsewhere = [ks.endpoint(svc["id"], iface, "http://127.0.0.120:8776/v3", other_region)
