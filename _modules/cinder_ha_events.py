@@ -1,0 +1,202 @@
+"""
+Cluster moves of cinder-api as this minion saw them, and the check run after a move.
+
+The Pacemaker alert agent ``cinder_ha_alert`` spools one JSON file per start/stop/failure of
+``p_cinder-api`` or its VIP; the ``cinder_ha_watch`` engine forwards it as the event
+``cinder_ha/cluster/resource``; the master's reactor runs :py:func:`handle_move` here. Moves
+are kept as JSON lines in ``<cachedir>/cinder_ha/moves.jsonl`` (the newest ``KEEP``).
+
+CLI Example:
+
+.. code-block:: bash
+
+    salt '*' cinder_ha_events.recent
+    salt '*' cinder_ha_events.check
+"""
+import datetime
+import fcntl
+import json
+import logging
+import os
+import re
+import subprocess
+import urllib.error
+import urllib.request
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "cinder_ha_events"
+
+KEEP = 200
+EVENT_KEYS = ("kind", "rsc", "task", "rc", "target_rc", "status", "desc", "node", "timestamp", "interval")
+RSC_RE = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+CLUSTER_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"}
+
+
+def __virtual__():
+    return __virtualname__
+
+
+def _moves_file():
+    return os.path.join(__opts__["cachedir"], "cinder_ha", "moves.jsonl")
+
+
+def _clean(event):
+    """Only the known fields, as short strings (event data come from the network)."""
+    if not isinstance(event, dict):
+        return {}
+    clean = {key: str(event[key])[:256] for key in EVENT_KEYS if event.get(key) is not None}
+    if "rsc" in clean and not RSC_RE.fullmatch(clean["rsc"]):
+        clean.pop("rsc")
+    return clean
+
+
+def record(event):
+    """
+    Append one cluster event (``kind``, ``rsc``, ``task``, ``rc``, ``node``, ``desc``...) to the
+    move log, stamped with the time it was recorded. Unknown keys are dropped. Returns the entry.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call cinder_ha_events.record '{"rsc": "p_cinder-api", "task": "start", "rc": "0"}'
+    """
+    if isinstance(event, str):
+        event = json.loads(event)
+    return _append(_clean(event))
+
+
+def _append(entry):
+    entry["recorded"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
+    path = _moves_file()
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    # the reactor may run two of these at once (a stop and a start): one writer at a time
+    with open(path + ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        lines = _read_lines(path)[-(KEEP - 1):] + [json.dumps(entry, sort_keys=True, default=str)]
+        tmp = f"{path}.tmp{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write("\n".join(lines) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)  # atomic: recent() never sees half a line
+    return entry
+
+
+def _read_lines(path):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return [line.strip() for line in handle if line.strip()]
+    except FileNotFoundError:
+        return []
+
+
+def recent(limit=10):
+    """
+    The last ``limit`` recorded cluster events, newest last.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' cinder_ha_events.recent limit=5
+    """
+    entries = []
+    for line in _read_lines(_moves_file())[-int(limit):]:
+        try:
+            entries.append(json.loads(line))
+        except ValueError:
+            continue
+    return entries
+
+
+def _settings():
+    try:
+        return __salt__["cinder_ha.settings"]()
+    except Exception as exc:  # no or invalid pillar: the check says so instead of failing
+        log.debug("cinder_ha_events: no usable cinder_ha pillar: %s", exc)
+        return None
+
+
+def _locate(resource):
+    """Which node runs ``resource``: crm.locate when the crm module is there, else crm_resource."""
+    if "crm.locate" in __salt__:
+        try:
+            return {"via": "crm.locate", "result": __salt__["crm.locate"](resource)}
+        except Exception as exc:
+            return {"via": "crm.locate", "error": str(exc)[:300]}
+    try:
+        res = subprocess.run(["crm_resource", "--locate", "--resource", resource], capture_output=True,
+                             text=True, timeout=15, env=CLUSTER_ENV, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return {"via": "crm_resource", "error": str(exc)[:300]}
+    nodes = re.findall(r"is running on: (\S+)", res.stdout)
+    result = {"via": "crm_resource", "nodes": nodes, "running": bool(nodes)}
+    if res.returncode != 0:
+        result["error"] = re.sub(r"\x1b\[[0-9;]*m", "", res.stderr).strip()[-300:]
+    return result
+
+
+def _probe(settings):
+    """Is the catalog URL answering: cinder_keystone's probe when present, else a plain GET."""
+    for name in ("cinder_keystone.probe", "cinder_keystone.catalog_lookup"):
+        if name in __salt__:
+            try:
+                return {"via": name, "result": __salt__[name]()}
+            except Exception as exc:
+                return {"via": name, "error": str(exc)[:300]}
+    if not settings:
+        return {"via": "none", "error": "no valid cinder_ha pillar: catalog URL unknown"}
+    url = __salt__["cinder_ha.library"]("cinder_ha_pillar").endpoint_urls(settings).get("internal")
+    if not url:
+        return {"via": "http", "error": "no internal endpoint configured"}
+    result = {"via": "http", "url": url}
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            result["status"] = resp.status
+    except urllib.error.HTTPError as exc:
+        result["status"] = exc.code  # any HTTP answer means something listens at the VIP
+    except (OSError, ValueError) as exc:
+        result["error"] = str(exc)[:300]
+    result["ok"] = "status" in result and result["status"] < 500
+    return result
+
+
+def check(resource=None):
+    """
+    The check after a move: where the cinder-api resource runs now, and whether the catalog
+    URL answers. ``resource`` defaults to pillar ``cinder_ha:cluster:primitive_id``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' cinder_ha_events.check
+    """
+    settings = _settings()
+    if resource is None:
+        resource = settings["cluster"]["primitive_id"] if settings else "p_cinder-api"
+    if not RSC_RE.fullmatch(str(resource)):
+        return {"resource": str(resource)[:128], "error": "not a resource id"}
+    return {"resource": resource, "location": _locate(resource), "probe": _probe(settings)}
+
+
+def handle_move(event=None):
+    """
+    What the reactor runs on a ``cinder_ha/cluster/resource`` event: record it and, after a
+    successful start, run :py:func:`check` for the resource that moved. Returns the entry.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call cinder_ha_events.handle_move '{"rsc": "p_cinder-api", "task": "start", "rc": "0"}'
+    """
+    if isinstance(event, str):
+        event = json.loads(event)
+    entry = _clean(event or {})
+    if entry.get("task") == "start" and entry.get("rc", "0") == "0" and entry.get("rsc"):
+        entry["check"] = check(entry["rsc"])
+    return _append(entry)

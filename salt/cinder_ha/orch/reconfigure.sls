@@ -1,0 +1,21 @@
+{#- Full reconfiguration after a pillar change: cinder_ha applied to the controllers once.
+
+    Run by the reactor on the tag cinder_ha/reconfigure:
+        salt-run event.send cinder_ha/reconfigure        (on the master)
+        salt-call event.send cinder_ha/reconfigure       (on any minion)
+    or by hand:  salt-run state.orchestrate cinder_ha.orch.reconfigure
+
+    The controllers are the minions with a cinder_ha pillar; the master option (or
+    orchestration pillar) cinder_ha_orch_tgt overrides that compound target. One node at
+    a time (batch 1): the cluster sees one committer at once. state.apply renders fresh
+    pillar itself; a controller newly added to the pillar is matched by I@ once the master's
+    pillar cache knows it (salt '*' saltutil.refresh_pillar).
+-#}
+{%- set tgt = pillar.get('cinder_ha_orch_tgt') or opts.get('cinder_ha_orch_tgt') or 'I@cinder_ha:vip:address' %}
+cinder_ha_apply:
+  salt.state:
+    - tgt: {{ tgt | json }}
+    - tgt_type: compound
+    - sls: cinder_ha
+    - queue: True
+    - batch: 1

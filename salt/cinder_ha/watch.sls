@@ -1,0 +1,29 @@
+{#- Configure the cinder_ha_watch minion engine (drift of cinder.conf, cluster alerts) on
+    this minion. The engine starts with the minion: after the first change here, restart
+    salt-minion once (a state cannot restart the minion that runs it reliably).
+
+    Master side (once, then restart salt-master):
+        reactor:
+          - 'cinder_ha/*':
+            - salt://cinder_ha/reactor/dispatch.sls
+-#}
+include:
+  - cinder_ha.alerts
+
+{%- set conf_path = salt['pillar.get']('cinder_ha:cinder_conf:path', '/etc/cinder/cinder.conf') %}
+{%- set minion_d = (salt['config.get']('conf_file') or '/etc/salt/minion') | dirname ~ '/minion.d' %}
+
+cinder_ha_watch_engine:
+  file.serialize:
+    - name: {{ minion_d ~ '/cinder_ha_watch.conf' }}
+    - serializer: yaml
+    - makedirs: True
+    - mode: '0644'
+    - dataset:
+        engines:
+          - cinder_ha_watch:
+              paths:
+                - {{ conf_path }}
+              alert_spool: /var/lib/cinder-ha/alerts
+    - require:
+      - file: cinder_ha_alert_spool
