@@ -137,7 +137,7 @@ def probe_catalog(service_type="block-storage", region=None, interface="public",
         salt '*' cinder_ha.probe_catalog block-storage region=RegionOne
     """
     url = __salt__["cinder_keystone.catalog_lookup"](service_type=service_type, interface=interface,
-                                                     region=region)
+                                                     region=region)["url"]
     if not url:
         return {"answers": False, "url": None, "status": None,
                 "comment": f"No {interface} {service_type} endpoint in the Keystone catalog"
@@ -153,6 +153,22 @@ def probe_catalog(service_type="block-storage", region=None, interface="public",
                     "comment": f"The catalog's {interface} {service_type} URL {url} did not answer within "
                                f"{timeout}s (last: {probe['error'] or 'HTTP %s' % probe['status']})."}
         time.sleep(0.5)
+
+
+def _catalog_matches(conf):
+    """Does the Keystone catalog hold exactly the pillar's endpoints? (a no-op plan = yes)"""
+    pending = {}
+    for index, service_type in enumerate(conf["endpoints"]["service_types"]):
+        name = conf["endpoints"]["service_name"] + ("" if service_type == "block-storage" else "v3")
+        try:
+            plan = __salt__["cinder_keystone.plan"](service_type, urls=conf["endpoint_urls"],
+                                                   region=conf["keystone"]["region"], service_name=name)
+        except Exception as exc:  # pylint: disable=broad-except
+            pending[service_type] = str(exc)
+            continue
+        if plan["actions"]:
+            pending[service_type] = [library("cinder_ha_catalog").describe(a) for a in plan["actions"]]
+    return {"matches": not pending, "pending": pending, "urls": conf["endpoint_urls"]}
 
 
 def status():
@@ -181,8 +197,7 @@ def status():
     part("resources", lambda: {rsc: __salt__["crm.locate"](rsc) for rsc in (cluster["primitive_id"], cluster["vip_id"])})
     host = library("cinder_ha_pillar").url_host(vip["address"])
     part("api", lambda: http_probe(f"http://{host}:{conf['port']}/healthcheck"))
-    part("catalog", lambda: __salt__["cinder_keystone.catalog_status"](conf["endpoint_urls"], service_types=conf["endpoints"]["service_types"],
-                                                                       region=conf["keystone"]["region"]))
+    part("catalog", lambda: _catalog_matches(conf))
     part("failures", lambda: __salt__["crm.failures"]())
     if "cinder_ha_events.recent" in __salt__:
         part("recent_moves", lambda: __salt__["cinder_ha_events.recent"](10))

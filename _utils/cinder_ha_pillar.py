@@ -237,6 +237,9 @@ def _endpoints(raw, errors, warnings):
     for iface in interfaces:
         if iface not in ("public", "internal", "admin"):
             errors.append(f"endpoints:interfaces: {iface!r} is not public, internal or admin")
+    if form == "legacy_v1" and ep.get("retire_legacy"):
+        errors.append("endpoints: url_form legacy_v1 and retire_legacy contradict each other (every run would "
+                      "create the /v1 endpoints and then delete them)")
     return {
         "url_form": form,
         "path": URL_FORMS.get(form, "/v3"),

@@ -25,6 +25,7 @@ include:
     - name: {{ service_type | json }}
     - urls: {{ cinder_ha.endpoint_urls | json }}
     - region: {{ region | json }}
+    - service_name: {{ service_name | json }}
     - require:
       - cinder_keystone: {{ service_type }} service
 {%-   endfor %}

@@ -91,3 +91,8 @@ def test_pillar_example_is_valid_and_documents_every_key(project_root=None):
         assert f"{key}:" in text, key
         for subkey in (sub or {}):
             assert f"{subkey}:" in text, f"{key}:{subkey}"
+
+
+def test_legacy_url_form_and_retirement_contradict():
+    _, errors, _ = pillar.normalize(dict(GOOD, endpoints={"url_form": "legacy_v1", "retire_legacy": True}))
+    assert any("contradict" in e for e in errors)

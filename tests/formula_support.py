@@ -1,0 +1,79 @@
+"""Helpers for the formula's integration tests: a clean slate on the live sandbox."""
+import importlib.util
+import os
+import pathlib
+import shutil
+import subprocess
+import time
+import xml.etree.ElementTree as ET
+
+from keystoneauth1 import session as ks_session
+from keystoneauth1.identity import v3
+
+from tests.conftest import PROJECT, cluster_env
+
+CLUSTER_IDS = ("p_cinder-api", "p_ip_cinder-api")
+CONSTRAINT_IDS = ("c_p_cinder-api_with_ip", "o_ip_before_p_cinder-api")
+CATALOG_TYPES = ("block-storage", "volumev3", "volumev2", "volume")
+
+
+def sandbox_module():
+    spec = importlib.util.spec_from_file_location("cinder_ha_sandbox", PROJECT / "sandbox" / "sandbox.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def cib_epoch():
+    """(admin_epoch, epoch) of the live CIB: unchanged means nothing was committed."""
+    head = subprocess.run(["cibadmin", "-Q"], capture_output=True, text=True, env=cluster_env(), timeout=30,
+                          check=True).stdout
+    root = ET.fromstring(head)
+    return int(root.get("admin_epoch")), int(root.get("epoch"))
+
+
+def keystone_session(facts):
+    auth = v3.Password(auth_url=facts["keystone_url"], username=facts["keystone_admin_user"],
+                       password=facts["keystone_admin_password"], project_name=facts["keystone_admin_project"],
+                       user_domain_name="Default", project_domain_name="Default")
+    return ks_session.Session(auth=auth, timeout=10)
+
+
+def keystone_get(facts, path):
+    return keystone_session(facts).get(facts["keystone_url"] + path).json()
+
+
+def state_results(ret):
+    """The state results of a single-minion `salt ... state.apply`, or a clear failure."""
+    data = ret.data
+    assert isinstance(data, dict), f"state.apply did not return results (render error?): {data!r}\n{ret.stderr}"
+    return data
+
+
+def remove_cluster_objects():
+    env = cluster_env()
+    for obj_id in CONSTRAINT_IDS + CLUSTER_IDS:
+        for tag in ("rsc_colocation", "rsc_order", "primitive"):
+            subprocess.run(["cibadmin", "--delete", "--xml-text", f'<{tag} id="{obj_id}"/>'], capture_output=True,
+                           env=env, timeout=30)
+    # orphaned resources are stopped by the cluster: wait for it to settle
+    subprocess.run(["crm_resource", "--wait", "--timeout", "120s"], capture_output=True, env=env, timeout=150)
+    shutil.rmtree(f"/var/lib/pacemaker/lrm/secrets/{CLUSTER_IDS[0]}", ignore_errors=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and subprocess.run(["pgrep", "-f", "bin/cinder-api"],
+                                                         capture_output=True).returncode == 0:
+        time.sleep(0.5)
+
+
+def reset_slate(facts):
+    """No cinder-ha objects in the CIB, the guide's cinder.conf, no Block Storage in Keystone."""
+    remove_cluster_objects()
+    sandbox = sandbox_module()
+    conf = pathlib.Path(facts["cinder_conf"])
+    conf.write_text(sandbox.cinder_seed_conf(facts["cinder_state_path"]))
+    os.chmod(conf, 0o640)
+    shutil.chown(conf, "root", "cinder")
+    session = keystone_session(facts)
+    for stype in CATALOG_TYPES:
+        for service in session.get(f"{facts['keystone_url']}/services?type={stype}").json()["services"]:
+            session.delete(f"{facts['keystone_url']}/services/{service['id']}")

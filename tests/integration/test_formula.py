@@ -1,0 +1,132 @@
+"""`state.apply cinder_ha` end to end through a real master and minion, on the live sandbox:
+the real cluster starts the real cinder-api on the VIP and Keystone's catalog leads to it.
+
+The tests run in file order and share the sandbox's real names (p_cinder-api, 127.0.0.103,
+/etc/cinder/cinder.conf, RegionOne), starting from a clean slate.
+"""
+import hashlib
+import json
+import pathlib
+import subprocess
+import time
+
+import pytest
+
+from tests.conftest import SANDBOX, cluster_env
+from tests.formula_support import CLUSTER_IDS, cib_epoch, keystone_get, reset_slate, state_results
+
+PROJECT = pathlib.Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def slate(sandbox_facts):
+    reset_slate(sandbox_facts)
+    yield sandbox_facts
+
+
+def apply(salt_cli, target, *args, timeout=600):
+    return salt_cli.run("state.apply", "cinder_ha", *args, minion_tgt=target, _timeout=timeout)
+
+
+def snapshot(facts):
+    conf = pathlib.Path(facts["cinder_conf"]).read_bytes()
+    services = keystone_get(facts, "/services")["services"]
+    return {"epoch": cib_epoch(), "conf": hashlib.sha256(conf).hexdigest(),
+            "services": sorted((s["type"], s["id"]) for s in services)}
+
+
+def test_bad_pillar_fails_in_validation_and_changes_nothing(slate, salt_cli, salt_minion):
+    before = snapshot(slate)
+    bad = json.dumps({"cinder_ha": {"vip": {"address": "127.0.0.300"}, "cinder_api_port": "eighty",
+                                    "rabitmq": {"hosts": ["x"]}}})
+    ret = apply(salt_cli, salt_minion.id, f"pillar={bad}")
+    results = state_results(ret)
+    assert len(results) == 1, f"only the validation state may run: {list(results)}"
+    (state,) = results.values()
+    assert state["result"] is False
+    for problem in ("vip:address: not an IP address: '127.0.0.300'", "cinder_api_port: port must be an integer",
+                    "rabitmq: unknown key (did you mean 'rabbitmq'?)"):
+        assert problem in state["comment"]
+    assert snapshot(slate) == before
+
+
+def test_first_apply_converges_and_the_api_answers_through_the_catalog(slate, salt_cli, salt_minion):
+    ret = apply(salt_cli, salt_minion.id)
+    results = state_results(ret)
+    failed = {k: v["comment"] for k, v in results.items() if v["result"] is not True}
+    assert not failed, failed
+    conf = pathlib.Path(slate["cinder_conf"]).read_text()
+    assert "sql_connection" not in conf and "notifier_strategy" not in conf and "rabbit_host" not in conf
+    assert f"connection = sqlite:///{slate['cinder_db']}" in conf
+    assert "osapi_volume_listen = 127.0.0.103" in conf
+    assert "# From the OpenStack HA guide" in conf, "the operator's comments are kept"
+    located = subprocess.run(["crm_resource", "--locate", "--resource", CLUSTER_IDS[0]], capture_output=True,
+                             text=True, env=cluster_env(), timeout=30).stdout
+    assert "is running on: node1" in located
+    client = subprocess.run([str(SANDBOX / "venv" / "salt" / "bin" / "python"), str(PROJECT / "scripts" / "catalog_client.py"),
+                             "--facts", str(SANDBOX / "sandbox.json")], capture_output=True, text=True, timeout=120)
+    assert client.returncode == 0, client.stdout + client.stderr
+    assert "http://127.0.0.103:8776/v3" in client.stdout
+    assert slate["keystone_admin_password"] not in json.dumps(ret.data) + client.stdout
+
+
+def test_second_apply_reports_no_changes(slate, salt_cli, salt_minion):
+    epoch = cib_epoch()
+    results = state_results(apply(salt_cli, salt_minion.id))
+    changed = {k: v["changes"] for k, v in results.items() if v["changes"]}
+    assert not changed, changed
+    assert all(v["result"] is True for v in results.values())
+    assert cib_epoch() == epoch
+
+
+def test_config_drift_is_corrected_and_restarts_only_through_the_cluster(slate, salt_cli, salt_minion):
+    conf = pathlib.Path(slate["cinder_conf"])
+    conf.write_text(conf.read_text().replace("osapi_volume_listen = 127.0.0.103", "osapi_volume_listen = 0.0.0.0"))
+    results = state_results(apply(salt_cli, salt_minion.id, "test=True"))
+    restart = next(v for k, v in results.items() if "restarted_through_cluster" in k)
+    assert restart["result"] is None and "would be restarted" in restart["comment"]
+    results = state_results(apply(salt_cli, salt_minion.id))
+    restart = next(v for k, v in results.items() if "restarted_through_cluster" in k)
+    assert restart["changes"].get("restarted") == "p_cinder-api"
+    assert "osapi_volume_listen = 127.0.0.103" in conf.read_text()
+    assert all(v["result"] is True for v in results.values())
+
+
+def test_status_reports_where_it_runs_and_that_it_answers(slate, salt_cli, salt_minion):
+    ret = salt_cli.run("cinder_ha.status", minion_tgt=salt_minion.id)
+    status = ret.data
+    assert status["resources"]["p_cinder-api"] == ["node1"]
+    assert status["api"]["status"] == 200, status["api"]
+    assert status["catalog"]["matches"] is True, status["catalog"]
+    assert slate["keystone_admin_password"] not in json.dumps(status)
+
+
+def test_two_minions_applying_at_once_leave_one_copy_of_everything(slate, salt_master, salt_minion, salt_cli):
+    reset_slate(slate)
+    second = salt_master.salt_minion_daemon("node1-twin", overrides={"state_queue": True})
+    with second.started(start_timeout=120):
+        ret = salt_cli.run("state.apply", "cinder_ha", minion_tgt=f"{salt_minion.id},{second.id}",
+                           tgt_type="list", _timeout=900)
+        for minion_id in (salt_minion.id, second.id):
+            results = ret.data[minion_id]
+            assert isinstance(results, dict), results
+            failed = {k: v["comment"] for k, v in results.items() if v["result"] is not True}
+            assert not failed, (minion_id, failed)
+    cib = subprocess.run(["cibadmin", "-Q", "-o", "configuration"], capture_output=True, text=True,
+                         env=cluster_env(), timeout=30).stdout
+    for rsc in CLUSTER_IDS:
+        assert cib.count(f'<primitive id="{rsc}"') == 1
+    assert cib.count("<rsc_colocation ") == 1 and cib.count("<rsc_order ") == 1
+    services = keystone_get(slate, "/services?type=block-storage")["services"]
+    assert len(services) == 1
+    endpoints = keystone_get(slate, f"/endpoints?service_id={services[0]['id']}")["endpoints"]
+    assert sorted(e["interface"] for e in endpoints if e["region_id"] == "RegionOne") == ["admin", "internal", "public"]
+    # and the API still answers on the VIP
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        probe = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "2",
+                                "http://127.0.0.103:8776/healthcheck"], capture_output=True, text=True)
+        if probe.stdout == "200":
+            break
+        time.sleep(0.5)
+    assert probe.stdout == "200"
