@@ -1,0 +1,282 @@
+"""ocf:openstack:cinder-api run directly (as pacemaker-execd would) against a real cinder-api and
+the real Keystone: ocf-tester with the guide's and the modern parameters, monitor return codes,
+stop edge cases, secrets. Plus the formula's agent state through a real masterless salt-call.
+
+Private instance: /srv/cinder-ha/t3 config, 127.0.0.113:18763 (see tests/agent_support.py).
+"""
+import json
+import os
+import pathlib
+import pwd
+import signal
+import subprocess
+import threading
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from tests import agent_support as support
+from tests.conftest import PROJECT, SANDBOX
+
+RETIRED_PARAMS = {"binary", "config", "user", "pid", "url", "keystone_get_token_url", "os_username", "os_password",
+                  "os_tenant_name", "additional_parameters"}
+MODERN_PARAMS = {"os_auth_url", "os_project_name", "os_user_domain_name", "os_project_domain_name"}
+
+
+@pytest.fixture(scope="module")
+def instance():
+    configs = support.prepare_instance()
+    support.install_agent()
+    support.kill_instance()
+    yield configs
+    support.kill_instance()
+
+
+@pytest.fixture
+def stopped(instance, sandbox_facts):
+    """Each test starts and ends with the t3 instance stopped (even when the test fails)."""
+    support.kill_instance()
+    yield instance
+    support.run_agent("stop", support.modern_params(sandbox_facts), timeout=120)
+    support.kill_instance()
+
+
+def ocf_tester(params):
+    """ocf-tester with the password in the environment, not on ocf-tester's own command line."""
+    args = ["ocf-tester", "-n", "t3_cinder-api"]
+    extra_env = {}
+    for key, value in params.items():
+        if key == "os_password":
+            extra_env["OCF_RESKEY_os_password"] = value
+        else:
+            args += ["-o", f"{key}={value}"]
+    args.append(str(support.AGENT_PATH))
+    return subprocess.run(args, env=support.env(**extra_env), capture_output=True, text=True, timeout=300)
+
+
+def test_meta_data_declares_every_parameter_and_action(instance):
+    result = support.run_agent("meta-data", {})
+    assert result.returncode == 0
+    root = ET.fromstring(result.stdout)
+    names = {p.get("name") for p in root.iter("parameter")}
+    assert RETIRED_PARAMS | MODERN_PARAMS <= names
+    actions = {a.get("name"): a.get("timeout") for a in root.iter("action")}
+    assert actions["start"] == "60s" and actions["stop"] == "90s" and actions["monitor"] == "30s"
+    assert {"validate-all", "meta-data", "status"} <= set(actions)
+
+
+def test_ocf_tester_guide_parameters_with_v2_token_url(stopped, sandbox_facts):
+    params = support.guide_params(sandbox_facts)
+    assert params["keystone_get_token_url"].endswith("/v2.0/tokens")
+    result = ocf_tester(params)
+    output = result.stdout + result.stderr
+    assert sandbox_facts["keystone_admin_password"] not in output
+    assert result.returncode == 0, output
+    assert "passed all tests" in output
+    assert not support.cinder_pids()
+
+
+def test_ocf_tester_modern_parameters(stopped, sandbox_facts):
+    result = ocf_tester(support.modern_params(sandbox_facts))
+    output = result.stdout + result.stderr
+    assert sandbox_facts["keystone_admin_password"] not in output
+    assert result.returncode == 0, output
+    assert not support.cinder_pids()
+
+
+def test_ocf_tester_without_credentials_healthcheck_only(stopped):
+    result = ocf_tester({"binary": support.BINARY, "config": support.CONF_NOAUTH, "pid": support.PID_FILE})
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_monitor_codes_and_v2_url_against_real_keystone(stopped, sandbox_facts):
+    params = support.guide_params(sandbox_facts)
+    assert support.run_agent("monitor", params, CRM_meta_interval=5000).returncode == 7
+    started = support.run_agent("start", params)
+    assert started.returncode == 0, started.stderr
+    assert support.healthcheck() == 200
+    parent = min(support.cinder_pids())
+    uid_line = next(line for line in pathlib.Path(f"/proc/{parent}/status").read_text().splitlines()
+                    if line.startswith("Uid:"))
+    assert uid_line.split()[1:] == [str(pwd.getpwnam("cinder").pw_uid)] * 4  # runs as the default user
+
+    probe = support.run_agent("monitor", params, CRM_meta_interval=0)
+    assert probe.returncode == 0, probe.stderr
+    assert "is Keystone v2.0 (removed in Queens): using its v3 equivalent http://127.0.0.1:5000/v3/auth/tokens" \
+        in probe.stderr
+    # the authenticated check reached cinder with a real token (cinder logs the user id)
+    cinder_log = (support.T3 / "log" / "cinder-api.log").read_text()
+    assert [line for line in cinder_log.splitlines() if '"GET /v3/ HTTP/1.1" status: 200' in line]
+
+    # wrong password: logged, but Keystone's answer is no reason to restart cinder
+    wrong = support.run_agent("monitor", dict(params, os_password="not-the-password"), CRM_meta_interval=5000)
+    assert wrong.returncode == 0
+    assert "rejected the monitor's credentials (HTTP 401)" in wrong.stderr
+    assert "not-the-password" not in wrong.stdout + wrong.stderr
+
+    # cinder answering a valid token with 404 is a cinder failure
+    broken = support.run_agent("monitor", dict(params, url=f"http://{support.VIP}:{support.PORT}/v3/no-such-path"),
+                               CRM_meta_interval=5000)
+    assert broken.returncode == 1
+    assert "authenticated GET" in broken.stderr
+
+    # a hung daemon (SIGSTOP) is a failure (1), not "not running" (7)
+    processes = support.cinder_pids()  # parent and worker: the worker serves requests
+    for pid in processes:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        hung = support.run_agent("monitor", params, CRM_meta_interval=5000, CRM_meta_timeout=6000)
+        assert hung.returncode == 1
+        assert "does not answer" in hung.stderr
+    finally:
+        for pid in processes:
+            os.kill(pid, signal.SIGCONT)
+
+
+def test_cinder_that_cannot_validate_tokens_fails_the_monitor(stopped, sandbox_facts):
+    params = support.modern_params(sandbox_facts, config=str(support.CONF_BADAUTH))
+    started = support.run_agent("start", params)
+    assert started.returncode == 0, started.stderr  # /healthcheck needs no Keystone
+    result = support.run_agent("monitor", params, CRM_meta_interval=5000)
+    assert result.returncode == 1
+    assert "with a valid Keystone token" in result.stderr
+
+
+def test_stop_when_not_running_succeeds_without_config_or_binary(stopped):
+    params = {"binary": "/nonexistent/cinder-api", "config": "/nonexistent/cinder.conf", "pid": support.PID_FILE}
+    assert support.run_agent("stop", params).returncode == 0
+    assert support.run_agent("monitor", params, CRM_meta_interval=0).returncode == 7
+    assert support.run_agent("validate-all", params).returncode == 5
+    assert support.run_agent("start", params).returncode == 5
+
+
+def test_stop_of_a_running_daemon_needs_only_the_pid_file(stopped, sandbox_facts):
+    params = support.modern_params(sandbox_facts)
+    assert support.run_agent("start", params).returncode == 0
+    stop = support.run_agent("stop", {"binary": "/gone", "config": "/gone", "pid": support.PID_FILE})
+    assert stop.returncode == 0, stop.stderr
+    assert not support.cinder_pids()
+    assert not os.path.exists(support.PID_FILE)
+
+
+def test_stop_kills_a_daemon_that_ignores_term(stopped, sandbox_facts):
+    params = support.modern_params(sandbox_facts)
+    assert support.run_agent("start", params).returncode == 0
+    for pid in support.cinder_pids():
+        os.kill(pid, signal.SIGSTOP)  # TERM stays pending: only KILL ends it
+    stop = support.run_agent("stop", params, CRM_meta_timeout=12000)
+    assert stop.returncode == 0, stop.stderr
+    assert "sending SIGKILL" in stop.stderr
+    assert support.wait_for(lambda: not support.cinder_pids(), 5)
+
+
+def test_start_failure_is_reported(stopped, sandbox_facts):
+    params = support.modern_params(sandbox_facts)
+    params["additional_parameters"] = "--no-such-option"
+    result = support.run_agent("start", params)
+    assert result.returncode == 1
+    assert "cinder-api exited during start" in result.stderr
+    assert not support.cinder_pids()
+
+
+def test_incomplete_credentials_are_a_configuration_error(instance, sandbox_facts):
+    params = support.modern_params(sandbox_facts)
+    del params["os_auth_url"]
+    result = support.run_agent("validate-all", params)
+    assert result.returncode == 6
+    assert "os_auth_url" in result.stderr
+    params = support.modern_params(sandbox_facts)
+    params["os_project_name"] = ""
+    assert support.run_agent("validate-all", params).returncode == 6
+
+
+def test_password_never_on_a_command_line_during_monitor(stopped, sandbox_facts):
+    secret = sandbox_facts["keystone_admin_password"]
+    params = support.guide_params(sandbox_facts)
+    assert support.run_agent("start", params).returncode == 0
+    seen_secret, seen_curl, done = [], [], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            for line in support.all_cmdlines():
+                if secret in line:
+                    seen_secret.append(line.replace(secret, "***"))
+                if line.startswith("curl "):
+                    seen_curl.append(line)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        for _ in range(15):
+            assert support.run_agent("monitor", params, CRM_meta_interval=5000).returncode == 0
+    finally:
+        done.set()
+        sampler.join()
+    assert seen_curl, "the sampler never saw the monitor's curl: it proves nothing"
+    assert not seen_secret
+
+
+# ---- the formula's agent state, through a real masterless salt-call ----
+
+GOOD_PILLAR = {
+    "vip": {"address": "127.0.0.113", "netmask": 32, "nic": "lo"},
+    "database": {"connection": "mysql+pymysql://cinder:s3cret@127.0.0.1/cinder"},
+    "rabbitmq": {"hosts": ["127.0.0.1:5672"], "user": "openstack", "password": "rabbitpw"},
+    "keystone": {"auth_url": "http://127.0.0.1:5000/v3", "username": "admin", "password": "pw",
+                 "project_name": "admin"},
+}
+
+
+def salt_call_agent_state(tmp_path, pillar):
+    conf = tmp_path / "conf"
+    pillar_dir = tmp_path / "pillar"
+    conf.mkdir(exist_ok=True)
+    pillar_dir.mkdir(exist_ok=True)
+    (pillar_dir / "top.sls").write_text("base:\n  '*':\n    - cinder_ha\n")
+    (pillar_dir / "cinder_ha.sls").write_text(json.dumps({"cinder_ha": pillar}))
+    (conf / "minion").write_text(
+        f"file_client: local\nid: t3-minion\nroot_dir: {tmp_path}/root\n"
+        f"file_roots:\n  base:\n    - {PROJECT}/salt\n    - {PROJECT}\n"
+        f"pillar_roots:\n  base:\n    - {pillar_dir}\n"
+    )
+    salt_call = [str(SANDBOX / "venv" / "salt" / "bin" / "salt-call"), "--local", "-c", str(conf), "--out=json",
+                 "state.apply", "cinder_ha.agent"]
+    result = subprocess.run(salt_call, env=dict(os.environ), capture_output=True, text=True, timeout=180)
+    try:
+        return result, json.loads(result.stdout)["local"]
+    except (ValueError, KeyError):
+        raise AssertionError(f"salt-call rc={result.returncode}: {result.stdout[-2000:]} {result.stderr[-2000:]}")
+
+
+def state_by_id(ret, state_id):
+    return next(v for k, v in ret.items() if v.get("__id__") == state_id)
+
+
+def test_agent_state_installs_the_project_agent(tmp_path):
+    support.AGENT_PATH.unlink(missing_ok=True)
+    try:
+        result, ret = salt_call_agent_state(tmp_path, GOOD_PILLAR)
+        installed = state_by_id(ret, "cinder_ha ocf agent installed")
+        assert installed["result"] is True, installed["comment"]
+        assert support.AGENT_PATH.read_bytes() == support.AGENT_SOURCE.read_bytes()
+        assert oct(support.AGENT_PATH.stat().st_mode & 0o7777) == "0o755"
+        assert result.returncode == 0
+        _, again = salt_call_agent_state(tmp_path, GOOD_PILLAR)
+        assert state_by_id(again, "cinder_ha ocf agent installed")["changes"] == {}
+    finally:
+        support.install_agent()
+
+
+def test_url_source_without_hash_fails_validation_and_installs_nothing(tmp_path):
+    support.AGENT_PATH.unlink(missing_ok=True)
+    try:
+        pillar = dict(GOOD_PILLAR, agent={"source": "https://127.0.0.1:9/cinder-api"})
+        result, ret = salt_call_agent_state(tmp_path, pillar)
+        assert result.returncode != 0
+        valid = state_by_id(ret, "cinder_ha pillar is valid")
+        assert valid["result"] is False and "source_hash" in valid["comment"]
+        assert state_by_id(ret, "cinder_ha ocf agent installed")["result"] is False
+        assert not support.AGENT_PATH.exists()
+        assert "s3cret" not in result.stdout + result.stderr
+    finally:
+        support.install_agent()
