@@ -199,6 +199,29 @@ def _store_secrets(objects, signs, secrets_dir):
             log.info("crm: stored secret parameter %s of %s in %s", name, obj["id"], os.path.dirname(path))
 
 
+def store_secrets(rsc, secrets, secrets_dir=None, test=False):
+    """
+    Write ``secrets`` ({param: value}) of resource ``rsc`` where Pacemaker's executor reads
+    ``lrm://`` values (value file 0600 + md5 ``.sign``, directories 0700), on THIS node.
+    Every node that may run the resource needs them. Returns the names that changed
+    (``test=True``: that would change); values never appear.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' crm.store_secrets p_cinder-api '{os_password: ...}'   # prefer an SLS: not on a command line
+    """
+    obj = {"tag": "primitive", "id": rsc, "secret_mode": "lrm", "params": dict(secrets),
+           "secret_params": sorted(secrets)}
+    signs = _secret_signs([obj], secrets_dir)
+    changed = sorted(name for name, value in secrets.items()
+                     if signs.get((rsc, name)) != _lib().md5_hex(str(value)))
+    if changed and not test:
+        _store_secrets([dict(obj, params={k: str(v) for k, v in secrets.items()})], signs, secrets_dir)
+    return changed
+
+
 def _secret_values(objects):
     return [obj["params"][name] for obj in objects if obj["tag"] == "primitive"
             for name in obj.get("secret_params", ())]
@@ -486,6 +509,19 @@ def locate(rsc):
     if resource is None:
         _fail(f"resource {rsc} is not in the cluster")
     return resource["nodes"] if resource["active"] else []
+
+
+def failures():
+    """
+    Failed resource actions from ``crm_mon`` (empty list when none).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' crm.failures
+    """
+    return status()["failures"]
 
 
 def node_name():

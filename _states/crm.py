@@ -167,6 +167,32 @@ def property_present(name, value=None, properties=None, set_id="cib-bootstrap-op
     return configured(name, [{"property": values, "set": set_id}])
 
 
+def secrets_present(name, secrets, secrets_dir=None):
+    """
+    The ``lrm://`` secret files of resource ``name`` on THIS node (apply on every node that may
+    run it; ``crm.configured`` with ``secret_mode: lrm`` also writes them where it runs).
+
+    .. code-block:: yaml
+
+        p_cinder-api secrets:
+          crm.secrets_present:
+            - name: p_cinder-api
+            - secrets: {os_password: {{ password | json }}}
+    """
+    ret = {"name": name, "result": True, "changes": {}, "comment": ""}
+    changed = __salt__["crm.store_secrets"](name, secrets, secrets_dir=secrets_dir, test=__opts__["test"])
+    if not changed:
+        ret["comment"] = f"secret files of {name} already hold these values"
+        return ret
+    ret["changes"] = {param: "***" for param in changed}
+    if __opts__["test"]:
+        ret["result"] = None
+        ret["comment"] = f"would store secret parameters {', '.join(changed)} of {name}"
+    else:
+        ret["comment"] = f"stored secret parameters {', '.join(changed)} of {name}"
+    return ret
+
+
 def absent(name, ids=None):
     """
     The objects ``name`` (or ``ids``) absent, with the constraints that name them. A running

@@ -80,8 +80,31 @@ def param(rsc, name):
 
 
 def count_ids(object_id):
-    root = ET.fromstring(query())
-    return sum(1 for found in root.iter() if found.get("id") == object_id)
+    """Elements of the configuration (not the status section) with this id."""
+    config = ET.fromstring(query()).find("configuration")
+    return sum(1 for found in config.iter() if found.get("id") == object_id)
+
+
+def strings(value):
+    """Every string (keys and values) in a nested return, joined: JSON would escape newlines."""
+    if isinstance(value, dict):
+        return "\x00".join(strings(k) + "\x00" + strings(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return "\x00".join(strings(v) for v in value)
+    return str(value)
+
+
+def assert_no_secret(secret, found_in, where):
+    """Fail without printing either value (pytest would show both in its explanation)."""
+    leaked = secret in strings(found_in)
+    assert not leaked, f"the secret appears in {where}"
+
+
+def t4_configuration():
+    """XML of every t4_ object in the configuration (other engineers' objects left out)."""
+    config = ET.fromstring(query()).find("configuration")
+    return "".join(ET.tostring(found, encoding="unicode") for found in config.iter()
+                   if (found.get("id") or "").startswith("t4_"))
 
 
 def install_test_agent():

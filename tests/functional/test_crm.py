@@ -121,7 +121,7 @@ def test_hostile_password_plain_is_stored_exactly_and_never_run(states, tmp_path
     assert result.result is True, result.comment
     assert cib.param("t4_pw", "passwd") == password
     assert not canary.exists()
-    assert password not in json.dumps(result.raw)
+    cib.assert_no_secret(password, result.raw, "the state return")
     assert result.changes["objects"]["t4_pw"]["params.passwd"] == {"old": None, "new": "***"}
     assert states.configured(name="t4", objects=[obj]).changes == {}
 
@@ -134,8 +134,8 @@ def test_hostile_password_lrm_goes_to_a_0600_file_and_the_cib_gets_lrm(states, t
            "secret_params": ["passwd"], "secret_mode": "lrm"}
     result = states.configured(name="t4", objects=[obj], secrets_dir=str(secrets))
     assert result.result is True, result.comment
-    assert password not in json.dumps(result.raw)
-    assert password not in cib.query()
+    cib.assert_no_secret(password, result.raw, "the state return")
+    cib.assert_no_secret(password, cib.query(), "the CIB")
     assert cib.param("t4_pw", "passwd") == "lrm://"
     secret_file = secrets / "t4_pw" / "passwd"
     assert secret_file.read_bytes() == password.encode()
@@ -148,7 +148,7 @@ def test_hostile_password_lrm_goes_to_a_0600_file_and_the_cib_gets_lrm(states, t
     assert states.configured(name="t4", objects=[obj], secrets_dir=str(secrets)).changes == {}
     obj["params"]["passwd"] = "new-S3cr$t"
     changed = states.configured(name="t4", objects=[obj], secrets_dir=str(secrets))
-    assert "new-S3cr$t" not in json.dumps(changed.raw)
+    cib.assert_no_secret("new-S3cr$t", changed.raw, "the state return")
     assert changed.changes["objects"]["t4_pw"] == {
         "action": "update", "secret.passwd": {"old": "***", "new": "***"}}
     assert secret_file.read_text() == "new-S3cr$t"
@@ -162,7 +162,7 @@ def test_newline_in_a_plain_value_is_refused_before_touching_the_cib(states):
     result = states.configured(name="t4", objects=[obj])
     assert result.result is False
     assert "newline" in result.comment and "secret_mode: lrm" in result.comment
-    assert "one\ntwo" not in json.dumps(result.raw)
+    cib.assert_no_secret("one\ntwo", result.raw, "the state return")
     assert cib.epoch() == epoch
 
 
@@ -254,3 +254,15 @@ def test_verify_and_status_offline(crm):
     assert crm.verify()["valid"] is True
     status = crm.status()
     assert status["resources"]["t4_api"]["active"] is False
+
+
+def test_secrets_present_on_a_node_that_does_not_write_the_cib(states, tmp_path):
+    secrets = tmp_path / "secrets"
+    first = states.secrets_present(name="t4_api", secrets={"os_password": "S3cr$t `x`"},
+                                   secrets_dir=str(secrets))
+    assert first.result is True and first.changes == {"os_password": "***"}
+    assert (secrets / "t4_api" / "os_password").read_text() == "S3cr$t `x`"
+    again = states.secrets_present(name="t4_api", secrets={"os_password": "S3cr$t `x`"},
+                                   secrets_dir=str(secrets))
+    assert again.changes == {}
+    cib.assert_no_secret("S3cr$t", first.raw, "the state return")
