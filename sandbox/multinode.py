@@ -341,7 +341,8 @@ def launch_node(name, state):
     node_net_up(name)
     with open(os.path.join(d, "log", "init.log"), "ab") as out:
         proc = subprocess.Popen(
-            ["ip", "netns", "exec", netns_of(name), "unshare", "--mount", "--uts", "--ipc", "--pid", "--fork",
+            ["env", f"NODE_AGENT_DIR={NODE_AGENT_DIR}", f"OCF_PROVIDER_DIR={OCF_PROVIDER_DIR}",
+             "ip", "netns", "exec", netns_of(name), "unshare", "--mount", "--uts", "--ipc", "--pid", "--fork",
              "--kill-child", "--propagation", "private", "--mount-proc", "/bin/bash", INIT_SCRIPT, name, d],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             env=clean_env())
@@ -491,21 +492,25 @@ def forwarder_down(state):
 PRIMITIVE_ID = "p_cinder-api"
 VIP_ID = "p_ip_cinder-api"
 AGENT_SOURCE = os.path.join(PROJECT, "salt", "cinder_ha", "files", "ocf", "cinder-api")
-AGENT_PATH = "/usr/lib/ocf/resource.d/openstack/cinder-api"
+OCF_PROVIDER_DIR = "/usr/lib/ocf/resource.d/openstack"
+NODE_AGENT_DIR = os.path.join(BASE, "ocf", "openstack")
 # The cinder venv's interpreter lives under /root (mode 0700) on these machines: the user
 # `cinder` cannot execute it, so the sandbox runs cinder-api as root.
 CINDER_USER = "root"
 
 
 def install_agent():
-    """Copy the project's OCF agent to the (shared) OCF directory every node reads."""
+    """Copy the project's OCF agent into the nodes' own agent folder (BASE/ocf/openstack),
+    which every node bind-mounts on /usr/lib/ocf/resource.d/openstack: other work replacing
+    the machine's copy mid-test cannot take it away from a running node."""
     if not os.path.exists(AGENT_SOURCE):
         raise MultinodeError(f"{AGENT_SOURCE} missing: the ocf:openstack:cinder-api agent is not in the tree")
-    os.makedirs(os.path.dirname(AGENT_PATH), exist_ok=True)
-    tmp = AGENT_PATH + f".tmp{os.getpid()}"
+    os.makedirs(NODE_AGENT_DIR, exist_ok=True)
+    target = os.path.join(NODE_AGENT_DIR, "cinder-api")
+    tmp = target + f".tmp{os.getpid()}"
     shutil.copyfile(AGENT_SOURCE, tmp)
     os.chmod(tmp, 0o755)
-    os.replace(tmp, AGENT_PATH)
+    os.replace(tmp, target)
 
 
 def resources_text(monitor="5s", stickiness=100, user=CINDER_USER):
@@ -693,6 +698,11 @@ def cmd_up(args):
                   "publish_port": args.master_publish_port or args.master_ret_port - 1}
     os.makedirs(BASE, exist_ok=True)
     prepare_shared_db()
+    os.makedirs(OCF_PROVIDER_DIR, exist_ok=True)  # mount point for the nodes' agent folder
+    if os.path.exists(AGENT_SOURCE):
+        install_agent()
+    else:
+        os.makedirs(NODE_AGENT_DIR, exist_ok=True)
     names = node_names(args.nodes)
     for name in names:
         prepare_node(name, args.nodes, args.token, master)

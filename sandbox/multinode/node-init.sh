@@ -32,6 +32,8 @@ bind "$dir/lib/pacemaker" /var/lib/pacemaker
 bind "$dir/lib/corosync" /var/lib/corosync
 bind "$dir/log/pacemaker" /var/log/pacemaker
 bind "$dir/log/corosync" /var/log/corosync
+# The nodes' own copy of ocf:openstack:cinder-api (multinode.py keeps it in sync with the tree).
+bind "$NODE_AGENT_DIR" "$OCF_PROVIDER_DIR"
 # Optional places cinder or salt may use, when they exist on the shared root.
 for pair in "lib/cinder:/var/lib/cinder" "log/cinder:/var/log/cinder" "salt:/etc/salt"; do
     if [ -d "${pair#*:}" ] && [ -d "$dir/${pair%%:*}" ]; then bind "$dir/${pair%%:*}" "${pair#*:}"; fi
