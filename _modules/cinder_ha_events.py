@@ -121,11 +121,12 @@ def _settings():
 
 
 def _locate(resource):
-    """Which node runs ``resource``: crm.locate when the crm module is there, else crm_resource."""
+    """Which nodes run ``resource``: crm.locate when the crm module is there, else crm_resource."""
     if "crm.locate" in __salt__:
         try:
-            return {"via": "crm.locate", "result": __salt__["crm.locate"](resource)}
-        except Exception as exc:
+            nodes = list(__salt__["crm.locate"](resource))
+            return {"via": "crm.locate", "nodes": nodes, "running": bool(nodes)}
+        except Exception as exc:  # e.g. the resource is not in the cluster (yet)
             return {"via": "crm.locate", "error": str(exc)[:300]}
     try:
         res = subprocess.run(["crm_resource", "--locate", "--resource", resource], capture_output=True,
@@ -139,28 +140,51 @@ def _locate(resource):
     return result
 
 
-def _probe(settings):
-    """Is the catalog URL answering: cinder_keystone's probe when present, else a plain GET."""
-    for name in ("cinder_keystone.probe", "cinder_keystone.catalog_lookup"):
-        if name in __salt__:
-            try:
-                return {"via": name, "result": __salt__[name]()}
-            except Exception as exc:
-                return {"via": name, "error": str(exc)[:300]}
-    if not settings:
-        return {"via": "none", "error": "no valid cinder_ha pillar: catalog URL unknown"}
-    url = __salt__["cinder_ha.library"]("cinder_ha_pillar").endpoint_urls(settings).get("internal")
-    if not url:
-        return {"via": "http", "error": "no internal endpoint configured"}
+def _http_get(url):
     result = {"via": "http", "url": url}
     try:
         with urllib.request.urlopen(url, timeout=5) as resp:
             result["status"] = resp.status
     except urllib.error.HTTPError as exc:
-        result["status"] = exc.code  # any HTTP answer means something listens at the VIP
+        result["status"] = exc.code  # any HTTP answer means cinder-api listens (401 without a token)
     except (OSError, ValueError) as exc:
         result["error"] = str(exc)[:300]
-    result["ok"] = "status" in result and result["status"] < 500
+    result["answers"] = "status" in result
+    return result
+
+
+def _probe(settings):
+    """
+    Does the catalog URL answer? What a client does when cinder_keystone is there (fresh
+    token, catalog lookup, GET of the endpoint); else a GET of the URL the pillar defines.
+    """
+    if not settings:
+        return {"via": "none", "answers": False, "error": "no valid cinder_ha pillar: catalog URL unknown"}
+    urls = __salt__["cinder_ha.library"]("cinder_ha_pillar").endpoint_urls(settings)
+    interface = "internal" if "internal" in urls else next(iter(urls), "public")
+    url = urls.get(interface)
+    errors = []
+    if "cinder_keystone.catalog_lookup" in __salt__:
+        try:
+            found = __salt__["cinder_keystone.catalog_lookup"](
+                service_type=settings["endpoints"]["service_types"][0], interface=interface, probe_url=True)
+            probe = found.get("probe") or {}
+            return {"via": "cinder_keystone.catalog_lookup", "interface": interface, "found": found.get("found"),
+                    "url": found.get("url"), "answers": bool(probe.get("answers")), "status": probe.get("status"),
+                    "error": probe.get("error")}
+        except Exception as exc:  # Keystone away: still say whether the pillar's URL answers
+            errors.append(f"catalog lookup: {str(exc)[:300]}")
+    if not url:
+        return {"via": "none", "answers": False, "error": "no endpoint URL in the pillar"}
+    if "cinder_keystone.probe" in __salt__:
+        try:
+            result = dict(__salt__["cinder_keystone.probe"](url), via="cinder_keystone.probe")
+        except Exception as exc:
+            result = {"via": "cinder_keystone.probe", "url": url, "answers": False, "error": str(exc)[:300]}
+    else:
+        result = _http_get(url)
+    if errors:
+        result["catalog_error"] = "; ".join(errors)
     return result
 
 

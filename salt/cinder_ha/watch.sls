@@ -11,7 +11,7 @@ include:
   - cinder_ha.alerts
 
 {%- set conf_path = salt['pillar.get']('cinder_ha:cinder_conf:path', '/etc/cinder/cinder.conf') %}
-{%- set minion_d = (salt['config.get']('conf_file') or '/etc/salt/minion') | dirname ~ '/minion.d' %}
+{%- set minion_d = salt['file.dirname'](salt['config.get']('conf_file') or '/etc/salt/minion') ~ '/minion.d' %}
 
 cinder_ha_watch_engine:
   file.serialize:

@@ -6,6 +6,7 @@ salt://cinder_ha/reactor/dispatch.sls; its file_roots put a test cinder_ha.confi
 The alert test adds its own resource t8_dummy and alert t8_alert to the live cluster and
 removes both afterwards.
 """
+import contextlib
 import json
 import os
 import pwd
@@ -181,8 +182,6 @@ def cluster(*argv, check=True):
 
 @pytest.fixture
 def t8_cluster(t8_paths):
-    if cluster("crmadmin", "-D", "-t", "5s", check=False).returncode != 0:
-        pytest.fail("no live cluster: python3 sandbox/sandbox.py up cluster")
     agent = os.path.join(t8_paths["base"], "cinder_ha_alert")
     shutil.copy(support.PROJECT / "salt/cinder_ha/files/alert/cinder_ha_alert", agent)
     os.chmod(agent, 0o755)
@@ -196,16 +195,10 @@ def t8_cluster(t8_paths):
     else:
         cluster("cibadmin", "-C", "-o", "alerts", "-X", alert)
     try:
-        cluster("crm", "configure", "primitive", "t8_dummy", "ocf:heartbeat:Dummy",
-                "op", "monitor", "interval=10s")
-        cluster("crm_resource", "--wait", "--timeout", "60s")
-        yield "t8_dummy"
+        with dummy_resource("t8_dummy"):
+            yield "t8_dummy"
     finally:
-        cluster("crm_resource", "-r", "t8_dummy", "--meta", "-p", "target-role", "-v", "Stopped", check=False)
-        cluster("crm_resource", "--wait", "--timeout", "60s", check=False)
-        cluster("cibadmin", "-D", "-o", "resources", "-X", '<primitive id="t8_dummy"/>', check=False)
         cluster("cibadmin", "-D", "-o", "alerts", "-X", '<alert id="t8_alert"/>', check=False)
-        cluster("crm_resource", "-C", "-r", "t8_dummy", check=False)
         if created_section:  # only if nobody else added an alert meanwhile
             cluster("cibadmin", "-D", "--xpath", "/cib/configuration/alerts[not(*)]", check=False)
 
@@ -226,6 +219,116 @@ def test_stopping_a_resource_produces_event_and_reactor_job(t8_cluster, t8_paths
         ret = t8_cli.run("cinder_ha_events.recent", "limit=20", minion_tgt=t8_minion.id)
         return [r for r in ret.data or [] if r.get("rsc") == t8_cluster and r.get("task") == "stop"]
     assert wait_until(lambda: recorded(), 30), "the reactor's handle_move did not record the stop"
+    # the start when t8_dummy was created was recorded too, with the check of where it runs
+    ret = t8_cli.run("cinder_ha_events.recent", "limit=20", minion_tgt=t8_minion.id)
+    starts = [r for r in ret.data if r.get("rsc") == t8_cluster and r.get("task") == "start"]
+    assert starts and starts[-1]["check"]["location"]["running"] is True, ret.data
     jobs = jobs_since(event_listener, t8_master, since, fun="cinder_ha_events.handle_move")
     assert jobs and jobs[0].data["tgt"] == [t8_minion.id]
     assert wait_until(lambda: os.listdir(t8_paths["spool"]) == [], 10), "spooled alerts not removed"
+
+
+# ---------------------------------------------------------------- with the formula's real cinder_ha.config
+
+
+@pytest.fixture(scope="module")
+def real_paths(sandbox_facts):
+    """The sandbox pillar, with cinder.conf moved to a temp file and the restart aimed at t8_api."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("t8_sandbox", support.PROJECT / "sandbox" / "sandbox.py")
+    sandbox = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sandbox)
+    base = tempfile.mkdtemp(prefix="t8r-")
+    paths = {"base": base, "conf": os.path.join(base, "etc", "cinder.conf"), "pillar": os.path.join(base, "pillar")}
+    os.makedirs(os.path.dirname(paths["conf"]))
+    os.makedirs(paths["pillar"])
+    shutil.copy("/etc/cinder/cinder.conf", paths["conf"])
+    raw = os.path.join(paths["pillar"], "raw.json")
+    sandbox.write_sandbox_pillar(raw)
+    with open(raw) as handle:
+        pillar = json.loads(handle.read().split("\n", 1)[1])
+    os.unlink(raw)
+    pillar["cinder_ha"]["cinder_conf"]["path"] = paths["conf"]
+    pillar["cinder_ha"]["cluster"] = {"primitive_id": "t8_api"}
+    with open(os.path.join(paths["pillar"], "cinder_ha.sls"), "w") as handle:
+        json.dump(pillar, handle)
+    os.chmod(os.path.join(paths["pillar"], "cinder_ha.sls"), 0o600)
+    with open(os.path.join(paths["pillar"], "top.sls"), "w") as handle:
+        handle.write("base:\n  '*':\n    - cinder_ha\n")
+    try:
+        yield paths
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def real_minion(salt_factories, real_paths):
+    overrides = support.master_overrides(support.PROJECT / "salt", real_paths["pillar"])
+    overrides["file_roots"] = {"base": [str(support.PROJECT / "salt"), str(support.PROJECT)]}
+    master = salt_factories.salt_master_daemon("t8r-master", overrides=overrides)
+    with master.started(start_timeout=120):
+        minion = master.salt_minion_daemon("t8r-minion", overrides=support.minion_overrides(real_paths["conf"]))
+        with minion.started(start_timeout=120):
+            yield master, minion
+
+
+@contextlib.contextmanager
+def dummy_resource(rsc):
+    """A Dummy resource on the live cluster (standing in for p_cinder-api), removed afterwards."""
+    if cluster("crmadmin", "-D", "-t", "5s", check=False).returncode != 0:
+        pytest.fail("no live cluster: python3 sandbox/sandbox.py up cluster")
+    try:
+        cluster("crm", "configure", "primitive", rsc, "ocf:heartbeat:Dummy", "op", "monitor", "interval=10s")
+        cluster("crm_resource", "--wait", "--timeout", "60s", check=False)
+        yield rsc
+    finally:
+        cluster("crm_resource", "-r", rsc, "--meta", "-p", "target-role", "-v", "Stopped", check=False)
+        cluster("crm_resource", "--wait", "--timeout", "60s", check=False)
+        cluster("cibadmin", "-D", "-o", "resources", "-X", f'<primitive id="{rsc}"/>', check=False)
+        cluster("crm_resource", "-C", "-r", rsc, check=False)
+
+
+def job_returns(event_listener, master, since):
+    return [e.data for e in event_listener.get_events([(master.id, "salt/job/*/ret/*")], after_time=since)
+            if e.data.get("fun") == "state.apply"]
+
+
+def restart_state(ret):
+    (state,) = [s for key, s in ret["return"].items() if key.startswith("cinder_ha_|-cinder-api restarted")]
+    return state
+
+
+def restart_ran(ret):
+    return "onchanges" not in restart_state(ret)["comment"]
+
+
+def test_real_config_state_restores_the_edit_and_restarts_through_the_cluster(real_minion, real_paths,
+                                                                           event_listener):
+    master, minion = real_minion
+    conf = real_paths["conf"]
+    # first apply before t8_api exists: it records the digest (its restart step fails: no resource yet)
+    master.salt_cli(timeout=300).run("state.apply", "cinder_ha.config", minion_tgt=minion.id)
+    time.sleep(1)
+    managed = support.sha256(conf)
+    with dummy_resource("t8_api"):
+        # an effective change: a managed key set to another value, the sed -i way
+        since = time.time()
+        subprocess.run(["sed", "-i", r"s/^\(transport_url *= *\).*/\1rabbit:\/\/intruder@127.0.0.1:5672\//", conf],
+                       check=True, timeout=10)
+        assert support.sha256(conf) != managed, "sed did not change the file: no transport_url line?"
+        # the restart waits for the (shared, busy) cluster to settle: allow for it
+        assert wait_until(lambda: job_returns(event_listener, master, since), 240)
+        time.sleep(3)
+        rets = job_returns(event_listener, master, since)
+        assert len(rets) == 1, rets  # exactly one job, no loop
+        assert support.sha256(conf) == managed
+        assert restart_ran(rets[0]), restart_state(rets[0])
+        # a comment only: no effective change, so no restart; still one job and no loop
+        since = time.time()
+        with open(conf, "a") as handle:
+            handle.write("# a note from the operator\n")
+        assert wait_until(lambda: job_returns(event_listener, master, since), 240)
+        time.sleep(3)
+        rets = job_returns(event_listener, master, since)
+        assert len(rets) == 1 and not restart_ran(rets[0]), rets

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.unit.test_watch import load
+from tests.reactor_support import load
 
 PROJECT = pathlib.Path(__file__).resolve().parents[2]
 AGENT = PROJECT / "salt" / "cinder_ha" / "files" / "alert" / "cinder_ha_alert"

@@ -1,21 +1,10 @@
 """Pure decisions of the cinder_ha_watch engine and the cinder_ha_alert agent (issue 8)."""
 import hashlib
-import importlib.machinery
-import importlib.util
 import json
-import pathlib
 
 import pytest
 
-PROJECT = pathlib.Path(__file__).resolve().parents[2]
-
-
-def load(name, path):
-    loader = importlib.machinery.SourceFileLoader(name, str(path))
-    spec = importlib.util.spec_from_loader(name, loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
+from tests.reactor_support import PROJECT, load
 
 
 @pytest.fixture(scope="module")
