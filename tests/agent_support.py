@@ -145,13 +145,16 @@ def modern_params(sandbox, config=str(CONF_KEYSTONE), user="cinder"):
 
 
 def run_agent(action, params, instance="t3_cinder-api", timeout=120, **meta):
-    """Run one agent action directly, parameters in the environment (as pacemaker-execd does)."""
+    """Run one agent action directly, parameters in the environment (as pacemaker-execd does).
+    meta: CRM_meta_interval=5000, CRM_meta_timeout=6000 (milliseconds, as Pacemaker passes them)."""
     agent_env = env(OCF_ROOT="/usr/lib/ocf", OCF_RESOURCE_INSTANCE=instance, OCF_RESOURCE_TYPE="cinder-api",
                     OCF_RESOURCE_PROVIDER="openstack", __OCF_ACTION=action)
     for key, value in params.items():
         agent_env[f"OCF_RESKEY_{key}"] = str(value)
     for key, value in meta.items():
-        agent_env[f"OCF_RESKEY_CRM_meta_{key}"] = str(value)
+        if not key.startswith("CRM_meta_"):
+            raise ValueError(f"{key}: meta attributes are named CRM_meta_*")
+        agent_env[f"OCF_RESKEY_{key}"] = str(value)
     return subprocess.run([str(AGENT_PATH), action], env=agent_env, capture_output=True, text=True, timeout=timeout)
 
 

@@ -1,0 +1,115 @@
+"""ocf:openstack:cinder-api under the live Pacemaker cluster: the HA guide's literal primitive
+(v2.0 keystone_get_token_url, plain credentials) loaded with crm, the real cinder-api on
+127.0.0.113:18763, recovery after kill -9, no password in any process's argv, clean stop.
+
+Resource id t3_cinder-api; created stopped, deleted in teardown (even on failure).
+"""
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from tests import agent_support as support
+
+RSC = "t3_cinder-api"
+MONITOR_INTERVAL = 5  # seconds
+START_TIMEOUT = 60
+
+
+@pytest.fixture(scope="module")
+def guide_resource(sandbox_facts):
+    support.prepare_instance()
+    support.install_agent()
+    support.delete_primitive(RSC)
+    support.kill_instance()
+    params = support.guide_params(sandbox_facts)
+    del params["pid"]  # the default: /run/resource-agents/t3_cinder-api.pid
+    support.create_primitive(RSC, params, monitor_interval=f"{MONITOR_INTERVAL}s")
+    try:
+        yield params
+    finally:
+        support.delete_primitive(RSC)
+        support.kill_instance()
+
+
+@pytest.fixture
+def running(guide_resource):
+    assert support.start_resource(RSC, timeout=START_TIMEOUT + 30), "the cluster did not start cinder-api"
+    return guide_resource
+
+
+def failcount():
+    result = support.crm("resource", "failcount", RSC, "show", "node1", check=False)
+    return support.ANSI.sub("", result.stdout)
+
+
+def test_guide_primitive_loads_and_cluster_starts_real_cinder_api(running, sandbox_facts):
+    assert support.resource_running_on(RSC) == sandbox_facts["node"]
+    pids = support.cinder_pids()
+    assert pids, "no cinder-api process of the t3 instance"
+    assert support.healthcheck() == 200
+    cmdline = open(f"/proc/{min(pids)}/cmdline", "rb").read().replace(b"\0", b" ").decode()
+    assert str(support.CONF_KEYSTONE) in cmdline
+    # let several monitors (with the v2.0 URL, mapped to v3) run: no failure recorded
+    log = support.T3 / "log" / "cinder-api.log"
+    before = log.read_text().count('"GET /v3/ HTTP/1.1" status: 200')
+    assert support.wait_for(lambda: log.read_text().count('"GET /v3/ HTTP/1.1" status: 200') >= before + 2,
+                            4 * MONITOR_INTERVAL, step=1)
+    assert support.resource_running_on(RSC)
+    assert "value=0" in failcount(), failcount()  # no monitor failed
+
+
+def test_password_never_in_any_command_line_while_monitors_run(running, sandbox_facts):
+    secret = sandbox_facts["keystone_admin_password"]
+    canary = f"t3-canary-{os.getpid()}"
+    seen_secret, seen_monitor, seen_curl, seen_canary, done = [], [], [], [], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            for line in support.all_cmdlines():
+                if secret in line:
+                    seen_secret.append(line.replace(secret, "***"))
+                if str(support.AGENT_PATH) in line and line.rstrip().endswith(" monitor"):
+                    seen_monitor.append(line)
+                if line.startswith("curl "):
+                    seen_curl.append(line)
+                if canary in line:
+                    seen_canary.append(line)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        # the sampler must be able to see a short-lived process's argv at all
+        os.spawnv(os.P_WAIT, "/bin/sh", ["/bin/sh", "-c", "sleep 0.2", canary])
+        time.sleep(3 * MONITOR_INTERVAL + 1)
+    finally:
+        done.set()
+        sampler.join()
+    assert seen_canary, "the sampler missed a 0.2 s process: it proves nothing"
+    assert seen_monitor, "no monitor ran while sampling"
+    assert seen_curl, "no monitor curl was caught while sampling"
+    assert not seen_secret
+
+
+def test_kill_9_is_recovered_by_pacemaker(running):
+    old = set(support.cinder_pids())
+    parent = min(old)
+    os.kill(parent, signal.SIGKILL)
+    # recovery is bounded by the monitor interval plus the start time
+    recovered = support.wait_for(
+        lambda: (set(support.cinder_pids()) - old) and support.healthcheck() == 200,
+        MONITOR_INTERVAL + START_TIMEOUT + 15, step=0.3)
+    assert recovered, "cinder-api was not restarted by the cluster"
+    assert parent not in support.cinder_pids()
+    assert support.resource_running_on(RSC)
+    assert "value=0" not in failcount() and "value=" in failcount()  # the cluster saw the failure
+
+
+def test_stop_leaves_no_process(running):
+    support.crm("resource", "stop", RSC)
+    assert support.wait_for(lambda: not support.resource_running_on(RSC), 100, step=0.5)
+    assert support.wait_for(lambda: not support.cinder_pids(), 10)
+    assert support.healthcheck() is None
+    assert not os.path.exists(support.PID_FILE)
