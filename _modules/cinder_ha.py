@@ -12,7 +12,6 @@ CLI Example:
 import importlib
 import logging
 import os
-import subprocess
 import sys
 import time
 import urllib.error
@@ -80,25 +79,6 @@ def validate(pillar=None):
     """
     _settings, errors, warnings = library("cinder_ha_pillar").normalize(_pillar(pillar))
     return {"valid": not errors, "errors": errors, "warnings": warnings}
-
-
-def cluster_node_name():
-    """
-    This host's Pacemaker node name (``crm_node -n``), which may differ from the minion id.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' cinder_ha.cluster_node_name
-    """
-    res = subprocess.run(["crm_node", "-n"], capture_output=True, text=True, timeout=30,
-                         env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", **_cib_env()})
-    return res.stdout.strip()
-
-
-def _cib_env():
-    return {k: v for k, v in os.environ.items() if k in ("CIB_file", "CIB_shadow")}
 
 
 def http_probe(url, timeout=5):
@@ -193,7 +173,7 @@ def status():
         except Exception as exc:  # pylint: disable=broad-except
             report[key] = {"error": str(exc)}
 
-    part("node", cluster_node_name)
+    part("node", __salt__["crm.node_name"])
     part("resources", lambda: {rsc: __salt__["crm.locate"](rsc) for rsc in (cluster["primitive_id"], cluster["vip_id"])})
     host = library("cinder_ha_pillar").url_host(vip["address"])
     part("api", lambda: http_probe(f"http://{host}:{conf['port']}/healthcheck"))

@@ -331,10 +331,13 @@ def _region_exists(auth, region):
 
 # ---------------------------------------------------------------- plans
 
-def plan(service_type="block-storage", urls=None, region=None, service_name=None, auth=None):
+def plan(service_type="block-storage", urls=None, region=None, service_name=None, auth=None,
+         service_pending=False):
     """
     What ``endpoints_present`` would do: ``{"service": {...}, "actions": [...], "warnings": [...]}``.
     ``urls`` is one URL for every interface or ``{interface: url}``. Reads only.
+    ``service_pending=True`` (a dry run in which ``service_present`` would create the
+    service first) plans every endpoint as a create instead of failing on the missing service.
 
     CLI Example:
 
@@ -349,9 +352,13 @@ def plan(service_type="block-storage", urls=None, region=None, service_name=None
     auth = _auth(auth)
     region = region or auth["region"]
     service, error = cat.resolve_service(_services(auth), service_type, service_name)
-    if error:
+    if error and service_pending and not cat.find_services(_services(auth), service_type, service_name):
+        service = {"id": None, "type": service_type, "name": service_name}
+        current = []
+    elif error:
         raise CommandExecutionError(error)
-    current = _endpoints_of(auth, service["id"])
+    else:
+        current = _endpoints_of(auth, service["id"])
     actions = cat.plan_endpoints({(service_type, iface, region): url for iface, url in desired.items()},
                                  {service_type: service["id"]}, current)
     if any(a["action"] == "create" for a in actions) and not any(e.get("region_id") == region for e in current):

@@ -7,6 +7,8 @@ States of the cinder-ha formula itself.
       cinder_ha.pillar_valid
 """
 
+from salt.exceptions import CommandExecutionError
+
 __virtualname__ = "cinder_ha"
 
 
@@ -36,7 +38,7 @@ def pillar_valid(name, pillar=None):
     ret["comment"] = "The cinder_ha pillar is valid."
     if check["warnings"]:
         ret["warnings"] = check["warnings"]
-        ret["comment"] += "\nMigrated from the HA guide's names:\n  - " + "\n  - ".join(check["warnings"])
+        ret["comment"] += "\nWarnings (the HA guide's names are migrated):\n  - " + "\n  - ".join(check["warnings"])
     return ret
 
 
@@ -61,8 +63,11 @@ def restarted_through_cluster(name, timeout=120):
               - cinder_conf: cinder.conf managed
     """
     ret = {"name": name, "result": True, "changes": {}, "comment": ""}
-    here = __salt__["cinder_ha.cluster_node_name"]()
-    running_on = __salt__["crm.locate"](name)
+    here = __salt__["crm.node_name"]()
+    try:
+        running_on = __salt__["crm.locate"](name)
+    except CommandExecutionError:
+        running_on = []  # not declared yet (first run): nothing runs the old configuration
     if here not in running_on:
         where = ", ".join(running_on) or "no node"
         ret["comment"] = (f"{name} runs on {where}, not on this node ({here}): no restart needed, "

@@ -132,7 +132,9 @@ def endpoints_present(name, urls, region=None, service_name=None, probe=False, a
     ret = _ret(name)
     test = bool(__opts__["test"])
     try:
-        plan_out = __salt__["cinder_keystone.plan"](name, urls, region=region, service_name=service_name, auth=auth)
+        # Under test=True service_present has not created the service yet: plan the creates.
+        plan_out = __salt__["cinder_keystone.plan"](name, urls, region=region, service_name=service_name, auth=auth,
+                                                    service_pending=test)
     except CommandExecutionError as exc:
         ret.update(result=False, comment=f"{name} endpoints not planned (nothing changed): {exc}")
         return ret

@@ -316,6 +316,7 @@ def normalize(raw):
     cluster = dict(raw.get("cluster") or {})
     cluster.setdefault("primitive_id", "p_cinder-api")
     cluster.setdefault("vip_id", "p_ip_cinder-api")
+    cluster.setdefault("stickiness", None)
     settings["cluster"] = cluster
     if vip and public_vip and vip["version"] != public_vip["version"]:
         errors.append("public_vip and vip must both be IPv4 or both IPv6")

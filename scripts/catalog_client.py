@@ -11,6 +11,7 @@ list with the token. Exit status 0 only if both answer.
 import argparse
 import json
 import sys
+from urllib.parse import urlsplit
 
 from keystoneauth1 import session
 from keystoneauth1.identity import v3
@@ -33,10 +34,14 @@ def main():
         print(f"FAIL: no public block-storage endpoint in the catalog (region {region})")
         return 1
     print(f"catalog: block-storage public endpoint in {region} is {url}")
-    versions = sess.get(url.rstrip("/") + "/", authenticated=False, raise_exc=False)
-    print(f"GET {url}/ -> HTTP {versions.status_code}"
-          + (f", {versions.json()['version']['id']} up to microversion {versions.json()['version']['version']}"
-             if versions.ok and "version" in versions.json() else ""))
+    # The versions document lives at the API's root and needs no token.
+    parts = urlsplit(url)
+    root = f"{parts.scheme}://{parts.netloc}/"
+    versions = sess.get(root, authenticated=False, raise_exc=False)
+    latest = max((v for v in versions.json().get("versions", [])), key=lambda v: v["id"], default=None) \
+        if versions.status_code in (200, 300) else None
+    print(f"GET {root} -> HTTP {versions.status_code}"
+          + (f", {latest['id']} up to microversion {latest['version']}" if latest else ""))
     # The token's catalog has substituted %(project_id)s already; a plain /v3 URL needs it added.
     project_id = sess.get_project_id()
     base = url.rstrip("/")
@@ -44,7 +49,7 @@ def main():
     volumes = sess.get(volumes_url, raise_exc=False)
     print(f"GET volumes (with a token) -> HTTP {volumes.status_code}"
           + (f", {len(volumes.json().get('volumes', []))} volumes" if volumes.ok else f": {volumes.text[:200]}"))
-    return 0 if versions.status_code < 500 and volumes.ok else 1
+    return 0 if latest and volumes.ok else 1
 
 
 if __name__ == "__main__":

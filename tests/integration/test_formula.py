@@ -105,8 +105,8 @@ def test_two_minions_applying_at_once_leave_one_copy_of_everything(slate, salt_m
     reset_slate(slate)
     second = salt_master.salt_minion_daemon("node1-twin", overrides={"state_queue": True})
     with second.started(start_timeout=120):
-        ret = salt_cli.run("state.apply", "cinder_ha", minion_tgt=f"{salt_minion.id},{second.id}",
-                           tgt_type="list", _timeout=900)
+        ret = salt_cli.run("-L", "state.apply", "cinder_ha", minion_tgt=f"{salt_minion.id},{second.id}",
+                           _timeout=600)
         for minion_id in (salt_minion.id, second.id):
             results = ret.data[minion_id]
             assert isinstance(results, dict), results

@@ -18,7 +18,7 @@ def test_good_pillar_normalizes_with_defaults():
     assert settings["transport_url"] == ("rabbit://openstack:r%40bbit%2Fpw@127.0.0.1:5672,"
                                          "openstack:r%40bbit%2Fpw@127.0.0.2:5672/")
     assert settings["notifications"] == {"driver": "messagingv2"}
-    assert settings["cluster"] == {"primitive_id": "p_cinder-api", "vip_id": "p_ip_cinder-api"}
+    assert settings["cluster"] == {"primitive_id": "p_cinder-api", "vip_id": "p_ip_cinder-api", "stickiness": None}
     assert settings["endpoint_urls"] == {i: "http://127.0.0.103:8776/v3" for i in ("public", "internal", "admin")}
     assert not [w for w in warnings if "guide" in w]
 
