@@ -280,6 +280,10 @@ def delete_primitive(rsc_id):
     if primitive_exists(rsc_id):
         crm("resource", "stop", rsc_id, check=False)
         wait_for(lambda: not resource_running_on(rsc_id), 100, step=0.5)
-        crm("configure", "delete", rsc_id, check=False)
+        # crm refuses to delete while the cluster still reports the resource active: retry
+        wait_for(lambda: crm("configure", "delete", rsc_id, check=False) and not primitive_exists(rsc_id), 60,
+                 step=1)
+        if primitive_exists(rsc_id):
+            raise AssertionError(f"could not delete {rsc_id}")
         subprocess.run(["crm_resource", "--cleanup", "-r", rsc_id], env=env(), capture_output=True, text=True,
                        timeout=30)
