@@ -13,6 +13,8 @@ Object model (one dict per object, the formula's shape)::
     {"colocation": "c_x", "score": "INFINITY", "resources": [rsc, with_rsc]}
     {"order": "o_x", "kind": "Mandatory", "first": a, "then": b, "symmetrical": bool}
     {"property": {name: value}, "set": "cib-bootstrap-options"}
+    {"alert": "a_x", "path": "/path/to/agent", "select": ["resources"], "attributes": {...},
+     "recipient": "value handed to the agent"}
 
 Internally each object is normalized to ``{"tag": ..., "id": ..., ...}`` with every value a
 string, op intervals and timeouts in milliseconds, so that what ``crm`` or an operator wrote
@@ -37,7 +39,8 @@ DURATION_RE = re.compile(r"^\s*(\d+)\s*(ms|msec|s|sec|m|min|h|hr)?\s*$", re.IGNO
 DURATION_UNITS = {None: 1000, "ms": 1, "msec": 1, "s": 1000, "sec": 1000, "m": 60000, "min": 60000,
                   "h": 3600000, "hr": 3600000}
 TIME_ATTRS = ("interval", "timeout", "start-delay", "interval-origin")
-KINDS = ("primitive", "group", "colocation", "order", "property")
+KINDS = ("primitive", "group", "colocation", "order", "property", "alert")
+ALERT_SELECTS = ("nodes", "fencing", "resources", "attributes")
 
 
 class ModelError(ValueError):
@@ -244,9 +247,23 @@ def _normalize_property(raw, errors):
     return {"tag": "property", "id": set_id, "values": {str(k): _text(v) for k, v in values.items()}}
 
 
+def _normalize_alert(raw, errors):
+    aid = _check_id(raw["alert"], "alert")
+    path = raw.get("path")
+    if not path or not str(path).startswith("/"):
+        errors.append(f"{aid}: path must be the absolute path of the alert agent")
+    select = sorted(set(raw.get("select") or []))
+    unknown = [s for s in select if s not in ALERT_SELECTS]
+    if unknown:
+        errors.append(f"{aid}: select {unknown} not in {', '.join(ALERT_SELECTS)}")
+    return {"tag": "alert", "id": aid, "path": _text(path), "select": select,
+            "attributes": {str(k): _text(v) for k, v in (raw.get("attributes") or {}).items()},
+            "recipient": _text(raw["recipient"]) if raw.get("recipient") is not None else None}
+
+
 _NORMALIZERS = {"primitive": _normalize_primitive, "group": _normalize_group,
                 "colocation": _normalize_colocation, "order": _normalize_order,
-                "property": _normalize_property}
+                "property": _normalize_property, "alert": _normalize_alert}
 
 
 # ---------------------------------------------------------------- reading the CIB
@@ -302,6 +319,13 @@ def parse_cib(text):
     for element in config.findall("crm_config/cluster_property_set"):
         objects[("property", element.get("id"))] = {
             "tag": "property", "id": element.get("id"), "values": _nvpairs(element, ".")}
+    for element in config.findall("alerts/alert"):
+        recipient = element.find("recipient")
+        objects[("alert", element.get("id"))] = {
+            "tag": "alert", "id": element.get("id"), "path": element.get("path"),
+            "select": sorted(child.tag[len("select_"):] for child in element.findall("select/*")),
+            "attributes": _nvpairs(element, "instance_attributes"),
+            "recipient": recipient.get("value") if recipient is not None else None}
     return {"version": version, "objects": objects, "root": root}
 
 
@@ -484,6 +508,18 @@ def _render_constraint(desired):
                                     "then": desired["then"], "symmetrical": desired["symmetrical"]})
 
 
+def render_alert(desired):
+    element = ET.Element("alert", {"id": desired["id"], "path": desired["path"]})
+    if desired["select"]:
+        select = ET.SubElement(element, "select")
+        for kind in desired["select"]:
+            ET.SubElement(select, f"select_{kind}")
+    _attr_set(element, "instance_attributes", desired["id"], desired["attributes"])
+    if desired["recipient"] is not None:
+        ET.SubElement(element, "recipient", id=f"{desired['id']}-recipient", value=desired["recipient"])
+    return element
+
+
 def _parents(root):
     return {child: parent for parent in root.iter() for child in parent}
 
@@ -528,6 +564,8 @@ def apply_objects(root, desired_objects, parsed):
                      _section(root, "constraints"))
         elif tag == "property":
             _apply_property(root, desired)
+        elif tag == "alert":
+            _replace(root, _find(root, "alert", desired["id"]), render_alert(desired), _section(root, "alerts"))
     for desired in desired_objects:  # groups last: they adopt primitives written above
         if desired["tag"] == "group":
             _apply_group(root, desired, parsed["objects"].get(("group", desired["id"])))

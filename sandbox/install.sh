@@ -20,7 +20,7 @@ mkdir -p "$STAMPS" "$SANDBOX/venv" "$SANDBOX/log"
 KEYSTONE_PIP=("keystone==30.0.0" "gunicorn>=23,<28")
 CINDER_PIP=("cinder==29.0.0")
 SALT_PIP=("setuptools>=68" "wheel" "salt==3008.4" "pyinotify>=0.9.6" "keystoneauth1>=5.0" "pytest>=8" "pytest-salt-factories==1.0.5")
-APT_PKGS=(pacemaker pacemaker-cli-utils crmsh corosync resource-agents iproute2 procps psmisc
+APT_PKGS=(pacemaker pacemaker-cli-utils crmsh corosync resource-agents libxml2-utils iproute2 procps psmisc
           curl python3-venv bridge-utils util-linux)
 
 log() { printf '[install %(%H:%M:%S)T] %s\n' -1 "$*"; }

@@ -48,6 +48,7 @@ CINDER_CONF_DIR = "/etc/cinder"
 COROSYNC_CONF = "/etc/corosync/corosync.conf"
 CIB_XML = "/var/lib/pacemaker/cib/cib.xml"
 MARKER = "# managed by the cinder-ha sandbox"
+ALERT_SPOOL = "/var/lib/cinder-ha/alerts"  # the alert agent writes here, the engine forwards
 
 
 class SandboxError(Exception):
@@ -258,6 +259,9 @@ def prepare_cluster_dirs():
     for path in ("/var/log/corosync", "/var/log/pacemaker"):
         os.makedirs(path, exist_ok=True)
         os.chown(path, hacluster, haclient)
+    os.makedirs(ALERT_SPOOL, exist_ok=True)
+    os.chown(ALERT_SPOOL, hacluster, haclient)
+    os.chmod(ALERT_SPOOL, 0o750)
     os.makedirs("/run/resource-agents", exist_ok=True)
     os.chmod("/run/resource-agents", 0o1755)
     os.makedirs("/run/crm", exist_ok=True)
@@ -538,6 +542,13 @@ master_port: {SALT_RET_PORT}
 publish_port: {SALT_PUBLISH_PORT}
 root_dir: {base}/minion
 user: root
+# Two jobs never refuse each other: a reactor-triggered run waits for the running one.
+state_queue: True
+# cinder.conf drift and cluster alerts -> events -> reactor (see README, "Drift and moves")
+engines:
+  - cinder_ha_watch:
+      paths: [{CINDER_CONF_DIR}/cinder.conf]
+      alert_spool: {ALERT_SPOOL}
 """)
     top = os.path.join(pillar, "top.sls")
     if not os.path.exists(top):

@@ -66,7 +66,7 @@ def element(object_id):
     root = ET.fromstring(query())
     for found in root.iter():
         if found.get("id") == object_id and found.tag in ("primitive", "group", "rsc_colocation",
-                                                          "rsc_order"):
+                                                          "rsc_order", "alert"):
             return found
     return None
 

@@ -20,6 +20,7 @@
 include:
   - cinder_ha.validate
   - cinder_ha.agent
+  - cinder_ha.alerts
 
 {%- if secret_params and agent.secret_mode == "lrm" %}
 
@@ -60,9 +61,17 @@ cinder_ha cluster resources:
         kind: Mandatory
         first: {{ cluster.vip_id | json }}
         then: {{ cluster.primitive_id | json }}
+      {#- start/stop/failure of the two resources -> spool -> cinder_ha_watch engine -> reactor #}
+      - alert: cinder_ha_salt
+        path: /usr/share/pacemaker/alerts/cinder_ha_alert
+        select: [resources]
+        attributes:
+          cinder_ha_resources: {{ (cluster.primitive_id ~ " " ~ cluster.vip_id) | json }}
+        recipient: /var/lib/cinder-ha/alerts
     - require:
       - cinder_ha: cinder_ha pillar is valid
       - file: cinder_ha ocf agent installed
+      - file: cinder_ha_alert_agent
 {%-   if secret_params and agent.secret_mode == "lrm" %}
       - crm: cinder_ha agent secrets on this node
 {%-   endif %}

@@ -266,3 +266,21 @@ def test_secrets_present_on_a_node_that_does_not_write_the_cib(states, tmp_path)
                                    secrets_dir=str(secrets))
     assert again.changes == {}
     cib.assert_no_secret("S3cr$t", first.raw, "the state return")
+
+
+def test_alert_object_is_created_compared_and_changed_in_place(states, offline):
+    alert = {"alert": "t4_alert", "path": "/usr/share/pacemaker/alerts/cinder_ha_alert", "select": ["resources"],
+             "attributes": {"cinder_ha_resources": "t4_api t4_ip"}, "recipient": "/var/lib/cinder-ha/alerts"}
+    created = states.configured(name="t4", objects=guide_objects() + [alert])
+    assert created.result is True, created.comment
+    element = cib.element("t4_alert")
+    assert element.get("path") == alert["path"]
+    assert element.find("select/select_resources") is not None
+    assert element.find("recipient").get("value") == "/var/lib/cinder-ha/alerts"
+    epoch = cib.epoch()
+    assert states.configured(name="t4", objects=guide_objects() + [alert]).changes == {}
+    assert cib.epoch() == epoch
+    changed = states.configured(name="t4", objects=guide_objects() + [dict(alert, attributes={"cinder_ha_resources": "t4_api"})])
+    assert list(changed.changes["objects"]) == ["t4_alert"]
+    assert cib.element("t4_alert").find("instance_attributes/nvpair").get("value") == "t4_api"
+    assert cib.count_ids("t4_alert") == 1

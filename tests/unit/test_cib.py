@@ -173,3 +173,23 @@ def test_crm_mon_status():
     status = cib.crm_mon_status(xml)
     assert status["dc"] == "node1"
     assert status["resources"]["p"]["nodes"] == ["node1"] and status["resources"]["p"]["active"]
+
+
+def test_alert_round_trips_through_cib_xml():
+    import xml.etree.ElementTree as ET
+
+    import cinder_ha_cib as model
+
+    desired = model.normalize_objects([{"alert": "a1", "path": "/usr/share/pacemaker/alerts/x",
+                                        "select": ["resources"], "attributes": {"k": "v w"},
+                                        "recipient": "/var/spool/x"}])
+    empty = ET.fromstring('<cib epoch="1" admin_epoch="0" num_updates="0"><configuration><crm_config/>'
+                          '<nodes/><resources/><constraints/></configuration><status/></cib>')
+    parsed = model.parse_cib(ET.tostring(empty, encoding="unicode"))
+    assert [step["action"] for step in model.plan(desired, parsed)] == ["create"]
+    written = model.apply_objects(parsed["root"], desired, parsed)
+    reread = model.parse_cib(ET.tostring(written, encoding="unicode"))
+    assert model.plan(desired, reread) == []
+    assert reread["objects"][("alert", "a1")]["select"] == ["resources"]
+    with pytest.raises(model.ModelError, match="select"):
+        model.normalize_objects([{"alert": "a2", "path": "/x", "select": ["everything"]}])
