@@ -584,12 +584,15 @@ def write_sandbox_pillar(path):
     f = facts()
     if "keystone_admin_password" not in f or "cinder_db" not in f:
         raise SandboxError("start keystone and cinder before salt (their facts go into the pillar)")
+    if "rabbit_password" not in f:  # no broker runs here; the password only has to stay the same
+        save_facts({"rabbit_password": secrets.token_urlsafe(12)})
+        f = facts()
     pillar = {
         "cinder_ha": {
             "vip": {"address": VIP, "netmask": 32, "nic": "lo"},
             "cinder_api_port": CINDER_PORT,
             "database": {"connection": f"sqlite:///{f['cinder_db']}"},
-            "rabbitmq": {"hosts": ["127.0.0.1:5672"], "user": "openstack", "password": secrets.token_urlsafe(12),
+            "rabbitmq": {"hosts": ["127.0.0.1:5672"], "user": "openstack", "password": f["rabbit_password"],
                          "virtual_host": "/"},
             "keystone": {
                 "auth_url": f["keystone_url"], "username": f["keystone_admin_user"],
