@@ -13,7 +13,7 @@ import time
 import urllib.error
 
 import pytest
-from conftest import PROJECT, KeystoneAdmin, bring_up, take_down
+from tests.multinode.conftest import PROJECT, KeystoneAdmin, bring_up, take_down
 
 REGION = "cinder-ha-multinode"
 NODES = ("n1", "n2", "n3")

@@ -2,7 +2,7 @@
 import os
 import subprocess
 
-from conftest import bring_up, take_down
+from tests.multinode.conftest import bring_up, take_down
 
 
 def out(*argv):
