@@ -68,7 +68,7 @@ def desired(options=None):
     if options is not None:
         return options
     try:
-        return _lib().desired_options(__salt__["cinder_ha.settings"]())
+        return _lib().desired_options(__salt__["cinder_ha.settings"](reveal=True))
     except ValueError as exc:
         raise _error(str(exc)) from None
 

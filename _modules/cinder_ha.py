@@ -52,18 +52,43 @@ def _pillar(pillar=None):
     return __salt__["pillar.get"]("cinder_ha", {}, unmask=True)
 
 
-def settings(pillar=None):
+def settings(pillar=None, reveal=False):
     """
-    Normalized settings from the ``cinder_ha`` pillar, as every state of the formula
-    reads them. Raises ``CommandExecutionError`` listing every problem when invalid.
-    Contains secrets: for use by other modules and Jinja, not to print.
+    Normalized settings from the ``cinder_ha`` pillar, as every state of the formula reads
+    them. Raises ``CommandExecutionError`` listing every problem when invalid.
+
+    Secrets (passwords, passwords inside URLs) are shown as ``***`` unless ``reveal=True``,
+    which the formula's own modules and templates use in-process, so that a call from the
+    CLI never puts them in the job cache.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' cinder_ha.settings
     """
     from salt.exceptions import CommandExecutionError
 
-    result, errors, _warnings = library("cinder_ha_pillar").normalize(_pillar(pillar))
+    raw = _pillar(pillar)
+    lib = library("cinder_ha_pillar")
+    result, errors, _warnings = lib.normalize(raw)
     if errors:
         raise CommandExecutionError("invalid cinder_ha pillar:\n  - " + "\n  - ".join(errors))
-    return result
+    if reveal:
+        return result
+    return _masked(result, lib.secret_values(raw) + lib.secret_values(result))
+
+
+def _masked(node, secrets):
+    if isinstance(node, dict):
+        return {key: ("***" if node[key] and library("cinder_ha_pillar").SECRET_KEY_RE.search(str(key))
+                      and isinstance(node[key], str) else _masked(node[key], secrets)) for key in node}
+    if isinstance(node, list):
+        return [_masked(item, secrets) for item in node]
+    if isinstance(node, str):
+        for secret in secrets:
+            node = node.replace(secret, "***")
+    return node
 
 
 def validate(pillar=None):
@@ -163,7 +188,7 @@ def status():
 
         salt '*' cinder_ha.status
     """
-    conf = settings()
+    conf = settings(reveal=True)
     cluster, vip = conf["cluster"], conf["vip"]
     report = {"node": None, "resources": {}, "api": None, "catalog": None, "failures": None, "recent_moves": None}
 

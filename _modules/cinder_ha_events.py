@@ -114,7 +114,7 @@ def recent(limit=10):
 
 def _settings():
     try:
-        return __salt__["cinder_ha.settings"]()
+        return __salt__["cinder_ha.settings"](reveal=True)
     except Exception as exc:  # no or invalid pillar: the check says so instead of failing
         log.debug("cinder_ha_events: no usable cinder_ha pillar: %s", exc)
         return None

@@ -62,7 +62,7 @@ def _auth(auth):
     """The credentials to use: ``auth`` or the pillar's ``cinder_ha:keystone``, defaults filled in."""
     if not auth:
         try:
-            auth = __salt__["cinder_ha.settings"]()["keystone"]
+            auth = __salt__["cinder_ha.settings"](reveal=True)["keystone"]
         except CommandExecutionError:
             # The rest of the pillar may be incomplete (e.g. for a catalog-only run): read our part alone.
             auth = __salt__["pillar.get"]("cinder_ha:keystone", {}, unmask=True) or {}

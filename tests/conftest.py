@@ -63,6 +63,16 @@ def sandbox_facts():
     return json.loads(path.read_text())
 
 
+def sandbox_script(name):
+    """sandbox/<name>.py loaded as a module (the scripts are not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"cinder_ha_{name}", PROJECT / "sandbox" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def cluster_env(**extra):
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
     env.update(extra)

@@ -1,5 +1,4 @@
 """Helpers for the formula's integration tests: a clean slate on the live sandbox."""
-import importlib.util
 import os
 import pathlib
 import shutil
@@ -10,18 +9,11 @@ import xml.etree.ElementTree as ET
 from keystoneauth1 import session as ks_session
 from keystoneauth1.identity import v3
 
-from tests.conftest import PROJECT, cluster_env
+from tests.conftest import cluster_env, sandbox_script
 
 CLUSTER_IDS = ("p_cinder-api", "p_ip_cinder-api")
 CONSTRAINT_IDS = ("c_p_cinder-api_with_ip", "o_ip_before_p_cinder-api")
 CATALOG_TYPES = ("block-storage", "volumev3", "volumev2", "volume")
-
-
-def sandbox_module():
-    spec = importlib.util.spec_from_file_location("cinder_ha_sandbox", PROJECT / "sandbox" / "sandbox.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def cib_epoch():
@@ -68,7 +60,7 @@ def remove_cluster_objects():
 def reset_slate(facts):
     """No cinder-ha objects in the CIB, the guide's cinder.conf, no Block Storage in Keystone."""
     remove_cluster_objects()
-    sandbox = sandbox_module()
+    sandbox = sandbox_script("sandbox")
     conf = pathlib.Path(facts["cinder_conf"])
     conf.write_text(sandbox.cinder_seed_conf(facts["cinder_state_path"]))
     os.chmod(conf, 0o640)

@@ -36,3 +36,20 @@ def test_formula_mode_sync_all_without_the_package(tmp_path):
                            env=env, capture_output=True, text=True, timeout=120)
     assert after.returncode == 0, after.stderr
     assert '"valid": false' in after.stdout and "keystone:auth_url: missing" in after.stdout
+
+
+def test_settings_from_the_cli_masks_every_secret(loaders):
+    pillar = {
+        "vip": {"address": "127.0.0.103"},
+        "database": {"connection": "mysql+pymysql://cinder:db-s3cret@127.0.0.1/cinder"},
+        "rabbitmq": {"hosts": ["127.0.0.1"], "user": "openstack", "password": "rabbit-s3cret"},
+        "keystone": {"auth_url": "http://127.0.0.1:5000/v3", "username": "admin", "password": "ks-s3cret",
+                     "project_name": "admin"},
+        "agent": {"os_password": "agent-s3cret"},
+    }
+    shown = repr(loaders.modules.cinder_ha.settings(pillar=pillar))
+    for secret in ("db-s3cret", "rabbit-s3cret", "ks-s3cret", "agent-s3cret"):
+        assert secret not in shown
+    assert "mysql+pymysql://cinder:***@127.0.0.1" in shown
+    revealed = loaders.modules.cinder_ha.settings(pillar=pillar, reveal=True)
+    assert revealed["keystone"]["password"] == "ks-s3cret"

@@ -4,20 +4,14 @@ The minion loads this project in pip mode (PYTHONPATH holds `pip install --targe
 found through the salt.loader entry point). Its pillar is the sandbox pillar
 (sandbox/sandbox.py writes it), copied into the master's own pillar_roots.
 """
-import importlib.util
 import os
 import pathlib
 
 import pytest
 
+from tests.conftest import sandbox_script
+
 PROJECT = pathlib.Path(__file__).resolve().parents[2]
-
-
-def load_sandbox_module():
-    spec = importlib.util.spec_from_file_location("cinder_ha_sandbox", PROJECT / "sandbox" / "sandbox.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="session")
@@ -29,7 +23,7 @@ def salt_factories_config():
 def pillar_dir(tmp_path_factory, sandbox_facts):
     path = tmp_path_factory.mktemp("pillar")
     (path / "top.sls").write_text("base:\n  '*':\n    - cinder_ha\n")
-    load_sandbox_module().write_sandbox_pillar(str(path / "cinder_ha.sls"))
+    sandbox_script("sandbox").write_sandbox_pillar(str(path / "cinder_ha.sls"))
     return path
 
 

@@ -18,6 +18,8 @@ import time
 
 import pytest
 
+from tests.conftest import sandbox_script
+
 from tests import reactor_support as support
 
 CLUSTER_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"}
@@ -234,11 +236,7 @@ def test_stopping_a_resource_produces_event_and_reactor_job(t8_cluster, t8_paths
 @pytest.fixture(scope="module")
 def real_paths(sandbox_facts):
     """The sandbox pillar, with cinder.conf moved to a temp file and the restart aimed at t8_api."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("t8_sandbox", support.PROJECT / "sandbox" / "sandbox.py")
-    sandbox = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sandbox)
+    sandbox = sandbox_script("sandbox")
     base = tempfile.mkdtemp(prefix="t8r-")
     paths = {"base": base, "conf": os.path.join(base, "etc", "cinder.conf"), "pillar": os.path.join(base, "pillar")}
     os.makedirs(os.path.dirname(paths["conf"]))

@@ -4,7 +4,6 @@ Every test in this folder gets the `multinode` marker from tests/conftest.py. Th
 root, the sandbox's Keystone (127.0.0.1:5000) and the cinder venv; each module brings its own
 cluster up and takes it down (sandbox/multinode.py down) even when a test fails.
 """
-import importlib.util
 import json
 import os
 import pathlib
@@ -13,14 +12,13 @@ import urllib.request
 
 import pytest
 
+from tests.conftest import sandbox_script
+
 PROJECT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def load_multinode():
-    spec = importlib.util.spec_from_file_location("cinder_ha_multinode", PROJECT / "sandbox" / "multinode.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return sandbox_script("multinode")
 
 
 @pytest.fixture(scope="session")
