@@ -27,7 +27,7 @@ COUNTS = {"subprocess": 0, "http": 0}
 
 def count_calls():
     popen_init = subprocess.Popen.__init__
-    http_request = http.client.HTTPConnection.request
+    http_request = http.client.HTTPConnection.putrequest  # urllib3 overrides request(), not this
 
     def counting_popen(self, *args, **kwargs):
         COUNTS["subprocess"] += 1
@@ -38,7 +38,7 @@ def count_calls():
         return http_request(self, *args, **kwargs)
 
     subprocess.Popen.__init__ = counting_popen
-    http.client.HTTPConnection.request = counting_request
+    http.client.HTTPConnection.putrequest = counting_request
 
 
 def caller(root):
