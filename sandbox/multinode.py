@@ -236,6 +236,11 @@ log_file: {d}/log/salt-minion.log
 acceptance_wait_time: 2
 random_reauth_delay: 0
 state_queue: True
+# the reactor path: cinder.conf drift and this node's cluster alerts become events
+engines:
+  - cinder_ha_watch:
+      paths: [/etc/cinder/cinder.conf]
+      alert_spool: {ALERT_SPOOL}
 """
 
 
@@ -258,6 +263,10 @@ def prepare_node(name, count, token, master):
     for sub in ("log/pacemaker", "log/corosync"):
         os.makedirs(os.path.join(d, sub), exist_ok=True)
         os.chown(os.path.join(d, sub), hacluster, haclient)
+    # each node's alert agent spools into its own folder (bind-mounted on ALERT_SPOOL's parent)
+    os.makedirs(os.path.join(d, "lib/cinder-ha/alerts"), exist_ok=True)
+    os.chown(os.path.join(d, "lib/cinder-ha/alerts"), hacluster, haclient)
+    os.chmod(os.path.join(d, "lib/cinder-ha/alerts"), 0o750)
     for sub in ("lib/cinder", "lib/cinder/lock", "log/cinder"):
         os.makedirs(os.path.join(d, sub), exist_ok=True)
         os.chown(os.path.join(d, sub), *cinder)
@@ -493,6 +502,7 @@ PRIMITIVE_ID = "p_cinder-api"
 VIP_ID = "p_ip_cinder-api"
 AGENT_SOURCE = os.path.join(PROJECT, "salt", "cinder_ha", "files", "ocf", "cinder-api")
 OCF_PROVIDER_DIR = "/usr/lib/ocf/resource.d/openstack"
+ALERT_SPOOL = "/var/lib/cinder-ha/alerts"
 NODE_AGENT_DIR = os.path.join(BASE, "ocf", "openstack")
 # The cinder venv's interpreter lives under /root (mode 0700) on these machines: the user
 # `cinder` cannot execute it, so the sandbox runs cinder-api as root.
@@ -699,6 +709,7 @@ def cmd_up(args):
     os.makedirs(BASE, exist_ok=True)
     prepare_shared_db()
     os.makedirs(OCF_PROVIDER_DIR, exist_ok=True)  # mount point for the nodes' agent folder
+    os.makedirs(os.path.dirname(ALERT_SPOOL), exist_ok=True)  # mount point for the nodes' spools
     if os.path.exists(AGENT_SOURCE):
         install_agent()
     else:

@@ -35,7 +35,7 @@ bind "$dir/log/corosync" /var/log/corosync
 # The nodes' own copy of ocf:openstack:cinder-api (multinode.py keeps it in sync with the tree).
 bind "$NODE_AGENT_DIR" "$OCF_PROVIDER_DIR"
 # Optional places cinder or salt may use, when they exist on the shared root.
-for pair in "lib/cinder:/var/lib/cinder" "log/cinder:/var/log/cinder" "salt:/etc/salt"; do
+for pair in "lib/cinder:/var/lib/cinder" "log/cinder:/var/log/cinder" "salt:/etc/salt" "lib/cinder-ha:/var/lib/cinder-ha"; do
     if [ -d "${pair#*:}" ] && [ -d "$dir/${pair%%:*}" ]; then bind "$dir/${pair%%:*}" "${pair#*:}"; fi
 done
 
