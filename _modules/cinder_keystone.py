@@ -17,9 +17,12 @@ CLI Example:
     salt '*' cinder_keystone.plan block-storage urls='{public: http://192.0.2.10:8776/v3}'
     salt '*' cinder_keystone.catalog_lookup block-storage public
 """
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
+import os
 import time
 
 from salt.exceptions import CommandExecutionError
@@ -215,10 +218,10 @@ def service_ensure(service_type, name, description=None, enabled=True, auth=None
             return {"service": None, "action": "created", "changes": {"type": service_type, "name": name, **wanted}}
         created = _call(auth, "POST", "/services", f"creating service {service_type} {name}",
                         body={"service": {"type": service_type, "name": name, **wanted}})["service"]
-        _remember(auth, service=created)
         log.info("cinder_keystone: created service %s %s (%s)", service_type, name, created["id"])
-        return {"service": _public(created), "action": "created",
-                "changes": {"id": created["id"], "type": service_type, "name": name, **wanted}}
+        kept = _one_copy_after_create(auth, service_type, name)
+        return {"service": _public(kept), "action": "created",
+                "changes": {"id": kept["id"], "type": service_type, "name": name, **wanted}}
     current = found[0]
     patch = {k: v for k, v in wanted.items() if current.get(k) != v}
     if not patch:
@@ -230,6 +233,75 @@ def service_ensure(service_type, name, description=None, enabled=True, auth=None
                     body={"service": patch})["service"]
     _remember(auth, service=updated)
     return {"service": _public(updated), "action": "updated", "changes": changes}
+
+
+LOCK_DIRS = ("/run/lock", "/var/lock", "/tmp")
+
+
+@contextlib.contextmanager
+def _host_lock(path, timeout):
+    with open(path, "a") as handle:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise CommandExecutionError(f"another catalog change on this host held {path} for {timeout}s")
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def catalog_lock(timeout=300):
+    """
+    Internal: a context manager serializing catalog changes (read, plan, write) of every minion
+    on this host, so two minions of one host cannot both see an empty catalog and both create.
+    Across hosts one controller writes (the formula's choice); ``_one_copy_after_create``
+    covers what is left.
+    """
+    folder = next(d for d in LOCK_DIRS if os.path.isdir(d))
+    return _host_lock(os.path.join(folder, "cinder-ha-catalog.lock"), float(timeout))
+
+
+def _delete_if_present(auth, path):
+    """DELETE that treats 'already gone' as done (a racing controller may have deleted it)."""
+    resp = _state(auth)["session"].request(auth["auth_url"] + path, "DELETE", raise_exc=False)
+    if resp.status_code not in (204, 404):
+        raise CommandExecutionError(f"deleting {path}: HTTP {resp.status_code}")
+
+
+def _one_copy_after_create(auth, service_type, name):
+    """Keystone accepts duplicates, and two controllers may create at the same moment: list
+    again after a create and keep the lowest id. Every racing run agrees on that choice, and
+    the run whose create came last always sees every copy, so exactly one survives."""
+    found = _catalog().find_services(_services(auth, fresh=True), service_type, name)  # sorted by id
+    for extra in found[1:]:
+        _delete_if_present(auth, f"/services/{extra['id']}")
+        _remember(auth, gone_service=extra["id"])
+        log.info("cinder_keystone: removed duplicate service %s (a concurrent create)", extra["id"])
+    return found[0]
+
+
+def _one_copy_of_created_endpoints(auth, created):
+    """After creates, the same reasoning for endpoints: re-list and drop duplicates of each key."""
+    removed = []
+    for service_id in sorted({a["service_id"] for a in created}):
+        desired = {(a["service_type"], a["interface"], a["region"]): a["url"]
+                   for a in created if a["service_id"] == service_id}
+        types = {a["service_type"]: service_id for a in created if a["service_id"] == service_id}
+        current = _endpoints_of(auth, service_id, fresh=True)
+        for action in _catalog().plan_endpoints(desired, types, current):
+            if action["action"] == "delete":
+                _delete_if_present(auth, f"/endpoints/{action['endpoint_id']}")
+                _remember(auth, gone_endpoint=action["endpoint_id"])
+                removed.append(action["endpoint_id"])
+    if removed:
+        log.info("cinder_keystone: removed %d duplicate endpoint(s) from a concurrent create", len(removed))
+    return removed
 
 
 def service_delete(service_id, auth=None):
@@ -399,6 +471,7 @@ def apply_plan(actions, auth=None):
 
         salt '*' cinder_keystone.apply_plan "$(salt-call --out=json cinder_keystone.plan ...)"
     """
+    auth = _auth(auth)
     done = []
     for index, action in enumerate(actions):
         try:
@@ -419,6 +492,12 @@ def apply_plan(actions, auth=None):
             return {"done": done, "failed": action, "error": str(exc), "pending": actions[index + 1:]}
         log.info("cinder_keystone: %s", _catalog().describe(action, done=True))
         done.append(action)
+    created = [a for a in done if a["action"] == "create"]
+    if created:
+        try:
+            _one_copy_of_created_endpoints(auth, created)
+        except CommandExecutionError as exc:
+            return {"done": done, "failed": None, "error": f"after the creates: {exc}", "pending": []}
     return {"done": done, "failed": None, "error": None, "pending": []}
 
 

@@ -30,6 +30,8 @@ unless ``auth`` is given.
         - name: block-storage
         - region: RegionOne
 """
+import functools
+
 from salt.exceptions import CommandExecutionError
 
 __virtualname__ = "cinder_keystone"
@@ -49,6 +51,16 @@ def _catalog():
     return __salt__["cinder_ha.library"]("cinder_ha_catalog")
 
 
+def _serialized(state):
+    """Run the state's read-plan-write under the host's catalog lock (see cinder_keystone.catalog_lock)."""
+    @functools.wraps(state)
+    def locked(*args, **kwargs):
+        with __salt__["cinder_keystone.catalog_lock"]():
+            return state(*args, **kwargs)
+    return locked
+
+
+@_serialized
 def service_present(name, service_type="block-storage", description=None, enabled=True, auth=None):
     """
     One Keystone service of ``service_type`` named ``name`` (created, or its description
@@ -109,6 +121,7 @@ def _report(ret, what, plan_out, applied, test):
     return ret
 
 
+@_serialized
 def endpoints_present(name, urls, region=None, service_name=None, probe=False, auth=None):
     """
     One endpoint per interface given in ``urls`` for the service of type ``name`` in
@@ -154,6 +167,7 @@ def endpoints_present(name, urls, region=None, service_name=None, probe=False, a
     return ret
 
 
+@_serialized
 def legacy_absent(name, region=None, service_types=None, legacy_types=None, auth=None):
     """
     Retire, in ``region``, the dead Block Storage catalog entries: services of type

@@ -20,7 +20,8 @@ shown only as ``***``.
             ops: {monitor: {interval: 10s, timeout: 20s}}
           - primitive: p_cinder-api
             agent: ocf:openstack:cinder-api
-            params: {config: /etc/cinder/cinder.conf, os_password: {{ password }}}
+            # a secret is named by its pillar key, never rendered into the SLS
+            params: {config: /etc/cinder/cinder.conf, os_password: {pillar: "cinder_ha:agent:os_password"}}
             secret_params: [os_password]
             secret_mode: lrm
             ops: {monitor: {interval: 30s, timeout: 30s}}
@@ -38,6 +39,34 @@ def __virtual__():
     if "crm.configure" in __salt__:
         return __virtualname__
     return (False, "crm execution module not loaded (crm (crmsh) or Pacemaker CLI tools missing)")
+
+
+def _from_pillar(values, where):
+    """Replace each ``{"pillar": "a:b:c"}`` value by that pillar value, read here (unmasked).
+
+    A secret passed this way never appears in the rendered SLS, so neither Salt's minion
+    cache (highstate.cache.p) nor a debug log of the state's arguments holds it.
+    """
+    from salt.exceptions import CommandExecutionError
+
+    resolved = {}
+    for key, value in (values or {}).items():
+        if isinstance(value, dict) and set(value) == {"pillar"}:
+            found = __salt__["pillar.get"](value["pillar"], None, unmask=True)
+            if found is None:
+                raise CommandExecutionError(f"{where} {key}: pillar key {value['pillar']} is not set")
+            value = found
+        resolved[key] = value
+    return resolved
+
+
+def _resolve_objects(objects):
+    resolved = []
+    for obj in objects or []:
+        if isinstance(obj, dict) and "primitive" in obj and obj.get("params"):
+            obj = dict(obj, params=_from_pillar(obj["params"], obj["primitive"]))
+        resolved.append(obj)
+    return resolved
 
 
 def _token():
@@ -87,6 +116,12 @@ def configured(name, objects, secrets_dir=None):
         Where ``secret_mode: lrm`` parameters are stored (default
         ``/var/lib/pacemaker/lrm/secrets``; Pacemaker's executor reads them there).
     """
+    from salt.exceptions import CommandExecutionError
+
+    try:
+        objects = _resolve_objects(objects)
+    except CommandExecutionError as exc:
+        return {"name": name, "result": False, "changes": {}, "comment": f"CIB left unchanged: {exc}"}
     outcome = __salt__["crm.configure"](objects, test=__opts__["test"], secrets_dir=secrets_dir,
                                         cache_token=_token())
     return _ret(name, outcome)
@@ -177,9 +212,16 @@ def secrets_present(name, secrets, secrets_dir=None):
         p_cinder-api secrets:
           crm.secrets_present:
             - name: p_cinder-api
-            - secrets: {os_password: {{ password | json }}}
+            - secrets: {os_password: {pillar: "cinder_ha:agent:os_password"}}
     """
+    from salt.exceptions import CommandExecutionError
+
     ret = {"name": name, "result": True, "changes": {}, "comment": ""}
+    try:
+        secrets = _from_pillar(secrets, name)
+    except CommandExecutionError as exc:
+        ret.update(result=False, comment=str(exc))
+        return ret
     changed = __salt__["crm.store_secrets"](name, secrets, secrets_dir=secrets_dir, test=__opts__["test"])
     if not changed:
         ret["comment"] = f"secret files of {name} already hold these values"

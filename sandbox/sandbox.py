@@ -599,7 +599,11 @@ def write_sandbox_pillar(path):
                 "password": f["keystone_admin_password"], "project_name": f["keystone_admin_project"],
                 "region": f["keystone_region"],
             },
-            "agent": {"binary": f["cinder_api"], "monitor_interval": "5s"},
+            # the authenticated monitor (a Keystone v3 token, then GET /v3/); its password is
+            # kept out of the CIB as a Pacemaker secret (secret_mode lrm, the default)
+            "agent": {"binary": f["cinder_api"], "monitor_interval": "5s",
+                      "os_auth_url": f["keystone_url"], "os_username": f["keystone_admin_user"],
+                      "os_password": f["keystone_admin_password"], "os_project_name": f["keystone_admin_project"]},
             "cinder_conf": {
                 "extra": {
                     "keystone_authtoken": {

@@ -4,11 +4,13 @@ Everything lives under /srv/cinder-ha/t3 (own cinder.conf, api-paste.ini, state_
 the sandbox's synced cinder.db) and listens on 127.0.0.113:18763, so it never touches the shared
 /etc/cinder or the lead's 127.0.0.103:8776.
 """
+import contextlib
 import json
 import os
 import pathlib
 import pwd
 import re
+import secrets
 import shutil
 import subprocess
 import time
@@ -287,3 +289,28 @@ def delete_primitive(rsc_id):
             raise AssertionError(f"could not delete {rsc_id}")
         subprocess.run(["crm_resource", "--cleanup", "-r", rsc_id], env=env(), capture_output=True, text=True,
                        timeout=30)
+
+
+@contextlib.contextmanager
+def throwaway_keystone_user(sandbox):
+    """A Keystone user made for these tests (admin role on the admin project, random password),
+    deleted afterwards. The guide's primitive keeps os_password in the CIB, which Pacemaker
+    logs; with this user what lands in pacemaker.log is a dead password, not the sandbox's."""
+    from keystoneauth1 import session as ks_session
+    from keystoneauth1.identity import v3
+
+    admin = ks_session.Session(auth=v3.Password(
+        auth_url=sandbox["keystone_url"], username=sandbox["keystone_admin_user"],
+        password=sandbox["keystone_admin_password"], project_name=sandbox["keystone_admin_project"],
+        user_domain_name="Default", project_domain_name="Default"), timeout=10)
+    url = sandbox["keystone_url"]
+    name, password = f"t3-monitor-{secrets.token_hex(4)}", secrets.token_urlsafe(18)
+    user = admin.post(f"{url}/users", json={"user": {"name": name, "password": password,
+                                                     "domain_id": "default"}}).json()["user"]
+    try:
+        project = admin.get(f"{url}/projects?name={sandbox['keystone_admin_project']}").json()["projects"][0]
+        role = admin.get(f"{url}/roles?name=admin").json()["roles"][0]
+        admin.put(f"{url}/projects/{project['id']}/users/{user['id']}/roles/{role['id']}")
+        yield dict(sandbox, keystone_admin_user=name, keystone_admin_password=password)
+    finally:
+        admin.delete(f"{url}/users/{user['id']}")

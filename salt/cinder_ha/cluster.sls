@@ -15,6 +15,9 @@
 {%-   do params.update({name: agent[name] | string}) %}
 {%- endfor %}
 {%- set secret_params = ["os_password"] if params.get("os_password") else [] %}
+{#- The password is named by its pillar key and read inside the crm module: it never enters
+    the rendered SLS (Salt caches that on the minion) nor a state argument. #}
+{%- if secret_params %}{% do params.update({"os_password": {"pillar": "cinder_ha:agent:os_password"}}) %}{% endif %}
 {%- set vip_params = {"ip": vip.address, "cidr_netmask": vip.netmask | string} %}
 {%- if vip.nic %}{% do vip_params.update({"nic": vip.nic}) %}{% endif %}
 include:
@@ -27,7 +30,7 @@ include:
 cinder_ha agent secrets on this node:
   crm.secrets_present:
     - name: {{ cluster.primitive_id | json }}
-    - secrets: {{ {"os_password": params.os_password} | json }}
+    - secrets: {{ {"os_password": {"pillar": "cinder_ha:agent:os_password"}} | json }}
     - require:
       - cinder_ha: cinder_ha pillar is valid
 {%- endif %}

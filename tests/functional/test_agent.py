@@ -23,6 +23,13 @@ RETIRED_PARAMS = {"binary", "config", "user", "pid", "url", "keystone_get_token_
 MODERN_PARAMS = {"os_auth_url", "os_project_name", "os_user_domain_name", "os_project_domain_name"}
 
 
+
+@pytest.fixture(scope="module")
+def sandbox_facts(sandbox_facts):
+    """The sandbox, seen through a throwaway Keystone user (see support.throwaway_keystone_user)."""
+    with support.throwaway_keystone_user(sandbox_facts) as facts:
+        yield facts
+
 @pytest.fixture(scope="module")
 def instance():
     configs = support.prepare_instance()

@@ -284,3 +284,31 @@ def test_alert_object_is_created_compared_and_changed_in_place(states, offline):
     assert list(changed.changes["objects"]) == ["t4_alert"]
     assert cib.element("t4_alert").find("instance_attributes/nvpair").get("value") == "t4_api"
     assert cib.count_ids("t4_alert") == 1
+
+
+def test_a_secret_named_by_its_pillar_key_is_read_in_the_module(loaders, offline, tmp_path):
+    """The formula passes {pillar: key}: the value never enters the rendered SLS."""
+    password = "pillar-only 'S3cr$t' `x`"
+    roots = loaders.opts["pillar_roots"]["base"][0]
+    os.makedirs(roots, exist_ok=True)
+    with open(os.path.join(roots, "top.sls"), "w") as handle:
+        handle.write("base:\n  '*':\n    - t4\n")
+    with open(os.path.join(roots, "t4.sls"), "w") as handle:
+        json.dump({"cinder_ha": {"agent": {"os_password": password}}}, handle)
+    loaders.refresh_pillar()
+    loaders.reload_all()
+    secrets = tmp_path / "secrets"
+    ref = {"pillar": "cinder_ha:agent:os_password"}
+    obj = {"primitive": "t4_pw", "agent": "ocf:pacemaker:Dummy", "params": {"passwd": ref},
+           "secret_params": ["passwd"], "secret_mode": "lrm"}
+    result = loaders.states.crm.configured(name="t4", objects=[obj], secrets_dir=str(secrets))
+    assert result.result is True, result.comment
+    assert (secrets / "t4_pw" / "passwd").read_text() == password
+    assert cib.param("t4_pw", "passwd") == "lrm://"
+    cib.assert_no_secret(password, result.raw, "the state return")
+    on_other_node = loaders.states.crm.secrets_present(name="t4_pw", secrets={"passwd": ref},
+                                                       secrets_dir=str(tmp_path / "other"))
+    assert (tmp_path / "other" / "t4_pw" / "passwd").read_text() == password
+    cib.assert_no_secret(password, on_other_node.raw, "the state return")
+    missing = loaders.states.crm.configured(name="t4", objects=[dict(obj, params={"passwd": {"pillar": "no:such:key"}})])
+    assert missing.result is False and "no:such:key is not set" in missing.comment

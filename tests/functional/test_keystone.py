@@ -302,3 +302,40 @@ def test_credentials_from_pillar_and_never_in_output_or_debug_log(loaders, ks, r
         assert secret not in logged
         assert secret not in outputs
         assert secret not in json.dumps(plan, default=str)
+
+
+
+def test_racing_creates_from_two_controllers_end_with_one_copy(loaders, ks, region, svc_name, auth):
+    """Two controllers that both saw an empty catalog create at the same moment: each re-lists
+    after its create and keeps the lowest id, so one service and one endpoint per interface stay."""
+    import threading
+
+    mod = loaders.modules.cinder_keystone
+    wanted = {"public": urls()["public"], "internal": urls()["internal"]}
+    barrier = threading.Barrier(2)
+    errors = []
+
+    def controller():
+        try:
+            barrier.wait(30)
+            mod.service_ensure("block-storage", svc_name, auth=auth)
+            plan = mod.plan("block-storage", urls=wanted, region=region, service_name=svc_name, auth=auth)
+            outcome = mod.apply_plan(plan["actions"], auth=auth)
+            assert outcome["error"] is None, outcome
+        except Exception as exc:  # pylint: disable=broad-except
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=controller) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    ks.adopt_service("block-storage", svc_name)
+    left = ks.call("GET", "/services", type="block-storage", name=svc_name)["services"]
+    assert len(left) == 1, (left, errors)
+    here = ks.endpoints(left[0]["id"], region)
+    assert sorted(e["interface"] for e in here) == ["internal", "public"], (here, errors)
+    # a run that lost the race may have planned against the copy that was removed: the next
+    # run converges (that is all a racing controller may rely on)
+    again = mod.plan("block-storage", urls=wanted, region=region, service_name=svc_name, auth=auth)
+    assert again["actions"] == []

@@ -18,6 +18,13 @@ MONITOR_INTERVAL = 5  # seconds
 START_TIMEOUT = 60
 
 
+
+@pytest.fixture(scope="module")
+def sandbox_facts(sandbox_facts):
+    """The sandbox, seen through a throwaway Keystone user (see support.throwaway_keystone_user)."""
+    with support.throwaway_keystone_user(sandbox_facts) as facts:
+        yield facts
+
 @pytest.fixture(scope="module")
 def guide_resource(sandbox_facts):
     support.prepare_instance()

@@ -16,6 +16,7 @@ from tests.conftest import SANDBOX, cluster_env
 from tests.formula_support import CLUSTER_IDS, cib_epoch, keystone_get, reset_slate, state_results
 
 PROJECT = pathlib.Path(__file__).resolve().parents[2]
+PACEMAKER_LOG = pathlib.Path("/var/log/pacemaker/pacemaker.log")
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +52,7 @@ def test_bad_pillar_fails_in_validation_and_changes_nothing(slate, salt_cli, sal
 
 
 def test_first_apply_converges_and_the_api_answers_through_the_catalog(slate, salt_cli, salt_minion):
+    log_offset = PACEMAKER_LOG.stat().st_size
     ret = apply(salt_cli, salt_minion.id)
     results = state_results(ret)
     failed = {k: v["comment"] for k, v in results.items() if v["result"] is not True}
@@ -67,7 +69,21 @@ def test_first_apply_converges_and_the_api_answers_through_the_catalog(slate, sa
                              "--facts", str(SANDBOX / "sandbox.json")], capture_output=True, text=True, timeout=120)
     assert client.returncode == 0, client.stdout + client.stderr
     assert "http://127.0.0.103:8776/v3" in client.stdout
-    assert slate["keystone_admin_password"] not in json.dumps(ret.data) + client.stdout
+    password = slate["keystone_admin_password"]
+    assert password not in json.dumps(ret.data) + client.stdout
+    # the agent's os_password is a Pacemaker secret: not in the CIB, not in what Pacemaker
+    # logged about this change, not in Salt's minion caches (the SLS names it by pillar key)
+    cib = subprocess.run(["cibadmin", "-Q"], capture_output=True, text=True, env=cluster_env(), timeout=30).stdout
+    assert 'name="os_password" value="lrm://"' in cib and password not in cib
+    with PACEMAKER_LOG.open("rb") as log:
+        log.seek(log_offset)
+        assert password.encode() not in log.read()
+    cache = pathlib.Path(salt_minion.config["cachedir"])
+    leaked = [str(p) for p in cache.rglob("*") if p.is_file() and "pillar" not in p.name
+              and password.encode() in p.read_bytes()]
+    assert not leaked, leaked
+    secret = pathlib.Path("/var/lib/pacemaker/lrm/secrets/p_cinder-api/os_password")
+    assert secret.read_text() == password and secret.stat().st_mode & 0o777 == 0o600
 
 
 def test_second_apply_reports_no_changes(slate, salt_cli, salt_minion):
