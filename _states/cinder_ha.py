@@ -78,7 +78,13 @@ def restarted_through_cluster(name, timeout=120):
         ret["changes"] = {"restart": name}
         ret["comment"] = f"{name} would be restarted through the cluster on {here}: its configuration changed."
         return ret
-    __salt__["crm.restart"](name, wait=True, timeout=timeout)
+    try:
+        __salt__["crm.restart"](name, wait=True, timeout=f"{int(timeout)}s")
+    except CommandExecutionError as exc:
+        ret["result"] = False
+        ret["comment"] = (f"{name} runs on {here} with an outdated configuration, and the restart through "
+                          f"the cluster failed: {exc}")
+        return ret
     ret["changes"] = {"restarted": name, "node": here}
     ret["comment"] = f"{name} restarted through the cluster on {here}: its configuration changed."
     return ret

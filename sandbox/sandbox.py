@@ -309,11 +309,30 @@ def cluster_up():
     log(f"cluster: node {NODE} online, DC elected in {time.monotonic() - started:.1f}s")
 
 
+def children_of(pid):
+    """Pids whose parent is `pid` (from /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+            except (OSError, ValueError, IndexError):
+                pass
+    return found
+
+
 def cluster_down():
     pacemakerd = recorded_pid("pacemakerd", "pacemakerd")
     if pacemakerd:
-        # SIGTERM makes pacemakerd stop every resource first, then its children.
+        # SIGTERM makes pacemakerd stop every resource first, then its children. If it has to
+        # be killed (a resource whose stop failed blocks the shutdown), its daemons are ours too.
+        daemons = children_of(pacemakerd)
         stop_pid("pacemakerd", pacemakerd, timeout=120)
+        for pid in daemons:
+            if pid_alive(pid) and "pacemaker" in cmdline(pid):
+                stop_pid(f"pacemaker daemon {pid}", pid, timeout=10)
     corosync = recorded_pid("corosync", "corosync")
     if corosync:
         stop_pid("corosync", corosync, timeout=30)

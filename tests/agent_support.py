@@ -314,3 +314,29 @@ def throwaway_keystone_user(sandbox):
         yield dict(sandbox, keystone_admin_user=name, keystone_admin_password=password)
     finally:
         admin.delete(f"{url}/users/{user['id']}")
+
+
+def _set_maintenance(on):
+    changed = subprocess.run(["crm_attribute", "--type", "crm_config", "--name", "maintenance-mode",
+                              "--update", "true" if on else "false"], capture_output=True, text=True,
+                             env=env(), timeout=30).returncode == 0
+    if changed:
+        # the controller cancels (or restarts) recurring monitors in a transition of its own:
+        # only once that is done is the agent file safe to touch
+        subprocess.run(["crm_resource", "--wait", "--timeout", "60s"], capture_output=True, env=env(), timeout=90)
+    return changed
+
+
+@contextlib.contextmanager
+def agent_file_removed():
+    """The real agent path emptied for an install test, then restored. A live cluster may run a
+    resource with this agent: it is held in maintenance mode meanwhile, so Pacemaker neither
+    monitors nor stops anything while the file is missing."""
+    held = _set_maintenance(True)  # False when no cluster runs: nothing to protect then
+    AGENT_PATH.unlink(missing_ok=True)
+    try:
+        yield
+    finally:
+        install_agent()
+        if held:
+            _set_maintenance(False)

@@ -48,13 +48,17 @@ def remove_cluster_objects():
         for tag in ("rsc_colocation", "rsc_order", "primitive"):
             subprocess.run(["cibadmin", "--delete", "--xml-text", f'<{tag} id="{obj_id}"/>'], capture_output=True,
                            env=env, timeout=30)
-    # orphaned resources are stopped by the cluster: wait for it to settle
+    # orphaned resources are stopped by the cluster: wait for it to settle. The stop of an
+    # orphan still needs its lrm:// secret, so the secret files go only after it is gone.
     subprocess.run(["crm_resource", "--wait", "--timeout", "120s"], capture_output=True, env=env, timeout=150)
-    shutil.rmtree(f"/var/lib/pacemaker/lrm/secrets/{CLUSTER_IDS[0]}", ignore_errors=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and subprocess.run(["pgrep", "-f", "bin/cinder-api"],
-                                                         capture_output=True).returncode == 0:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (
+            subprocess.run(["pgrep", "-f", "bin/cinder-api --config-file /etc/cinder"], capture_output=True).returncode == 0
+            or "is running on" in subprocess.run(["crm_resource", "--locate", "--resource", CLUSTER_IDS[0]],
+                                                 capture_output=True, text=True, env=env, timeout=30).stdout):
         time.sleep(0.5)
+    subprocess.run(["crm_resource", "--cleanup"], capture_output=True, env=env, timeout=60)
+    shutil.rmtree(f"/var/lib/pacemaker/lrm/secrets/{CLUSTER_IDS[0]}", ignore_errors=True)
 
 
 def reset_slate(facts):

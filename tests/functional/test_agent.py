@@ -260,8 +260,7 @@ def state_by_id(ret, state_id):
 
 
 def test_agent_state_installs_the_project_agent(tmp_path):
-    support.AGENT_PATH.unlink(missing_ok=True)
-    try:
+    with support.agent_file_removed():
         result, ret = salt_call_agent_state(tmp_path, GOOD_PILLAR)
         installed = state_by_id(ret, "cinder_ha ocf agent installed")
         assert installed["result"] is True, installed["comment"]
@@ -270,13 +269,10 @@ def test_agent_state_installs_the_project_agent(tmp_path):
         assert result.returncode == 0
         _, again = salt_call_agent_state(tmp_path, GOOD_PILLAR)
         assert state_by_id(again, "cinder_ha ocf agent installed")["changes"] == {}
-    finally:
-        support.install_agent()
 
 
 def test_url_source_without_hash_fails_validation_and_installs_nothing(tmp_path):
-    support.AGENT_PATH.unlink(missing_ok=True)
-    try:
+    with support.agent_file_removed():
         pillar = dict(GOOD_PILLAR, agent={"source": "https://127.0.0.1:9/cinder-api"})
         result, ret = salt_call_agent_state(tmp_path, pillar)
         assert result.returncode != 0
@@ -285,5 +281,3 @@ def test_url_source_without_hash_fails_validation_and_installs_nothing(tmp_path)
         assert state_by_id(ret, "cinder_ha ocf agent installed")["result"] is False
         assert not support.AGENT_PATH.exists()
         assert "s3cret" not in result.stdout + result.stderr
-    finally:
-        support.install_agent()
