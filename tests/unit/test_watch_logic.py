@@ -92,6 +92,8 @@ def env(**values):
     ({"CRM_alert_rsc": "p_ip_cinder-api", "CRM_alert_task": "stop"}, True),
     ({"CRM_alert_task": "monitor"}, False),                                # a healthy monitor
     ({"CRM_alert_task": "monitor", "CRM_alert_rc": "7"}, True),            # a failure
+    ({"CRM_alert_task": "monitor", "CRM_alert_status": "1"}, False),       # cancelled before a stop
+    ({"CRM_alert_task": "monitor", "CRM_alert_status": "2"}, True),        # timed out
     ({"CRM_alert_rsc": "p_other"}, False),
     ({"CRM_alert_kind": "node"}, False),
     ({"CRM_alert_rsc": "t8_dummy", "cinder_ha_resources": "t8_dummy"}, True),
