@@ -1,14 +1,15 @@
 """cinder-ha: a Salt extension for an active/passive cinder-api under Pacemaker.
 
-``pip install .`` installs the repository's ``_modules``, ``_states``, ``_utils`` and
-``_engines`` folders as the package ``saltext_cinder_ha`` (``modules``, ``states``, ...)
+``pip install .`` installs the repository's ``_modules``, ``_states``, ``_utils``,
+``_engines`` and ``_runners`` (master side: the reactor's trust check) folders as the package ``saltext_cinder_ha`` (``modules``, ``states``, ...)
 and registers it under the ``salt.loader`` entry point group, so a minion finds them
 without ``saltutil.sync_all``. The formula way (``file_roots`` + ``saltutil.sync_all``)
 uses the same folders straight from the repository.
 """
 from setuptools import setup
 
-LOADER_DIRS = {"modules": "_modules", "states": "_states", "utils": "_utils", "engines": "_engines"}
+LOADER_DIRS = {"modules": "_modules", "states": "_states", "utils": "_utils", "engines": "_engines",
+               "runners": "_runners"}
 
 setup(
     name="cinder-ha",

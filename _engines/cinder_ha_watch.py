@@ -12,8 +12,18 @@ engine already reported). The formula's own writes therefore never trigger anyth
 edit made while a state runs is still reported (the reactor queues the re-apply).
 
 It also drains the alert spool written by the Pacemaker alert agent ``cinder_ha_alert``
-(one small JSON file per cluster event) and forwards each file as ``cinder_ha/cluster/resource``,
-deleting it only once the event went to the master.
+(one small JSON file per cluster event) and forwards each file as ``cinder_ha/cluster/resource``.
+
+Delivery (issue 14): ``event.send`` returns True as soon as the event is on the minion's own
+bus, and the minion drops it when the master is away. So this engine sends each event itself
+through the master's request channel, as ``event.fire_master`` does from ``salt-call``
+(``cmd: _minion_event``, the minion's key, signed when ``minion_sign_messages`` is set): the
+master answers only after it fired the event on its bus, and the request raises when no
+answer comes (see :py:class:`MasterSender`). Only then is a spool file deleted or a drift
+marked reported; otherwise the engine retries, 1 s doubling to 30 s
+(``cinder_ha_delivery.Backoff``). Acknowledged drifts are kept in
+``<cachedir>/cinder_ha/watch_reported.json``, so an edit made while the minion was down is
+reported once at start-up, and one already reported is not reported again.
 
 Minion configuration:
 
@@ -26,10 +36,12 @@ Minion configuration:
           debounce: 0.08                       # seconds
 """
 import hashlib
+import importlib
 import json
 import logging
 import os
 import re
+import sys
 import time
 
 try:
@@ -40,6 +52,29 @@ except ImportError:  # pragma: no cover - pyinotify is a dependency of the packa
     HAS_PYINOTIFY = False
 
 log = logging.getLogger(__name__)
+
+
+def _library(name):
+    """
+    The project's pure logic module ``name``, found as ``cinder_ha.library`` finds it (the
+    ``utils`` folder beside this module's folder: ``saltext_cinder_ha/utils`` in pip mode,
+    ``extmods/utils`` after ``saltutil.sync_all``, ``_utils`` in the repository). Not through
+    ``__salt__``: the tests drive the Watcher without Salt.
+    """
+    base = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for folder in (os.path.join(base, "utils"), os.path.join(base, "_utils")):
+        if os.path.isfile(os.path.join(folder, name + ".py")):
+            if folder not in sys.path:
+                sys.path.append(folder)  # appended: nothing there shadows a stdlib name
+            break
+    return importlib.import_module(name)
+
+
+try:
+    delivery = _library("cinder_ha_delivery")
+except ImportError as _exc:  # pragma: no cover - shipped beside this module in both install modes
+    delivery = None
+    _DELIVERY_ERROR = str(_exc)
 
 __virtualname__ = "cinder_ha_watch"
 
@@ -56,6 +91,9 @@ RESCAN_SECONDS = 5.0  # spool leftovers and vanished directories are retried thi
 def __virtual__():
     if not HAS_PYINOTIFY:
         return (False, "cinder_ha_watch: the pyinotify library is not installed (pip install pyinotify)")
+    if delivery is None:
+        return (False, f"cinder_ha_watch: cinder_ha_delivery not found beside the engine ({_DELIVERY_ERROR}): "
+                       "run saltutil.sync_all (formula mode) or reinstall the package")
     return __virtualname__
 
 
@@ -136,17 +174,23 @@ class Watcher:
     """
     Blocks in pyinotify; reports settled conf changes and forwards spooled alerts.
 
-    ``send(tag, data) -> bool`` ships one event; ``digests_file`` is the formula's record.
-    Independent of Salt so the functional tests drive it with a plain callable.
+    ``send(tag, data, timeout) -> bool`` ships one event and returns True only when the
+    master acknowledged it within ``timeout`` seconds; ``digests_file`` is the formula's
+    record; ``reported_file`` keeps the acknowledged drifts across restarts; ``backoff`` is the
+    retry schedule of the master link. Independent of Salt so the functional tests drive it
+    with a plain callable.
     """
 
-    def __init__(self, paths, send, digests_file, alert_spool=None, debounce=0.08):
+    def __init__(self, paths, send, digests_file, alert_spool=None, debounce=0.08, reported_file=None,
+                 backoff=None):
         self.paths = [os.path.abspath(p) for p in paths]
         self.send = send
         self.digests_file = digests_file
         self.alert_spool = os.path.abspath(alert_spool) if alert_spool else None
         self.debounce = float(debounce)
-        self.last_reported = {}
+        self.reported_file = reported_file
+        self.last_reported = delivery.load_reported(reported_file)
+        self.backoff = backoff or delivery.Backoff()
         self.pending = {}  # conf path -> monotonic deadline
         self.spool_due = None
         self.stopping = False
@@ -198,24 +242,54 @@ class Watcher:
         except (OSError, ValueError):
             return {}
 
+    def _remember(self, path, digest):
+        """Keep what the master acknowledged (None: nothing outstanding), on disk too."""
+        self.last_reported, changed = delivery.reported_transition(self.last_reported, path, digest)
+        if changed:
+            try:
+                delivery.save_reported(self.reported_file, self.last_reported)
+            except OSError as exc:  # a restart may then report this drift once more
+                log.warning("cinder_ha_watch: could not save %s: %s", self.reported_file, exc)
+
+    def _deliver(self, tag, data, what):
+        """Send one event; True once the master acknowledged it, else schedule the retry."""
+        started, wait = time.monotonic(), self.backoff.ack_wait()
+        try:
+            acked = bool(self.send(tag, data, wait))
+        except Exception as exc:  # pylint: disable=broad-except  # the loop must survive any sender error
+            log.warning("cinder_ha_watch: sending %s failed: %s", tag, exc)
+            acked = False
+        if acked:
+            if self.backoff.down:
+                log.info("cinder_ha_watch: the master acknowledges events again")
+            self.backoff.succeeded()
+            return True
+        due = self.backoff.failed(started)
+        log.warning("cinder_ha_watch: the master did not acknowledge %s (%s) within %.0f s; next attempt in %.1f s",
+                    tag, what, wait, max(0.0, due - time.monotonic()))
+        return False
+
     def check_path(self, path):
-        """Report ``path`` if it holds an outside change. Returns True when an event was sent."""
+        """Report ``path`` if it holds an outside change. Returns True when the master acknowledged it."""
         current = file_digest(path)
         recorded = recorded_digest(self._digests(), path)
         report, remembered = should_report(current, recorded, self.last_reported.get(path))
         if not report:
-            self.last_reported[path] = remembered
+            self._remember(path, remembered)
             return False
-        if self.send(CONF_TAG, {"path": path, "digest": current}):
-            self.last_reported[path] = remembered
+        if not self.backoff.ready(time.monotonic()):  # the link is down: wait for the retry
+            self.pending[path] = self.backoff.due
+            return False
+        if self._deliver(CONF_TAG, {"path": path, "digest": current}, path):
+            self._remember(path, remembered)
             log.info("cinder_ha_watch: outside change of %s reported (sha256 %s)", path, current[:12])
             return True
-        log.warning("cinder_ha_watch: could not send %s for %s; retrying", CONF_TAG, path)
-        self.pending[path] = time.monotonic() + RESCAN_SECONDS
+        # the file is read again then: a newer edit is reported instead of this one
+        self.pending[path] = self.backoff.due
         return False
 
     def drain_spool(self):
-        """Forward every spooled alert in name order; delete each once sent. Returns the count."""
+        """Forward every spooled alert in name order; delete each once acknowledged. Returns the count."""
         if not self.alert_spool or not os.path.isdir(self.alert_spool):
             return 0
         sent = 0
@@ -225,8 +299,9 @@ class Watcher:
             path = os.path.join(self.alert_spool, name)
             alert = read_alert_file(path)
             if alert is not None:
-                if not self.send(ALERT_TAG, alert):
-                    log.warning("cinder_ha_watch: could not forward alert %s; kept for a retry", name)
+                if not self.backoff.ready(time.monotonic()) or not self._deliver(ALERT_TAG, alert, name):
+                    # kept in order: later alerts wait behind it
+                    self.spool_due = self.backoff.due
                     return sent
                 sent += 1
             else:
@@ -256,7 +331,7 @@ class Watcher:
             self.last_rescan = now
             self._ensure_watches()
             if self.alert_spool:
-                self.spool_due = self.spool_due or now
+                self.spool_due = self.spool_due or max(now, self.backoff.due or now)
         for path, deadline in list(self.pending.items()):
             if deadline <= now:
                 del self.pending[path]
@@ -286,10 +361,71 @@ class Watcher:
 # ---------------------------------------------------------------- Salt entry point
 
 
-def _send(tag, data):
+def _masterless(opts):
+    """No master to acknowledge anything (what ``event.send`` checks too)."""
+    return (opts.get("local") or opts.get("file_client") == "local" or opts.get("master_type") == "disable") \
+        and not opts.get("use_master_when_local")
+
+
+class MasterSender:
+    """
+    ``send(tag, data, timeout) -> bool``: one ``_minion_event`` request to the master, True
+    only when the master answered it.
+
+    The master's request server fires the event on its bus and then replies (``AESFuncs.
+    _minion_event``); with the master stopped the request raises ``SaltReqTimeoutError`` (or
+    ``SaltClientError`` if the engine must sign in first). The load is the one the minion
+    daemon builds for ``event.send`` (``Minion._fire_master_prepare``), so the master's bus
+    shows the same event (tag, ``data``, ``id``; signed like the daemon's requests when
+    ``minion_sign_messages`` is set).
+
+    No duplicates from a restarting master: the transport queues a request while the master
+    is away and hands it over when the master binds its port, but a starting master answers
+    only seconds later (its workers start); giving up on such a request and sending again
+    fired the event twice (measured). So each attempt first sends a probe, an EMPTY batch
+    (``events: []``: the master fires nothing), and waits up to ``timeout`` for it: a
+    returning master gets it at once. Only once the probe was answered (the master is up)
+    goes the event, waited for up to ``EVENT_WAIT``. A channel per attempt: what timed out is
+    closed with its socket.
+    """
+
+    EVENT_WAIT = 30  # seconds; a master that answered the probe answers this in milliseconds
+
+    def __init__(self, opts):
+        import salt.channel.client  # pylint: disable=import-outside-toplevel
+
+        self._channel = salt.channel.client.ReqChannel
+        self.opts = dict(opts)  # a plain copy: the tuning below stays in this engine
+        self.opts["auth_tries"] = 1  # sign-in bounded by the attempt's timeout, ...
+        self.opts["auth_retries"] = 1  # ... not retried forever (the engine retries)
+
+    def _master_uri(self):
+        if not self.opts.get("master_uri"):
+            # the engine may have been forked before the minion resolved its master
+            import salt.minion  # pylint: disable=import-outside-toplevel
+
+            self.opts.update(salt.minion.resolve_dns(self.opts))
+        return self.opts["master_uri"]
+
+    def __call__(self, tag, data, timeout):
+        self.opts["auth_timeout"] = max(1, int(timeout))
+        probe = {"id": self.opts["id"], "cmd": "_minion_event", "events": []}
+        load = {"id": self.opts["id"], "cmd": "_minion_event", "pretag": None, "data": data, "tag": tag}
+        try:
+            with self._channel.factory(self.opts, master_uri=self._master_uri(), crypt="aes") as channel:
+                channel.send(probe, tries=1, timeout=timeout)
+                channel.send(load, tries=1, timeout=self.EVENT_WAIT)
+        except Exception as exc:  # pylint: disable=broad-except  # the master is away or refused us
+            log.debug("cinder_ha_watch: %s not acknowledged: %s: %s", tag, type(exc).__name__, exc)
+            return False
+        return True
+
+
+def _local_send(tag, data, timeout=None):  # pylint: disable=unused-argument
+    # masterless: the minion's own bus is the only one, event.send's True is all there is
     try:
         return bool(__salt__["event.send"](tag, data))
-    except Exception as exc:  # the master may be away for a moment: the caller retries
+    except Exception as exc:  # pylint: disable=broad-except
         log.warning("cinder_ha_watch: event.send %s failed: %s", tag, exc)
         return False
 
@@ -300,6 +436,8 @@ def start(paths=None, alert_spool=None, debounce=0.08):
         paths = [__salt__["pillar.get"]("cinder_ha:cinder_conf:path", DEFAULT_CONF) or DEFAULT_CONF]
     elif isinstance(paths, str):
         paths = [paths]
-    digests_file = os.path.join(__opts__["cachedir"], "cinder_ha", "digests.json")
+    state_dir = os.path.join(__opts__["cachedir"], "cinder_ha")
+    send = _local_send if _masterless(__opts__) else MasterSender(__opts__)
     log.info("cinder_ha_watch: watching %s, alert spool %s", ", ".join(paths), alert_spool or "(none)")
-    Watcher(paths, _send, digests_file, alert_spool=alert_spool, debounce=debounce).run()
+    Watcher(paths, send, os.path.join(state_dir, "digests.json"), alert_spool=alert_spool, debounce=debounce,
+            reported_file=os.path.join(state_dir, "watch_reported.json")).run()

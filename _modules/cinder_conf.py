@@ -14,6 +14,8 @@ CLI Example:
 
     salt '*' cinder_conf.check /etc/cinder/cinder.conf
     salt '*' cinder_conf.digest /etc/cinder/cinder.conf
+    salt '*' cinder_conf.restart_needed /etc/cinder/cinder.conf /run/resource-agents/p_cinder-api.pid
+    salt '*' cinder_conf.driver_check /etc/cinder/cinder.conf /usr/bin/cinder-api
 """
 import grp
 import hashlib
@@ -21,7 +23,9 @@ import json
 import logging
 import os
 import stat
+import subprocess
 import tempfile
+import time
 
 log = logging.getLogger(__name__)
 
@@ -60,15 +64,20 @@ def _sha256(data):
     return hashlib.sha256(data).hexdigest()
 
 
-def desired(options=None):
+def _desired(options=None):
     """
     Internal: the {section: {key: value}} to manage: ``options`` as given, else built from the
     ``cinder_ha`` pillar. Contains secrets: not for printing.
     """
     if options is not None:
         return options
+    # the pillar itself (no public function returns secrets), normalized by the pure logic
+    raw = __salt__["pillar.get"]("cinder_ha", {}, unmask=True)
+    settings, errors, _warnings = __salt__["cinder_ha.library"]("cinder_ha_pillar").normalize(raw)
+    if errors:
+        raise _error("invalid cinder_ha pillar:\n  - " + "\n  - ".join(errors))
     try:
-        return _lib().desired_options(__salt__["cinder_ha.settings"](reveal=True))
+        return _lib().desired_options(settings)
     except ValueError as exc:
         raise _error(str(exc)) from None
 
@@ -76,7 +85,7 @@ def desired(options=None):
 def _plan(name, options):
     lib = _lib()
     try:
-        wanted = desired(options)
+        wanted = _desired(options)
     except Exception as exc:  # an invalid pillar: its errors name keys, never values
         return lib, None, "", None, [line.strip(" -") for line in str(exc).splitlines() if line.strip(" -")]
     text, data = _read(name)
@@ -142,13 +151,18 @@ def apply(name, options=None, expected_digest=None):
     if errors:
         raise _error(f"{name} left unchanged:\n  - " + "\n  - ".join(errors))
     if expected_digest is not None and report["digest"] != expected_digest:
+        if not plan.changed:
+            # someone else (another minion of this host) wrote exactly what we want meanwhile
+            if data is not None:
+                record_digest(name, report["digest"])
+            return report
         raise _error(f"{name} changed while the state was planning; left unchanged, run the state again")
     if not plan.changed:
         if data is not None:
             record_digest(name, report["digest"])
         return report
     new_data = plan.new_text.encode("utf-8", "surrogateescape")
-    report["digest"] = _write_atomic(name, new_data)
+    report["digest"] = _write_atomic(name, new_data, read_digest=_sha256(data) if data is not None else None)
     return report
 
 
@@ -160,7 +174,19 @@ def _new_file_owner():
     return os.geteuid(), gid, NEW_FILE_MODE
 
 
-def _write_atomic(name, data):
+def _current_digest(path):
+    try:
+        with open(path, "rb") as handle:
+            return _sha256(handle.read())
+    except FileNotFoundError:
+        return None
+
+
+def _write_atomic(name, data, read_digest=None):
+    """Write ``data`` to ``name`` by temp file + rename. ``read_digest``: sha256 of the bytes
+    the new content was planned from (None: the file did not exist); if the file no longer
+    holds them right before the rename, someone edited it meanwhile: nothing is replaced (the
+    edit would be lost), the state fails, and the next run plans from the edited file."""
     path = os.path.realpath(name)  # a symlinked cinder.conf stays a symlink
     directory = os.path.dirname(path)
     if not os.path.isdir(directory):
@@ -186,6 +212,9 @@ def _write_atomic(name, data):
         finally:
             os.close(fd)
         record_digest(name, digest)  # before the rename: the watcher must know the new bytes are ours
+        if _current_digest(path) != read_digest:
+            raise _error(f"{name} changed while this run was writing it: left as it is now (nothing of the "
+                         "outside edit is lost); apply again")
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -276,3 +305,239 @@ def record_digest(path, hexdigest=None):
             os.unlink(tmp)
         raise
     return hexdigest
+
+
+# ---------------------------------------------------------------- the running cinder-api
+
+def _read_private(path):
+    """Bytes of a file the agent wrote as root: a regular file owned by root, opened without
+    following a link. None otherwise."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != 0:
+            return None
+        chunks = []
+        while True:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+
+
+def _proc_start(pid):
+    """(start time in clock ticks after boot, as the agent records it; wall-clock epoch), or
+    None when the process is gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+        with open("/proc/stat", encoding="ascii") as handle:
+            btime = next(int(line.split()[1]) for line in handle if line.startswith("btime "))
+    except (OSError, IndexError, StopIteration, ValueError):
+        return None
+    if fields[0] in ("Z", "X"):
+        return None
+    ticks = int(fields[19])
+    return ticks, btime + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def running_process(pid_file):
+    """
+    The cinder-api the agent runs with pid file ``pid_file`` on this node, and what it was
+    started with when the agent left a start record (``<pid_file>.start``) for exactly that
+    process. Returns ``{"pid", "started", "record", "problem"}``: ``started`` is the process
+    start (epoch seconds); ``record`` (or None) holds the record's fields (config path, API URL,
+    sha256 of the config copy); never the copy itself, which holds passwords.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' cinder_conf.running_process /run/resource-agents/p_cinder-api.pid
+    """
+    result = {"pid": None, "started": None, "record": None, "problem": None}
+    try:
+        with open(pid_file, encoding="ascii") as handle:
+            pid = int(handle.read().strip())
+    except (OSError, ValueError):
+        result["problem"] = f"no pid in {pid_file}"
+        return result
+    started = _proc_start(pid)
+    if started is None:
+        result["problem"] = f"pid {pid} from {pid_file} is not running"
+        return result
+    result["pid"], result["started"] = pid, started[1]
+    data = _read_private(pid_file + ".start")
+    if data is None:
+        result["problem"] = f"no start record for pid {pid} (started by an older agent?)"
+        return result
+    try:
+        record = _lib().parse_start_record(data.decode("utf-8", "replace"))
+    except ValueError as exc:
+        result["problem"] = str(exc)
+        return result
+    if (record["pid"], record["starttime"]) != (pid, started[0]):
+        result["problem"] = f"the start record is for another process than pid {pid}"
+        return result
+    if record["snapshot"] != pid_file + ".conf":
+        result["problem"] = f"the start record names an unexpected config copy {record['snapshot']}"
+        return result
+    result["record"] = record
+    return result
+
+
+def restart_needed(name, pid_file, planned=False, options=None):
+    """
+    Whether the cinder-api running here (pid file ``pid_file``) must be restarted to run the
+    configuration in ``name``: True exactly when what cinder would read from the file now
+    differs from what it read at start (the agent's private copy, ``<pid_file>.conf``).
+    Comments, blank lines and key order are no difference. Without a start record (a process
+    started by an older agent) the answer is "the file was modified after the process
+    started". Returns ``{"needed", "basis", "pid", "config", "changes", "reason"}``;
+    ``changes`` maps ``[section] key`` to the old and new values, secrets masked.
+
+    planned
+        Compare with what ``cinder_conf.managed`` would write (``options`` or the pillar)
+        instead of the file as it is: what ``test=True`` needs.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' cinder_conf.restart_needed /etc/cinder/cinder.conf /run/resource-agents/p_cinder-api.pid
+    """
+    lib = _lib()
+    process = running_process(pid_file)
+    result = {"needed": False, "basis": None, "pid": process["pid"], "config": name, "changes": {}, "reason": ""}
+    if process["pid"] is None:
+        result["reason"] = (f"cannot tell what cinder-api runs with: {process['problem']}; not restarting it "
+                            "(restart it through the cluster if its configuration changed)")
+        return result
+    pid = process["pid"]
+    record = process["record"]
+    config = record["config"] if record else name
+    result["config"] = config
+
+    def current_text():
+        if planned and os.path.abspath(config) == os.path.abspath(name):
+            _unused, plan, text, _data, errors = _plan(name, options)
+            if plan is not None and not errors:
+                return plan.new_text, plan.changed
+            return text, False
+        return _read(config)[0], False
+
+    if record:
+        snapshot = _read_private(record["snapshot"])
+        if snapshot is not None and _sha256(snapshot) == record["sha256"]:
+            result["basis"] = "start record"
+            text, _would_write = current_text()
+            result["changes"] = lib.effective_changes(snapshot.decode("utf-8", "surrogateescape"), text)
+            result["needed"] = bool(result["changes"])
+            keys = ", ".join(result["changes"])
+            result["reason"] = (f"what cinder reads from {config} differs from what cinder-api (pid {pid}) "
+                                f"started with: {keys}" if result["needed"] else
+                                f"cinder-api (pid {pid}) already runs the configuration in {config}")
+            return result
+        process["problem"] = f"the config copy {record['snapshot']} is missing or does not match its record"
+    # No usable record: the file's modification time against the process start.
+    result["basis"] = "mtime"
+    _text, would_write = current_text()
+    try:
+        mtime = os.stat(config).st_mtime
+    except OSError:
+        result["reason"] = f"{config} does not exist: a restart would not help cinder-api (pid {pid})"
+        return result
+    started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(process["started"]))
+    if would_write or mtime > process["started"]:
+        result["needed"] = True
+        result["reason"] = (f"{process['problem']}; {config} was {'to be ' if would_write else ''}modified after "
+                            f"cinder-api (pid {pid}) started at {started}")
+    else:
+        result["reason"] = (f"{process['problem']}; {config} is older than cinder-api (pid {pid}, started "
+                            f"{started})")
+    return result
+
+
+# ---------------------------------------------------------------- the database driver
+
+_IMPORT = "import importlib, sys; importlib.import_module(sys.argv[1])"
+
+
+def _interpreter(binary):
+    """(argv of the interpreter that runs ``binary``, problem)."""
+    try:
+        with open(binary, "rb") as handle:
+            first = handle.readline(512)
+    except OSError as exc:
+        return None, f"{binary} cannot be read ({exc.strerror}): is cinder installed?"
+    argv = _lib().shebang_argv(first.rstrip(b"\r\n"))
+    if not argv:
+        return None, f"{binary} is not a script (no #! line): its Python cannot be checked"
+    names = [os.path.basename(argv[0])] + ([os.path.basename(argv[1])] if len(argv) > 1 and
+                                           os.path.basename(argv[0]) == "env" else [])
+    if not names[-1].startswith("python"):
+        return None, f"{binary} runs on {' '.join(argv)}, not on Python: its driver cannot be checked"
+    return argv, None
+
+
+def driver_check(name, binary="/usr/bin/cinder-api", options=None):
+    """
+    Whether the Python that runs ``binary`` (cinder-api; read from its ``#!`` line) can import
+    the driver of the ``[database] connection`` URL that ``name`` has (or will have after
+    ``cinder_conf.managed`` with ``options`` / the pillar): ``mysql+pymysql`` needs ``pymysql``,
+    ``postgresql+psycopg2`` ``psycopg2``, ``mysql`` ``MySQLdb``, ``sqlite`` ``sqlite3``. A pip
+    installed cinder has no MySQL driver. The interpreter is run with an argument list (no
+    shell) and only the module name on its command line. Returns ``{"ok", "interpreter",
+    "module", "scheme", "comment"}``; ``ok`` is None when nothing could be checked (binary
+    missing, not a Python script, no or unknown database URL).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' cinder_conf.driver_check /etc/cinder/cinder.conf /usr/bin/cinder-api
+    """
+    lib = _lib()
+    result = {"ok": None, "interpreter": None, "module": None, "scheme": None, "comment": ""}
+    _unused, plan, text, _data, errors = _plan(name, options)
+    if plan is not None and not errors:
+        text = plan.new_text
+    urls = lib.parse(text).effective().get("database", {}).get("connection")
+    driver = lib.db_driver(lib.unescape(urls[-1])) if urls else None
+    if driver is None:
+        result["comment"] = f"no database URL of a known dialect in {name}: driver not checked"
+        return result
+    result["scheme"], result["module"] = driver[0], driver[1]
+    argv, problem = _interpreter(binary)
+    if argv is None:
+        result["comment"] = problem + "; driver not checked"
+        return result
+    result["interpreter"] = " ".join(argv)
+    try:
+        proc = subprocess.run(argv + ["-c", _IMPORT, driver[1]], capture_output=True, text=True, timeout=60,
+                              cwd="/", env={"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"})
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        result["ok"] = False
+        result["comment"] = (f"cinder-api ({binary}) runs on {result['interpreter']}, which cannot be run "
+                             f"({exc}): cinder-api cannot start")
+        return result
+    if proc.returncode == 0:
+        result["ok"] = True
+        result["comment"] = f"{result['interpreter']} (cinder-api's Python) imports {driver[1]} for {driver[0]}://"
+        return result
+    said = [line for line in proc.stderr.strip().splitlines() if line.strip()][-1:] or [f"rc {proc.returncode}"]
+    result["ok"] = False
+    result["comment"] = (
+        f"cinder-api ({binary}) runs on {result['interpreter']}, which cannot import {driver[1]} "
+        f"({said[0].strip()}): cinder would fail to load the {driver[0]}:// URL in [database] connection. "
+        f"Install the driver into cinder's Python: {driver[2]}"
+        # a venv's Python takes pip; a distro's Python takes the distro package
+        + (f"; e.g. {argv[0]} -m pip install PyMySQL" if driver[1] == "pymysql" and len(argv) == 1
+           and not argv[0].startswith(("/usr/bin/", "/bin/")) else "")
+        + ".")
+    return result

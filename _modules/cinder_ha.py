@@ -52,14 +52,25 @@ def _pillar(pillar=None):
     return __salt__["pillar.get"]("cinder_ha", {}, unmask=True)
 
 
+def _revealed(pillar=None):
+    """The normalized settings, secrets included: for this module's own use only."""
+    from salt.exceptions import CommandExecutionError
+
+    result, errors, _warnings = library("cinder_ha_pillar").normalize(_pillar(pillar))
+    if errors:
+        raise CommandExecutionError("invalid cinder_ha pillar:\n  - " + "\n  - ".join(errors))
+    return result
+
+
 def settings(pillar=None, reveal=False):
     """
     Normalized settings from the ``cinder_ha`` pillar, as every state of the formula reads
     them. Raises ``CommandExecutionError`` listing every problem when invalid.
 
-    Secrets (passwords, passwords inside URLs) are shown as ``***`` unless ``reveal=True``,
-    which the formula's own modules and templates use in-process, so that a call from the
-    CLI never puts them in the job cache.
+    Every secret is shown as ``***``: values of keys named like secrets (numbers too) and
+    passwords inside URLs (one rule, ``cinder_ha_secrets``), so what this returns may go to
+    the job cache and into rendered SLS. ``reveal`` is accepted for compatibility and
+    ignored: modules that need a secret read the pillar themselves.
 
     CLI Example:
 
@@ -67,28 +78,8 @@ def settings(pillar=None, reveal=False):
 
         salt '*' cinder_ha.settings
     """
-    from salt.exceptions import CommandExecutionError
-
-    raw = _pillar(pillar)
-    lib = library("cinder_ha_pillar")
-    result, errors, _warnings = lib.normalize(raw)
-    if errors:
-        raise CommandExecutionError("invalid cinder_ha pillar:\n  - " + "\n  - ".join(errors))
-    if reveal:
-        return result
-    return _masked(result, lib.secret_values(raw) + lib.secret_values(result))
-
-
-def _masked(node, secrets):
-    if isinstance(node, dict):
-        return {key: ("***" if node[key] and library("cinder_ha_pillar").SECRET_KEY_RE.search(str(key))
-                      and isinstance(node[key], str) else _masked(node[key], secrets)) for key in node}
-    if isinstance(node, list):
-        return [_masked(item, secrets) for item in node]
-    if isinstance(node, str):
-        for secret in secrets:
-            node = node.replace(secret, "***")
-    return node
+    del reveal
+    return library("cinder_ha_secrets").masked(_revealed(pillar))
 
 
 def validate(pillar=None):
@@ -104,6 +95,45 @@ def validate(pillar=None):
     """
     _settings, errors, warnings = library("cinder_ha_pillar").normalize(_pillar(pillar))
     return {"valid": not errors, "errors": errors, "warnings": warnings}
+
+
+def controller(pillar=None):
+    """
+    Whether this minion changes the cluster-wide objects (CIB) and the Keystone catalog in
+    this run, and why: ``{"is_controller", "cluster_running", "dc", "node", "reason"}``.
+    The controller is the minion named by pillar ``cinder_ha:controller``, else the node that
+    is the Pacemaker DC right now (one per cluster). Never raises: with Pacemaker stopped on
+    this node, or during an election (no DC), the answer says so and the formula renders a
+    visible failure for the cluster part instead of a silent skip. Computed once per run.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' cinder_ha.controller
+    """
+    if pillar is None and "cinder_ha.controller" in __context__:
+        return __context__["cinder_ha.controller"]
+    raw = _pillar(pillar) or {}
+    named = raw.get("controller") if isinstance(raw, dict) else None
+    role = __salt__["crm.role"]() if "crm.role" in __salt__ else {
+        "running": False, "node": None, "dc": None, "is_dc": False, "error": "the crm module is not loaded"}
+    minion = __opts__.get("id")
+    answer = {"cluster_running": role["running"], "dc": role["dc"], "node": role["node"]}
+    if not role["running"]:
+        answer.update(is_controller=False, reason=f"Pacemaker is not running on this node ({role['error']})")
+    elif named:
+        answer.update(is_controller=named == minion,
+                      reason=f"pillar cinder_ha:controller names {named}")
+    elif not role["dc"]:
+        answer.update(is_controller=False,
+                      reason="no node is the Pacemaker DC right now (an election is running): no minion "
+                             "applies the cluster objects and the catalog in this run; apply again")
+    else:
+        answer.update(is_controller=role["is_dc"], reason=f"{role['dc']} is the DC")
+    if pillar is None:
+        __context__["cinder_ha.controller"] = answer
+    return answer
 
 
 def http_probe(url, timeout=5):
@@ -188,7 +218,7 @@ def status():
 
         salt '*' cinder_ha.status
     """
-    conf = settings(reveal=True)
+    conf = _revealed()
     cluster, vip = conf["cluster"], conf["vip"]
     report = {"node": None, "resources": {}, "api": None, "catalog": None, "failures": None, "recent_moves": None}
 

@@ -3,8 +3,10 @@ Cluster moves of cinder-api as this minion saw them, and the check run after a m
 
 The Pacemaker alert agent ``cinder_ha_alert`` spools one JSON file per start/stop/failure of
 ``p_cinder-api`` or its VIP; the ``cinder_ha_watch`` engine forwards it as the event
-``cinder_ha/cluster/resource``; the master's reactor runs :py:func:`handle_move` here. Moves
-are kept as JSON lines in ``<cachedir>/cinder_ha/moves.jsonl`` (the newest ``KEEP``).
+``cinder_ha/cluster/resource``; the master's reactor (runner ``cinder_ha_reactor.react``) runs
+:py:func:`handle_move` here, and only here, once it has checked that this minion signed the
+event, is allowed and is within its rate limit. Moves are kept as JSON lines in
+``<cachedir>/cinder_ha/moves.jsonl`` (the newest ``KEEP``).
 
 CLI Example:
 
@@ -113,11 +115,13 @@ def recent(limit=10):
 
 
 def _settings():
-    try:
-        return __salt__["cinder_ha.settings"](reveal=True)
-    except Exception as exc:  # no or invalid pillar: the check says so instead of failing
-        log.debug("cinder_ha_events: no usable cinder_ha pillar: %s", exc)
+    # the pillar itself, normalized by the pure logic (no public function returns secrets)
+    raw = __salt__["pillar.get"]("cinder_ha", {}, unmask=True)
+    settings, errors, _warnings = __salt__["cinder_ha.library"]("cinder_ha_pillar").normalize(raw)
+    if errors:  # no or invalid pillar: the check says so instead of failing
+        log.debug("cinder_ha_events: no usable cinder_ha pillar: %s", errors)
         return None
+    return settings
 
 
 def _locate(resource):

@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 import os
+import stat
 import time
 
 from salt.exceptions import CommandExecutionError
@@ -64,11 +65,9 @@ def _catalog():
 def _auth(auth):
     """The credentials to use: ``auth`` or the pillar's ``cinder_ha:keystone``, defaults filled in."""
     if not auth:
-        try:
-            auth = __salt__["cinder_ha.settings"](reveal=True)["keystone"]
-        except CommandExecutionError:
-            # The rest of the pillar may be incomplete (e.g. for a catalog-only run): read our part alone.
-            auth = __salt__["pillar.get"]("cinder_ha:keystone", {}, unmask=True) or {}
+        # the credentials straight from the pillar (no public function returns them); the rest
+        # of the pillar may be incomplete (e.g. for a catalog-only run)
+        auth = __salt__["pillar.get"]("cinder_ha:keystone", {}, unmask=True) or {}
     merged = dict(AUTH_DEFAULTS)
     merged.update({k: v for k, v in dict(auth).items() if v is not None})
     missing = [k for k in AUTH_REQUIRED if not merged.get(k)]
@@ -235,7 +234,9 @@ def service_ensure(service_type, name, description=None, enabled=True, auth=None
     return {"service": _public(updated), "action": "updated", "changes": changes}
 
 
-LOCK_DIRS = ("/run/lock", "/var/lock", "/tmp")
+# Root's own folder (0700): in the world-writable /run/lock any local user could hold the lock
+# and stall every catalog change.
+LOCK_DIR = "/run/cinder-ha"
 
 
 @contextlib.contextmanager
@@ -263,8 +264,12 @@ def catalog_lock(timeout=300):
     Across hosts one controller writes (the formula's choice); ``_one_copy_after_create``
     covers what is left.
     """
-    folder = next(d for d in LOCK_DIRS if os.path.isdir(d))
-    return _host_lock(os.path.join(folder, "cinder-ha-catalog.lock"), float(timeout))
+    os.makedirs(LOCK_DIR, mode=0o700, exist_ok=True)
+    info = os.lstat(LOCK_DIR)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o077:
+        raise CommandExecutionError(f"{LOCK_DIR} is not a private folder of this user (mode "
+                                    f"{oct(info.st_mode & 0o7777)}, uid {info.st_uid}): refusing to lock there")
+    return _host_lock(os.path.join(LOCK_DIR, "catalog.lock"), float(timeout))
 
 
 def _delete_if_present(auth, path):

@@ -21,11 +21,15 @@ CLI Example:
     salt '*' crm.show p_cinder-api
     salt '*' crm.restart p_cinder-api
 """
+import errno
+import fcntl
+import glob
 import logging
 import os
 import random
 import shutil
 import socket
+import stat
 import subprocess
 import tempfile
 import time
@@ -34,16 +38,15 @@ log = logging.getLogger(__name__)
 
 __virtualname__ = "crm"
 
-TOOLS = ("crm", "cibadmin", "crm_resource", "crm_mon", "crm_verify", "crm_simulate", "crm_diff")
+# The C tools this module runs (crmsh's `crm` is never run: reads and writes go through these).
+TOOLS = ("cibadmin", "crm_resource", "crm_mon", "crm_verify", "crm_simulate", "crm_diff", "crm_attribute",
+         "crm_node")
 # What cibadmin says when the CIB moved on since it was read (re-read and retry).
 CONFLICT_MARKERS = ("older than existing", "application of an update diff failed", "diff_resync")
 PATCH_CONFLICT_RCS = (103, 205, 206)
-SECRET_NAME_HINTS = ("pass", "secret", "token", "credential", "key")
 
 
 def __virtual__():
-    if not shutil.which("crm", path=_env()["PATH"]):
-        return (False, "crm (crmsh) not found in PATH: install the crmsh package")
     missing = [tool for tool in TOOLS if not shutil.which(tool, path=_env()["PATH"])]
     if missing:
         return (False, f"Pacemaker CLI tools not found: {', '.join(missing)} "
@@ -90,16 +93,11 @@ def _cache_key():
     return "crm.cib:" + (os.environ.get("CIB_file") or os.environ.get("CIB_shadow") or "live")
 
 
-def read_cib(refresh=True, cache_token=None):
+def _read_cib(refresh=True, cache_token=None):
     """
     The whole CIB as XML text (``cibadmin -Q``). With ``cache_token`` (states pass their run
-    id), the text is read once and reused for every call with the same token.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' crm.read_cib
+    id), the text is read once and reused for every call with the same token. Private: in
+    plain secret mode the CIB holds passwords (``crm.show`` masks them).
     """
     key = _cache_key()
     cached = __context__.get(key)
@@ -117,8 +115,9 @@ def _forget_cib():
 
 
 def _masked_params(params):
-    return {name: (value if value == _lib().LRM_VALUE or not any(h in name.lower() for h in SECRET_NAME_HINTS)
-                   else _lib().MASK) for name, value in params.items()}
+    secret_name = __salt__["cinder_ha.library"]("cinder_ha_secrets").is_secret_name
+    return {name: (value if value == _lib().LRM_VALUE or not secret_name(name) else _lib().MASK)
+            for name, value in params.items()}
 
 
 def show(object_id, cache_token=None):
@@ -132,7 +131,7 @@ def show(object_id, cache_token=None):
 
         salt '*' crm.show p_cinder-api
     """
-    obj = _lib().find_object(_lib().parse_cib(read_cib(refresh=cache_token is None, cache_token=cache_token)),
+    obj = _lib().find_object(_lib().parse_cib(_read_cib(refresh=cache_token is None, cache_token=cache_token)),
                              object_id)
     if obj and obj["tag"] == "primitive":
         obj = dict(obj, agent=_lib().agent_name(obj), params=_masked_params(obj["params"]))
@@ -145,65 +144,165 @@ def _secrets_dir(secrets_dir=None):
     return secrets_dir or __opts__.get("crm.secrets_dir") or _lib().SECRETS_DIR
 
 
-def _secret_path(secrets_dir, rsc, name):
-    return os.path.join(_secrets_dir(secrets_dir), rsc, name)
+def _read_private(path):
+    """Text of a secret file that is a regular 0600 file (None otherwise: rewrite it)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode) or stat.S_IMODE(os.fstat(fd).st_mode) != 0o600:
+            return None
+        try:
+            return handle.read().decode("utf-8")
+        except UnicodeDecodeError:
+            return None
 
 
 def _secret_signs(objects, secrets_dir):
+    """{(rsc, param): md5 the node holds}, None where the value and .sign disagree or are missing."""
+    lib = _lib()
     signs = {}
     for obj in objects:
         if obj["tag"] != "primitive" or obj.get("secret_mode") != "lrm":
             continue
+        folder = os.path.join(_secrets_dir(secrets_dir), obj["id"])
+        folder_ok = os.path.isdir(folder) and not os.path.islink(folder) \
+            and stat.S_IMODE(os.stat(folder).st_mode) == 0o700
         for name in obj["secret_params"]:
-            try:
-                with open(_secret_path(secrets_dir, obj["id"], name) + ".sign", encoding="ascii") as handle:
-                    signs[(obj["id"], name)] = handle.read().strip()
-            except OSError:
-                signs[(obj["id"], name)] = None
+            value = _read_private(os.path.join(folder, name)) if folder_ok else None
+            sign = _read_private(os.path.join(folder, name) + ".sign") if value is not None else None
+            signs[(obj["id"], name)] = sign if sign is not None and sign == lib.md5_hex(value) else None
     return signs
 
 
-def _write_private(path, text):
-    """Atomic write, mode 0600, parent directories 0700."""
-    folder = os.path.dirname(path)
-    os.makedirs(folder, mode=0o700, exist_ok=True)
-    os.chmod(folder, 0o700)
-    os.chmod(os.path.dirname(folder), 0o700)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+_LIBC = []
+AT_FDCWD = -100
+RENAME_EXCHANGE = 2  # linux/fs.h
+
+
+def _exchange(first, second):
+    """Swap two paths in one step: renameat2(RENAME_EXCHANGE) (Linux 3.15+, glibc 2.28+)."""
+    import ctypes
+
+    if not _LIBC:
+        _LIBC.append(ctypes.CDLL(None, use_errno=True))
+    renameat2 = getattr(_LIBC[0], "renameat2", None)
+    if renameat2 is None:
+        raise OSError(errno.ENOSYS, "renameat2 is not available in this C library")
+    if renameat2(AT_FDCWD, os.fsencode(first), AT_FDCWD, os.fsencode(second), RENAME_EXCHANGE) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, f"renameat2(RENAME_EXCHANGE) failed: {os.strerror(code)}", second)
+
+
+def _fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o600)
-        os.rename(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_new_private(path, data):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _write_secret_folder(secrets_dir, rsc, values):
+    """
+    Replace ``<secrets_dir>/<rsc>/`` by a folder holding every value and its md5 ``.sign``.
+
+    The new folder is written complete beside the old one (files 0600, folder 0700, fsynced),
+    then the two are swapped with ONE renameat2(RENAME_EXCHANGE): a reader that resolves the
+    folder once sees the old pairs or the new pairs, never a value with another value's sign
+    (two renames, value then sign, left a window where they disagreed). Files of parameters
+    not in ``values`` are carried over. A host-local flock on the secrets folder serialises
+    writers on this node.
+    """
+    lib = _lib()
+    base = _secrets_dir(secrets_dir)
+    os.makedirs(base, mode=0o700, exist_ok=True)
+    os.chmod(base, 0o700)
+    final = os.path.join(base, rsc)
+    lock = os.open(base, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for leftover in glob.glob(os.path.join(glob.escape(base), f".{glob.escape(rsc)}.swap-*")):
+            shutil.rmtree(leftover, ignore_errors=True)  # from a run killed mid-write
+        new = tempfile.mkdtemp(dir=base, prefix=f".{rsc}.swap-")  # mode 0700
+        try:
+            ours = set(values) | {name + ".sign" for name in values}
+            if os.path.isdir(final) and not os.path.islink(final):
+                for entry in os.scandir(final):
+                    if entry.name not in ours and entry.is_file(follow_symlinks=False):
+                        with open(entry.path, "rb") as handle:
+                            _write_new_private(os.path.join(new, entry.name), handle.read())
+            for name, value in sorted(values.items()):
+                _write_new_private(os.path.join(new, name), value.encode("utf-8"))
+                _write_new_private(os.path.join(new, name + ".sign"), lib.md5_hex(value).encode("ascii"))
+            _fsync_dir(new)
+            if os.path.lexists(final):
+                _exchange(new, final)  # `new` now names the old folder, removed below
+            else:
+                os.rename(new, final)
+            _fsync_dir(base)
+        finally:
+            shutil.rmtree(new, ignore_errors=True)
+    finally:
+        os.close(lock)
+
+
+def _lrm_secrets(obj):
+    return {name: obj["params"][name] for name in obj.get("secret_params", ()) if name in obj["params"]}
 
 
 def _store_secrets(objects, signs, secrets_dir):
-    """Write lrm secrets whose file is missing or holds another value (value, then .sign)."""
+    """Write the lrm secret folder of each primitive whose files are missing or hold other values."""
     lib = _lib()
     for obj in objects:
         if obj["tag"] != "primitive" or obj.get("secret_mode") != "lrm":
             continue
-        for name in obj["secret_params"]:
-            value = obj["params"][name]
-            if signs.get((obj["id"], name)) == lib.md5_hex(value):
-                continue
-            path = _secret_path(secrets_dir, obj["id"], name)
-            _write_private(path, value)
-            _write_private(path + ".sign", lib.md5_hex(value))
-            log.info("crm: stored secret parameter %s of %s in %s", name, obj["id"], os.path.dirname(path))
+        secrets = _lrm_secrets(obj)
+        stale = [name for name, value in secrets.items() if signs.get((obj["id"], name)) != lib.md5_hex(value)]
+        if not stale:
+            continue
+        _write_secret_folder(secrets_dir, obj["id"], secrets)
+        log.info("crm: stored secret parameters %s of %s in %s", ", ".join(sorted(stale)), obj["id"],
+                 os.path.join(_secrets_dir(secrets_dir), obj["id"]))
+
+
+def _check_secret_values(rsc, secrets):
+    """Refuse values Pacemaker could never read back (named, never shown)."""
+    problems = [problem for problem in (_lib().secret_value_problem(rsc, name, value)
+                                        for name, value in sorted(secrets.items())) if problem]
+    if problems:
+        _fail("secret files left unchanged: " + "; ".join(problems))
+
+
+def _secret_args(rsc, secrets):
+    lib = _lib()
+    try:
+        lib._check_id(rsc, "resource")  # also keeps the folder name inside the secrets folder
+    except lib.ModelError as exc:
+        _fail(str(exc))
+    if not isinstance(secrets, dict) or not secrets:
+        _fail(f"{rsc}: secrets must be a non-empty mapping of parameter: value")
+    secrets = {str(k): (v if isinstance(v, str) or v is None or isinstance(v, bool) else str(v))
+               for k, v in secrets.items()}
+    _check_secret_values(rsc, secrets)
+    return secrets
 
 
 def store_secrets(rsc, secrets, secrets_dir=None, test=False):
     """
     Write ``secrets`` ({param: value}) of resource ``rsc`` where Pacemaker's executor reads
-    ``lrm://`` values (value file 0600 + md5 ``.sign``, directories 0700), on THIS node.
-    Every node that may run the resource needs them. Returns the names that changed
+    ``lrm://`` values (value file 0600 + md5 ``.sign``, directories 0700), on THIS node, in
+    one atomic folder swap, only when something differs. Every node that may run the resource
+    needs them. Values Pacemaker cannot read back (empty, a line break, trailing whitespace,
+    more than 254 bytes) are refused and nothing is written. Returns the names that changed
     (``test=True``: that would change); values never appear.
 
     CLI Example:
@@ -212,14 +311,53 @@ def store_secrets(rsc, secrets, secrets_dir=None, test=False):
 
         salt '*' crm.store_secrets p_cinder-api '{os_password: ...}'   # prefer an SLS: not on a command line
     """
+    secrets = _secret_args(rsc, secrets)
     obj = {"tag": "primitive", "id": rsc, "secret_mode": "lrm", "params": dict(secrets),
            "secret_params": sorted(secrets)}
     signs = _secret_signs([obj], secrets_dir)
-    changed = sorted(name for name, value in secrets.items()
-                     if signs.get((rsc, name)) != _lib().md5_hex(str(value)))
+    changed = sorted(name for name, value in secrets.items() if signs.get((rsc, name)) != _lib().md5_hex(value))
     if changed and not test:
-        _store_secrets([dict(obj, params={k: str(v) for k, v in secrets.items()})], signs, secrets_dir)
+        _store_secrets([obj], signs, secrets_dir)
     return changed
+
+
+def _node_attribute_query(node, name):
+    proc = _run(["crm_attribute", "--node", node, "--name", name, "--lifetime", "forever", "--query",
+                 "--quiet"], timeout=30)
+    if proc.returncode == 0:
+        return proc.stdout.strip()
+    if proc.returncode in (6, 105) or "No such device" in _output(proc):
+        return None  # not set
+    _fail(f"crm_attribute --query of {name} on {node} failed (rc {proc.returncode}): {_output(proc)}")
+
+
+def publish_secrets_digest(rsc, secrets, node=None, test=False):
+    """
+    Publish on ``node`` (this node by default) the permanent node attribute
+    ``cinder_ha_secrets_<rsc>`` = digest of ``secrets`` ({param: value}): a location rule
+    (``secrets_of`` in ``crm.configured``) keeps the resource off, and unprobed on, every node
+    whose attribute is missing or stale. Only the digest reaches the command line. Call it
+    after the secret files are written. Returns ``{"node", "attribute", "old", "new", "changed"}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' crm.publish_secrets_digest p_cinder-api '{os_password: ...}'   # prefer crm.secrets_present
+    """
+    lib = _lib()
+    secrets = _secret_args(rsc, secrets)
+    node = node or node_name()
+    name, digest = lib.secrets_attribute(rsc), lib.secrets_digest(rsc, secrets)
+    old = _node_attribute_query(node, name)
+    result = {"node": node, "attribute": name, "old": old, "new": digest, "changed": old != digest}
+    if result["changed"] and not test:
+        proc = _run(["crm_attribute", "--node", node, "--name", name, "--lifetime", "forever",
+                     "--update", digest], timeout=30)
+        if proc.returncode != 0:
+            _fail(f"crm_attribute could not set {name} on {node} (rc {proc.returncode}): {_output(proc)}")
+        _forget_cib()
+    return result
 
 
 def _secret_values(objects):
@@ -260,6 +398,8 @@ def _agent_problems(objects):
 
 def _verify_file(path):
     proc = _run(["crm_verify", "--xml-file", path, "-VV"], timeout=60)
+    if proc.returncode == 124:  # _run's timeout: an unchecked candidate is not a valid one
+        return [f"crm_verify did not finish: {_output(proc)}"], []
     errors, warnings = _lib().verify_messages(_output(proc), path)
     # rc 78 also means "warnings only"; errors are what crm_verify calls errors.
     if proc.returncode != 0 and not errors and "Errors found" in _output(proc):
@@ -268,11 +408,21 @@ def _verify_file(path):
 
 
 def _check_file(new_path, old_path, secrets):
-    """crm_verify on a candidate CIB: (errors, warnings the change brings), secrets masked."""
+    """crm_verify on a candidate CIB: (errors, warnings the change brings), secrets masked.
+
+    What the CIB already holds is not the change's doing: offline CIBs warn about quorum and
+    fencing, and a resource's recorded hard failure (status section) is an "error" of every
+    candidate. Such errors are reported as warnings, so one failed resource never blocks the
+    change that may fix it."""
     errors, warnings = _verify_file(new_path)
-    if warnings:  # offline CIBs warn about quorum and fencing anyway: report only new warnings
-        _old_errors, old_warnings = _verify_file(old_path)
+    unchecked = [e for e in errors if e.startswith("crm_verify did not finish")]
+    if unchecked:  # a candidate nobody checked is never accepted, whatever the old CIB says
+        return unchecked, warnings
+    if warnings or errors:
+        old_errors, old_warnings = _verify_file(old_path)
         warnings = [w for w in warnings if w not in old_warnings]
+        warnings += [f"already in the CIB before this change: {e}" for e in errors if e in old_errors]
+        errors = [e for e in errors if e not in old_errors]
     mask = _lib().mask
     return [mask(e, secrets) for e in errors], [mask(w, secrets) for w in warnings]
 
@@ -301,16 +451,18 @@ def _patch(old_path, new_path):
     return "error", f"cibadmin --patch failed (rc {proc.returncode}): {text}"
 
 
-def _transaction(build, test, cache_token, retries, on_commit=None):
+def _transaction(build, test, cache_token, retries, on_commit=None, after_commit=None):
     """
     Read, plan, check and commit, retrying on a concurrent write. ``build(parsed)`` returns
-    (steps, candidate_root or None, secrets). Returns the result dict of configure/delete.
+    (steps, candidate_root or None, secrets). ``on_commit(parsed)`` runs right before the
+    patch (secret files the new CIB needs), ``after_commit(parsed)`` only once the patch is in
+    (secret files the old CIB needed). Returns the result dict of configure/delete.
     """
     lib = _lib()
     result = {"result": True, "changes": {}, "comment": "", "actions": [], "warnings": [], "attempts": 0}
     for attempt in range(1, retries + 1):
         result["attempts"] = attempt
-        text = read_cib(refresh=attempt > 1 or cache_token is None, cache_token=cache_token)
+        text = _read_cib(refresh=attempt > 1 or cache_token is None, cache_token=cache_token)
         parsed = lib.parse_cib(text)
         steps, candidate, secrets = build(parsed)
         result["changes"] = {step["id"]: dict(step["changes"], **{"action": step["action"]}) for step in steps}
@@ -353,6 +505,8 @@ def _transaction(build, test, cache_token, retries, on_commit=None):
             result["comment"] = "CIB updated in one transaction" if outcome == "done" else "already configured"
             if outcome == "unchanged":
                 result["changes"] = {}
+            elif after_commit:
+                after_commit(parsed)
             return result
         if outcome == "error":
             result.update(result=False, changes={}, comment=lib.mask(message, secrets))
@@ -363,12 +517,32 @@ def _transaction(build, test, cache_token, retries, on_commit=None):
     return result
 
 
-def configure(objects, test=False, secrets_dir=None, cache_token=None, retries=6):
+def _local_secret_attributes(desired, node):
+    """
+    For each ``secrets_of`` location: THIS node's digest attribute, set in the same patch as
+    the rule. This node holds the secrets (configure writes them here before committing), and
+    publishing its new digest separately, before or after the rule, would leave it ineligible
+    for a moment: Pacemaker would stop the resource here on every password change.
+    """
+    lib = _lib()
+    wanted = {}
+    for obj in desired:
+        if obj["tag"] == "location" and obj.get("secrets_digest"):
+            wanted[obj["secrets_attribute"]] = obj["secrets_digest"]
+    if not wanted:
+        return []
+    node = node or node_name()
+    return [lib.node_attribute(node, name, digest) for name, digest in sorted(wanted.items())]
+
+
+def configure(objects, test=False, secrets_dir=None, cache_token=None, retries=6, node=None):
     """
     Make the CIB hold ``objects`` (the formula's object list, see ``crm.configured``) in ONE
     transaction. Returns ``{"result", "changes": {id: {path: {old, new}}}, "comment",
     "actions": [what the cluster will do], "warnings"}``; secrets appear only as ``***``.
     With ``test=True`` nothing is written; ``actions`` come from ``crm_simulate`` on a copy.
+    A ``location`` with ``secrets_of`` also sets this node's (``node``'s) digest attribute in
+    the same transaction.
 
     CLI Example:
 
@@ -383,6 +557,7 @@ def configure(objects, test=False, secrets_dir=None, cache_token=None, retries=6
         return {"result": False, "changes": {}, "comment": f"invalid objects: {lib.mask(str(exc), [])}",
                 "actions": [], "warnings": []}
     secrets = _secret_values(desired)
+    desired = desired + _local_secret_attributes(desired, node)
     signs = _secret_signs(desired, secrets_dir)
     # Agent checks cost a subprocess each: only when something is to change.
     checked = {}
@@ -457,7 +632,8 @@ def delete(object_ids, test=False, cache_token=None, retries=6, secrets_dir=None
             if os.path.isdir(folder) and not test:
                 shutil.rmtree(folder, ignore_errors=True)
 
-    return _transaction(build, test, cache_token, retries, on_commit=drop_secrets)
+    # after the patch: a failed delete leaves the resource in the CIB, and its secret with it
+    return _transaction(build, test, cache_token, retries, after_commit=drop_secrets)
 
 
 # ---------------------------------------------------------------- cluster state and operations
@@ -540,6 +716,26 @@ def is_dc():
         salt '*' crm.is_dc
     """
     return status()["dc"] == node_name()
+
+
+def role():
+    """
+    This node's part in the cluster, without raising: ``{"running": bool, "node": name,
+    "dc": name or None, "is_dc": bool, "error": str or None}``. ``running`` is False when
+    Pacemaker does not answer on this node; ``dc`` is None during an election.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' crm.role
+    """
+    node = node_name()
+    try:
+        dc = status()["dc"]
+    except Exception as exc:  # pylint: disable=broad-except
+        return {"running": False, "node": node, "dc": None, "is_dc": False, "error": str(exc)}
+    return {"running": True, "node": node, "dc": dc, "is_dc": bool(dc) and dc == node, "error": None}
 
 
 def _resource_call(args, what, timeout=60):

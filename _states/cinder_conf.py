@@ -7,9 +7,12 @@ cinder.conf with the keys of a highly available cinder-api, on today's option na
       cinder_conf.managed:
         - name: /etc/cinder/cinder.conf
         # options: {section: {key: value}}   # optional; default: built from the cinder_ha pillar
+        - binary: /usr/bin/cinder-api         # optional: check its Python can load the DB driver
 
 The state reports a change only when the configuration cinder reads changed (a comment or
-formatting difference is not a change), so a restart can hang off it with ``onchanges``.
+formatting difference is not a change). Whether the running cinder-api needs a restart is a
+question for ``cinder_ha.restarted_through_cluster``: it compares the file with what the
+process started with, so a drift undone here never restarts it.
 """
 
 __virtualname__ = "cinder_conf"
@@ -25,7 +28,7 @@ def _bullets(lines):
     return "\n  - " + "\n  - ".join(lines) if lines else ""
 
 
-def managed(name, options=None):
+def managed(name, options=None, binary=None):
     """
     Make ``name`` (a cinder.conf) carry the formula's keys: ``[database] connection``,
     ``[DEFAULT] osapi_volume_listen`` (the VIP) and ``osapi_volume_listen_port``,
@@ -41,17 +44,24 @@ def managed(name, options=None):
     options
         ``{section: {key: value}}`` to manage instead of the pillar's (a list value is a
         multi-valued option).
+    binary
+        The cinder-api program. When given, the state fails before writing anything if the
+        Python on its ``#!`` line cannot import the driver of the ``[database] connection``
+        URL (a pip installed cinder has no PyMySQL for ``mysql+pymysql://``). Skipped, with
+        a note, when the program is missing or not a Python script.
 
     .. code-block:: yaml
 
         cinder.conf managed:
           cinder_conf.managed:
             - name: /etc/cinder/cinder.conf
+            - binary: /usr/bin/cinder-api
 
-        cinder-api restarted when cinder.conf changed:
-          cmd.run:
-            - name: crm resource restart p_cinder-api
-            - onchanges:
+        cinder-api restarted through the cluster if its configuration changed:
+          cinder_ha.restarted_through_cluster:
+            - name: p_cinder-api
+            - config: /etc/cinder/cinder.conf
+            - require:
               - cinder_conf: cinder.conf managed
     """
     ret = {"name": name, "result": True, "changes": {}, "comment": ""}
@@ -60,18 +70,26 @@ def managed(name, options=None):
         ret["result"] = False
         ret["comment"] = f"{name} left unchanged; fix these first:" + _bullets(report["errors"])
         return ret
+    driver = ""
+    if binary:
+        checked = __salt__["cinder_conf.driver_check"](name, binary, options)
+        if checked["ok"] is False:
+            ret["result"] = False
+            ret["comment"] = f"{name} left unchanged: {checked['comment']}"
+            return ret
+        driver = f"\n{checked['comment']}"
     migrated = ("\nMigrated from the HA guide's option names:" + _bullets(report["migrations"])
                 if report["migrations"] else "")
     if not report["changed"]:
         if not __opts__["test"]:
             __salt__["cinder_conf.record_digest"](name, report["digest"])
-        ret["comment"] = f"{name} already has the desired configuration."
+        ret["comment"] = f"{name} already has the desired configuration.{driver}"
         return ret
     ret["changes"] = dict(report["changes"])
     ret["changes"]["diff"] = report["diff"]
     if __opts__["test"]:
         ret["result"] = None
-        ret["comment"] = f"{name} would be updated ({len(report['changes'])} options).{migrated}"
+        ret["comment"] = f"{name} would be updated ({len(report['changes'])} options).{migrated}{driver}"
         return ret
     try:
         done = __salt__["cinder_conf.apply"](name, options, expected_digest=report["digest"])
@@ -80,7 +98,11 @@ def managed(name, options=None):
         ret["result"] = False
         ret["comment"] = str(exc)
         return ret
+    if not done.get("changed"):
+        ret["changes"] = {}
+        ret["comment"] = f"{name} already has the desired configuration (written meanwhile by another run).{driver}"
+        return ret
     ret["changes"] = dict(done["changes"])
     ret["changes"]["diff"] = done.get("diff", "")
-    ret["comment"] = f"{name} updated ({len(done['changes'])} options).{migrated}"
+    ret["comment"] = f"{name} updated ({len(done['changes'])} options).{migrated}{driver}"
     return ret

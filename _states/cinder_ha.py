@@ -42,27 +42,42 @@ def pillar_valid(name, pillar=None):
     return ret
 
 
-def restarted_through_cluster(name, timeout=120):
+def restarted_through_cluster(name, config="/etc/cinder/cinder.conf", pid_file=None, timeout=120):
     """
-    Restart the cluster resource ``name`` through Pacemaker, on the node where it runs.
-    Meant for ``onchanges`` of the cinder.conf state: cinder-api is the cluster's process,
-    so it is never restarted with ``service.running``. On a node where the resource does
-    not run nothing happens: it reads the new file whenever the cluster starts it there.
+    Restart the cluster resource ``name`` (cinder-api) through Pacemaker, on the node where it
+    runs, exactly when the process needs it: when what cinder would read from ``config`` now
+    differs from what the running process started with (the agent's start record and private
+    copy of the config next to its pid file; comments and key order are no difference). For a
+    process started by an older agent (no record) the test is "``config`` was modified after
+    the process started". cinder-api is the cluster's process, so it is never restarted with
+    ``service.running``. On a node where the resource does not run nothing happens: it reads
+    the file whenever the cluster starts it there.
+
+    Meant to run on every apply, after the cinder.conf state (``require``, not ``onchanges``):
+    a drift undone in the same run restarts nothing, and a restart that failed before is
+    retried. ``test=True`` says whether it would restart and why.
 
     name
         The resource id (``p_cinder-api``).
+    config
+        The cinder.conf the resource runs with (the agent's ``config`` parameter).
+    pid_file
+        The agent's pid file (its ``pid`` parameter); default
+        ``/run/resource-agents/<name>.pid``, the agent's own default.
     timeout
         Seconds to wait for the cluster to settle after the restart.
 
     .. code-block:: yaml
 
-        cinder-api restarted through the cluster after a config change:
+        cinder-api restarted through the cluster if its configuration changed:
           cinder_ha.restarted_through_cluster:
             - name: p_cinder-api
-            - onchanges:
+            - config: /etc/cinder/cinder.conf
+            - require:
               - cinder_conf: cinder.conf managed
     """
     ret = {"name": name, "result": True, "changes": {}, "comment": ""}
+    pid_file = pid_file or f"/run/resource-agents/{name}.pid"
     here = __salt__["crm.node_name"]()
     try:
         running_on = __salt__["crm.locate"](name)
@@ -71,22 +86,30 @@ def restarted_through_cluster(name, timeout=120):
     if here not in running_on:
         where = ", ".join(running_on) or "no node"
         ret["comment"] = (f"{name} runs on {where}, not on this node ({here}): no restart needed, "
-                          "it reads the new configuration when the cluster starts it here.")
+                          "it reads the configuration in force when the cluster starts it here.")
         return ret
+    # test=True: the cinder.conf state did not write, so compare with what it would write
+    decision = __salt__["cinder_conf.restart_needed"](config, pid_file, planned=bool(__opts__["test"]))
+    if not decision["needed"]:
+        ret["comment"] = f"{name} on {here}: no restart needed: {decision['reason']}."
+        return ret
+    why = {"basis": decision["basis"], "pid": decision["pid"]}
+    if decision["changes"]:
+        why["changed"] = decision["changes"]
     if __opts__["test"]:
         ret["result"] = None
-        ret["changes"] = {"restart": name}
-        ret["comment"] = f"{name} would be restarted through the cluster on {here}: its configuration changed."
+        ret["changes"] = dict(why, restart=name, node=here)
+        ret["comment"] = f"{name} would be restarted through the cluster on {here}: {decision['reason']}."
         return ret
     try:
         __salt__["crm.restart"](name, wait=True, timeout=f"{int(timeout)}s")
     except CommandExecutionError as exc:
         ret["result"] = False
-        ret["comment"] = (f"{name} runs on {here} with an outdated configuration, and the restart through "
-                          f"the cluster failed: {exc}")
+        ret["comment"] = (f"{name} runs on {here} with an outdated configuration ({decision['reason']}), and the "
+                          f"restart through the cluster failed: {exc}. The next apply retries it.")
         return ret
-    ret["changes"] = {"restarted": name, "node": here}
-    ret["comment"] = f"{name} restarted through the cluster on {here}: its configuration changed."
+    ret["changes"] = dict(why, restarted=name, node=here)
+    ret["comment"] = f"{name} restarted through the cluster on {here}: {decision['reason']}."
     return ret
 
 

@@ -109,8 +109,15 @@ def _report(ret, what, plan_out, applied, test):
     else:
         ret["changes"] = cat.changes_of(applied["done"])
         lines = [cat.describe(a, done=True) for a in applied["done"]]
-        if applied["failed"] is None:
+        if applied["failed"] is None and not applied.get("error"):
             ret["comment"] = f"{what}:\n  - " + "\n  - ".join(lines)
+        elif applied["failed"] is None:
+            # every planned change went in, but the duplicate check after the creates failed:
+            # Keystone may hold two copies now, which a green result would hide
+            ret["result"] = False
+            ret["comment"] = (f"{what}:\n  - " + "\n  - ".join(lines)
+                              + f"\nFAILED after the changes: {applied['error']} (a concurrent create may have "
+                                "left a duplicate; the next run removes it)")
         else:
             ret["result"] = False
             ret["comment"] = (f"{what}: FAILED to {cat.describe(applied['failed'])}: {applied['error']}\n"

@@ -30,6 +30,15 @@ shown only as ``***``.
           - order: o_ip_before_cinder-api
             first: p_ip_cinder-api
             then: p_cinder-api
+          # only nodes that hold the current secret may run (or probe) cinder-api; the VIP
+          # follows (see crm.secrets_present)
+          - location: l_p_cinder-api_secrets
+            resource: p_cinder-api
+            secrets_of: p_cinder-api
+            resource_discovery: never
+          - location: l_p_ip_cinder-api_secrets
+            resource: p_ip_cinder-api
+            secrets_of: p_cinder-api
 """
 
 __virtualname__ = "crm"
@@ -106,15 +115,24 @@ def _ret(name, outcome):
     return ret
 
 
-def configured(name, objects, secrets_dir=None):
+def configured(name, objects, secrets_dir=None, node=None):
     """
-    Every object in ``objects`` (primitives, groups, colocations, orders, properties; see the
-    module doc) present exactly as declared, written in ONE CIB transaction. Objects the list
-    does not name are left alone.
+    Every object in ``objects`` (primitives, groups, colocations, orders, properties, alerts,
+    locations; see the module doc) present exactly as declared, written in ONE CIB
+    transaction. Objects the list does not name are left alone.
+
+    A ``location`` with ``secrets_of: <primitive>`` bans (-INFINITY) its resource from every
+    node whose permanent attribute ``cinder_ha_secrets_<primitive>`` is missing or is not the
+    digest of the primitive's current ``lrm`` secrets (as declared here); with
+    ``resource_discovery: never`` such nodes are not even probed. Each node publishes its
+    attribute with ``crm.secrets_present``; this node's is set in the same transaction as the
+    rule.
 
     secrets_dir
         Where ``secret_mode: lrm`` parameters are stored (default
         ``/var/lib/pacemaker/lrm/secrets``; Pacemaker's executor reads them there).
+    node
+        This node's cluster name (default: ``crm_node --name``).
     """
     from salt.exceptions import CommandExecutionError
 
@@ -123,7 +141,7 @@ def configured(name, objects, secrets_dir=None):
     except CommandExecutionError as exc:
         return {"name": name, "result": False, "changes": {}, "comment": f"CIB left unchanged: {exc}"}
     outcome = __salt__["crm.configure"](objects, test=__opts__["test"], secrets_dir=secrets_dir,
-                                        cache_token=_token())
+                                        cache_token=_token(), node=node)
     return _ret(name, outcome)
 
 
@@ -202,10 +220,22 @@ def property_present(name, value=None, properties=None, set_id="cib-bootstrap-op
     return configured(name, [{"property": values, "set": set_id}])
 
 
-def secrets_present(name, secrets, secrets_dir=None):
+def secrets_present(name, secrets, secrets_dir=None, publish=True, node=None):
     """
     The ``lrm://`` secret files of resource ``name`` on THIS node (apply on every node that may
-    run it; ``crm.configured`` with ``secret_mode: lrm`` also writes them where it runs).
+    run it; ``crm.configured`` with ``secret_mode: lrm`` also writes them where it runs), then
+    this node's permanent attribute ``cinder_ha_secrets_<name>`` = digest of these values, which
+    a ``secrets_of`` location rule requires before the node may probe or run the resource.
+
+    The files are replaced in one atomic folder swap, only when they differ. Values Pacemaker
+    cannot read back (empty, a line break, trailing whitespace, more than 254 bytes) fail the
+    state and nothing is written.
+
+    publish
+        Set the node attribute (default). The node that runs ``crm.configured`` with the rule
+        passes False: there the attribute goes into the same CIB transaction as the rule.
+    node
+        This node's cluster name (default: ``crm_node --name``).
 
     .. code-block:: yaml
 
@@ -217,21 +247,35 @@ def secrets_present(name, secrets, secrets_dir=None):
     from salt.exceptions import CommandExecutionError
 
     ret = {"name": name, "result": True, "changes": {}, "comment": ""}
+    test = __opts__["test"]
     try:
         secrets = _from_pillar(secrets, name)
+        changed = __salt__["crm.store_secrets"](name, secrets, secrets_dir=secrets_dir, test=test)
     except CommandExecutionError as exc:
         ret.update(result=False, comment=str(exc))
         return ret
-    changed = __salt__["crm.store_secrets"](name, secrets, secrets_dir=secrets_dir, test=__opts__["test"])
-    if not changed:
-        ret["comment"] = f"secret files of {name} already hold these values"
-        return ret
-    ret["changes"] = {param: "***" for param in changed}
-    if __opts__["test"]:
-        ret["result"] = None
-        ret["comment"] = f"would store secret parameters {', '.join(changed)} of {name}"
+    lines = []
+    if changed:
+        ret["changes"] = {param: "***" for param in changed}
+        lines.append(f"{'would store' if test else 'stored'} secret parameters {', '.join(changed)} of {name}")
     else:
-        ret["comment"] = f"stored secret parameters {', '.join(changed)} of {name}"
+        lines.append(f"secret files of {name} already hold these values")
+    if publish:
+        try:
+            published = __salt__["crm.publish_secrets_digest"](name, secrets, node=node, test=test)
+        except CommandExecutionError as exc:
+            ret.update(result=False, comment="\n".join(lines + [
+                f"{name} stays ineligible on this node: its secrets digest could not be published: {exc}"]))
+            return ret
+        label = f"node attribute {published['attribute']}@{published['node']}"
+        if published["changed"]:
+            ret["changes"][label] = {"old": published["old"], "new": published["new"]}
+            lines.append(f"{'would publish' if test else 'published'} the secrets digest as {label}")
+        else:
+            lines.append(f"{label} already holds the digest of these secrets")
+    if test and ret["changes"]:
+        ret["result"] = None
+    ret["comment"] = "\n".join(lines)
     return ret
 
 

@@ -15,6 +15,14 @@ Object model (one dict per object, the formula's shape)::
     {"property": {name: value}, "set": "cib-bootstrap-options"}
     {"alert": "a_x", "path": "/path/to/agent", "select": ["resources"], "attributes": {...},
      "recipient": "value handed to the agent"}
+    {"location": "l_x", "resource": "p_x", "node": "node1", "score": "100"}
+    {"location": "l_x", "resource": "p_x", "resource_discovery": "never",
+     "rules": [{"score": "-INFINITY", "boolean_op": "or",
+                "expressions": [{"attribute": "a", "operation": "not_defined"},
+                                {"attribute": "a", "operation": "ne", "value": "v"}]}]}
+    {"location": "l_x", "resource": "p_x", "secrets_of": "p_y", "resource_discovery": "never"}
+        -> the rule "-INFINITY where this node has not published the digest of p_y's current
+           lrm secrets" (see ``secrets_rule``); p_y must be declared in the same list.
 
 Internally each object is normalized to ``{"tag": ..., "id": ..., ...}`` with every value a
 string, op intervals and timeouts in milliseconds, so that what ``crm`` or an operator wrote
@@ -25,6 +33,8 @@ import copy
 import hashlib
 import re
 import xml.etree.ElementTree as ET
+
+from cinder_ha_secrets import is_secret_name
 
 LRM_VALUE = "lrm://"
 SECRETS_DIR = "/var/lib/pacemaker/lrm/secrets"
@@ -39,7 +49,17 @@ DURATION_RE = re.compile(r"^\s*(\d+)\s*(ms|msec|s|sec|m|min|h|hr)?\s*$", re.IGNO
 DURATION_UNITS = {None: 1000, "ms": 1, "msec": 1, "s": 1000, "sec": 1000, "m": 60000, "min": 60000,
                   "h": 3600000, "hr": 3600000}
 TIME_ATTRS = ("interval", "timeout", "start-delay", "interval-origin")
-KINDS = ("primitive", "group", "colocation", "order", "property", "alert")
+KINDS = ("primitive", "group", "colocation", "order", "property", "alert", "location")
+DISCOVERY_MODES = ("always", "never", "exclusive")
+RULE_OPERATIONS = ("defined", "not_defined", "eq", "ne", "lt", "lte", "gt", "gte")
+# Pacemaker 2.1 (lib/common/cib_secrets.c) reads a secret file with ONE fgets() of at most
+# 254 bytes and strips trailing isspace() characters before comparing its md5 with .sign.
+SECRET_MAX_BYTES = 254
+SECRETS_ATTR_PREFIX = "cinder_ha_secrets_"
+# Node attributes live in the CIB, which more people read than the 0600 secret files: the
+# published digest is a slow, salted, domain-separated hash, not the md5 of .sign files.
+SECRETS_DIGEST_DOMAIN = b"cinder-ha lrm secrets v1\x00"
+SECRETS_DIGEST_ROUNDS = 100000
 ALERT_SELECTS = ("nodes", "fencing", "resources", "attributes")
 
 
@@ -53,6 +73,53 @@ def strip_ansi(text):
 
 def md5_hex(value):
     return hashlib.md5(value.encode("utf-8")).hexdigest()
+
+
+def secret_value_problem(rsc, name, value):
+    """Why Pacemaker could never read ``value`` back from its lrm:// file (None when it can)."""
+    where = f"{rsc}: secret parameter {name}"
+    if not isinstance(value, str):
+        return f"{where}: expected a string, got {type(value).__name__}"
+    if value == "":
+        return f"{where} is empty: Pacemaker cannot read an empty secret file"
+    if "\n" in value or "\r" in value:
+        return f"{where} contains a line break: Pacemaker reads one line of a secret file"
+    if value != value.rstrip(" \t\n\v\f\r"):
+        return f"{where} ends with whitespace, which Pacemaker strips when it reads the file"
+    if "\x00" in value:
+        return f"{where} contains a NUL character"
+    size = len(value.encode("utf-8"))
+    if size > SECRET_MAX_BYTES:
+        return (f"{where} is {size} bytes long: Pacemaker reads at most {SECRET_MAX_BYTES} bytes "
+                "of a secret file")
+    return None
+
+
+def secrets_attribute(rsc):
+    """Name of the permanent node attribute saying which secrets of ``rsc`` a node holds."""
+    return SECRETS_ATTR_PREFIX + rsc
+
+
+def secrets_digest(rsc, secrets):
+    """Digest of the lrm secrets of ``rsc`` ({name: value}) that a node publishes in the CIB.
+
+    PBKDF2-HMAC-SHA256 over an unambiguous encoding (JSON) of the resource id and the sorted
+    name/value pairs, salted with a domain string and the resource id: equal on every node that
+    holds the same values, and costly to brute-force from a CIB dump.
+    """
+    import json
+
+    material = json.dumps([rsc, sorted((str(k), str(v)) for k, v in secrets.items())],
+                          ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    salt = SECRETS_DIGEST_DOMAIN + rsc.encode("utf-8")
+    return hashlib.pbkdf2_hmac("sha256", material, salt, SECRETS_DIGEST_ROUNDS).hex()
+
+
+def secrets_rule(attribute, digest):
+    """The rule that bans (-INFINITY) every node whose ``attribute`` is missing or not ``digest``."""
+    return {"score": "-INFINITY", "boolean_op": "or",
+            "expressions": [{"attribute": attribute, "operation": "not_defined", "value": None, "type": None},
+                            {"attribute": attribute, "operation": "ne", "value": digest, "type": None}]}
 
 
 def mask(text, secrets):
@@ -156,6 +223,7 @@ def normalize_objects(objects):
             errors.append(f"{obj['id']}: declared twice")
         seen.add(key)
         result.append(obj)
+    _expand_secret_rules(result, errors)
     if errors:
         raise ModelError("; ".join(errors))
     return _merge_properties(result)
@@ -201,6 +269,10 @@ def _normalize_primitive(raw, errors):
             errors.append(f"{rsc}: {what} {name} contains a newline, which the CIB cannot store{hint}")
         if value == LRM_VALUE and name in secret_params:
             errors.append(f"{rsc}: parameter {name}: give the secret itself, not {LRM_VALUE}")
+        elif in_file:
+            problem = secret_value_problem(rsc, name, value)
+            if problem:
+                errors.append(problem)
     return {
         "tag": "primitive", "id": rsc, "class": cls, "provider": provider, "type": rtype,
         "params": params, "ops": _normalize_ops(rsc, raw.get("ops"), errors),
@@ -261,9 +333,101 @@ def _normalize_alert(raw, errors):
             "recipient": _text(raw["recipient"]) if raw.get("recipient") is not None else None}
 
 
+def normalize_score(value):
+    """'inf', '+INFINITY' -> 'INFINITY'; '-inf' -> '-INFINITY'; other scores as text."""
+    text = _text(value).strip()
+    lowered = text.lower()
+    if lowered in ("inf", "+inf", "infinity", "+infinity"):
+        return "INFINITY"
+    if lowered in ("-inf", "-infinity"):
+        return "-INFINITY"
+    return text
+
+
+def _normalize_rule(lid, index, raw, errors):
+    if not isinstance(raw, dict):
+        errors.append(f"{lid}: rules[{index}]: expected a mapping, got {raw!r}")
+        return None
+    boolean_op = raw.get("boolean_op", "and")
+    if boolean_op not in ("and", "or"):
+        errors.append(f"{lid}: rules[{index}]: boolean_op must be and or or, got {boolean_op!r}")
+    expressions = []
+    for number, expr in enumerate(raw.get("expressions") or []):
+        if not isinstance(expr, dict) or not expr.get("attribute"):
+            errors.append(f"{lid}: rules[{index}].expressions[{number}]: attribute and operation are required")
+            continue
+        operation = expr.get("operation")
+        if operation not in RULE_OPERATIONS:
+            errors.append(f"{lid}: rules[{index}].expressions[{number}]: operation {operation!r} "
+                          f"not in {', '.join(RULE_OPERATIONS)}")
+        value = expr.get("value")
+        if operation not in ("defined", "not_defined") and value is None:
+            errors.append(f"{lid}: rules[{index}].expressions[{number}]: {operation} needs a value")
+        expressions.append({"attribute": _text(expr["attribute"]), "operation": operation,
+                            "value": None if value is None else _text(value),
+                            "type": None if expr.get("type") is None else _text(expr["type"])})
+    if not expressions:
+        errors.append(f"{lid}: rules[{index}]: at least one expression is required")
+    return {"score": normalize_score(raw.get("score", "INFINITY")), "boolean_op": boolean_op,
+            "expressions": expressions}
+
+
+def _normalize_location(raw, errors):
+    lid = _check_id(raw["location"], "location")
+    rsc = raw.get("resource")
+    if not isinstance(rsc, str) or not rsc:
+        errors.append(f"{lid}: resource is required")
+    discovery = _text(raw.get("resource_discovery", "always"))
+    if discovery not in DISCOVERY_MODES:
+        errors.append(f"{lid}: resource_discovery must be one of {', '.join(DISCOVERY_MODES)}, got {discovery!r}")
+    forms = [key for key in ("node", "rules", "secrets_of") if raw.get(key)]
+    if len(forms) != 1:
+        errors.append(f"{lid}: give exactly one of node (with score), rules or secrets_of")
+        return None
+    obj = {"tag": "location", "id": lid, "rsc": rsc, "discovery": discovery, "node": None, "score": None,
+           "rules": []}
+    if forms[0] == "node":
+        if raw.get("score") is None:
+            errors.append(f"{lid}: node needs a score")
+        obj.update(node=_text(raw["node"]), score=normalize_score(raw.get("score", "")))
+    elif forms[0] == "rules":
+        rules = raw["rules"] if isinstance(raw["rules"], list) else [raw["rules"]]
+        obj["rules"] = [r for r in (_normalize_rule(lid, i, rule, errors) for i, rule in enumerate(rules)) if r]
+    else:
+        obj["secrets_of"] = _text(raw["secrets_of"])  # rule filled in by _expand_secret_rules
+    return obj
+
+
+def _expand_secret_rules(objects, errors):
+    """``secrets_of: p_y`` -> the rule on p_y's current secrets (digest of the declared values)."""
+    primitives = {obj["id"]: obj for obj in objects if obj["tag"] == "primitive"}
+    for obj in objects:
+        if obj["tag"] != "location" or not obj.get("secrets_of"):
+            continue
+        owner = primitives.get(obj["secrets_of"])
+        if owner is None:
+            errors.append(f"{obj['id']}: secrets_of {obj['secrets_of']}: that primitive must be declared "
+                          "in the same list (its secret values make the expected digest)")
+            continue
+        secrets = {name: owner["params"][name] for name in owner["secret_params"] if name in owner["params"]}
+        if owner["secret_mode"] != "lrm" or not secrets:
+            errors.append(f"{obj['id']}: secrets_of {owner['id']}: it keeps no secret_mode lrm parameter "
+                          "(no rule is needed)")
+            continue
+        obj["secrets_digest"] = secrets_digest(owner["id"], secrets)
+        obj["secrets_attribute"] = secrets_attribute(owner["id"])
+        obj["rules"] = [secrets_rule(obj["secrets_attribute"], obj["secrets_digest"])]
+
+
+def node_attribute(node, name, value):
+    """A permanent node attribute (``<nodes><node uname=...><instance_attributes>``) to set."""
+    return {"tag": "node_attr", "id": f"{name}@{node}", "node": node, "name": name, "value": value}
+
+
 _NORMALIZERS = {"primitive": _normalize_primitive, "group": _normalize_group,
                 "colocation": _normalize_colocation, "order": _normalize_order,
-                "property": _normalize_property, "alert": _normalize_alert}
+                "property": _normalize_property, "alert": _normalize_alert,
+                "location": _normalize_location}
 
 
 # ---------------------------------------------------------------- reading the CIB
@@ -292,6 +456,21 @@ def _read_primitive(element):
     }
 
 
+def _read_location(element):
+    rules = []
+    for rule in element.findall("rule"):
+        rules.append({
+            "score": normalize_score(rule.get("score")) if rule.get("score") is not None else None,
+            "boolean_op": rule.get("boolean-op", "and"),
+            "expressions": [{"attribute": expr.get("attribute"), "operation": expr.get("operation"),
+                             "value": expr.get("value"), "type": expr.get("type")}
+                            for expr in rule.findall("expression")]})
+    score = element.get("score")
+    return {"tag": "location", "id": element.get("id"), "rsc": element.get("rsc"),
+            "discovery": element.get("resource-discovery", "always"), "node": element.get("node"),
+            "score": normalize_score(score) if score is not None else None, "rules": rules}
+
+
 def parse_cib(text):
     """CIB XML -> {"version": (admin_epoch, epoch, num_updates), "objects": {(tag, id): obj}}."""
     root = ET.fromstring(text)
@@ -316,6 +495,12 @@ def parse_cib(text):
             "tag": "order", "id": element.get("id"), "kind": element.get("kind", "Mandatory"),
             "first": element.get("first"), "then": element.get("then"),
             "symmetrical": element.get("symmetrical", "true")}
+    for element in config.findall("constraints/rsc_location"):
+        objects[("location", element.get("id"))] = _read_location(element)
+    for node in config.findall("nodes/node"):
+        for name, value in _nvpairs(node, "instance_attributes").items():
+            attr = node_attribute(node.get("uname"), name, value)
+            objects[("node_attr", attr["id"])] = attr
     for element in config.findall("crm_config/cluster_property_set"):
         objects[("property", element.get("id"))] = {
             "tag": "property", "id": element.get("id"), "values": _nvpairs(element, ".")}
@@ -365,8 +550,11 @@ def _param_changes(desired, current, secret_signs):
     for name in sorted(set(desired["params"]) | set(current_params)):
         old = current_params.get(name)
         secret = _is_secret(desired, name)
+        # shown masked whatever the mode: declared secret, or named like one (a password that
+        # is no longer declared secret, or removed in plain mode, is still a password)
+        shown_secret = secret or is_secret_name(name)
         if name not in desired["params"]:
-            changes[f"params.{name}"] = {"old": MASK if secret or old == LRM_VALUE else old, "new": None}
+            changes[f"params.{name}"] = {"old": MASK if shown_secret or old == LRM_VALUE else old, "new": None}
             continue
         new = _cib_value(desired, name)
         if secret and desired.get("secret_mode") == "lrm":
@@ -378,8 +566,8 @@ def _param_changes(desired, current, secret_signs):
                 # Only the secret file changes: the CIB already says lrm://.
                 changes[f"secret.{name}"] = {"old": None if sign is None else MASK, "new": MASK}
         elif old != new:
-            changes[f"params.{name}"] = {"old": MASK if secret and old is not None else old,
-                                         "new": MASK if secret else new}
+            changes[f"params.{name}"] = {"old": MASK if shown_secret and old is not None else old,
+                                         "new": MASK if shown_secret else new}
     return changes
 
 
@@ -436,9 +624,43 @@ def diff_object(desired, current, secret_signs=None):
             changes["resources"] = {"old": have["resources"] or None, "new": desired["resources"]}
         changes.update(_dict_changes("meta", effective_meta(desired, current), have["meta"]))
         return changes
+    if tag == "location":
+        return _location_changes(desired, current)
+    if tag == "node_attr":
+        old = current["value"] if current else None
+        return {} if old == desired["value"] else {"value": {"old": old, "new": desired["value"]}}
     have = current or {}
     return {key: {"old": have.get(key), "new": value}
             for key, value in desired.items() if key not in ("tag", "id") and have.get(key) != value}
+
+
+LOCATION_FIELDS = ("rsc", "discovery", "node", "score", "rules")
+
+
+def rule_text(rule):
+    """A rule as one line, crm-like: '-INFINITY: not_defined a or a ne v'."""
+    parts = []
+    for expr in rule["expressions"]:
+        if expr["operation"] in ("defined", "not_defined"):
+            parts.append(f"{expr['operation']} {expr['attribute']}")
+        else:
+            typed = f"{expr['type']}:" if expr.get("type") else ""
+            parts.append(f"{expr['attribute']} {expr['operation']} {typed}{expr['value']}")
+    return f"{rule['score']}: " + f" {rule['boolean_op']} ".join(parts)
+
+
+def _location_changes(desired, current):
+    changes = {}
+    have = current or {}
+    labels = {"rsc": "resource", "discovery": "resource-discovery"}
+    for field in LOCATION_FIELDS:
+        want, got = desired.get(field), have.get(field)
+        if field == "rules":
+            want = [rule_text(r) for r in want or []] or None
+            got = [rule_text(r) for r in got or []] or None
+        if want != got:
+            changes[labels.get(field, field)] = {"old": got, "new": want}
+    return changes
 
 
 def plan(desired_objects, parsed, secret_signs=None):
@@ -508,6 +730,46 @@ def _render_constraint(desired):
                                     "then": desired["then"], "symmetrical": desired["symmetrical"]})
 
 
+def render_location(desired):
+    attrs = {"id": desired["id"], "rsc": desired["rsc"]}
+    if desired.get("node"):
+        attrs.update(node=desired["node"], score=desired["score"])
+    if desired["discovery"] != "always":
+        attrs["resource-discovery"] = desired["discovery"]
+    element = ET.Element("rsc_location", attrs)
+    for index, rule in enumerate(desired.get("rules") or []):
+        rule_id = f"{desired['id']}-rule" + (f"-{index}" if index else "")
+        rule_element = ET.SubElement(element, "rule", {"id": rule_id, "score": rule["score"],
+                                                       "boolean-op": rule["boolean_op"]})
+        for number, expr in enumerate(rule["expressions"]):
+            expr_attrs = {"id": f"{rule_id}-expr-{number}", "attribute": expr["attribute"],
+                          "operation": expr["operation"]}
+            if expr.get("value") is not None:
+                expr_attrs["value"] = expr["value"]
+            if expr.get("type"):
+                expr_attrs["type"] = expr["type"]
+            ET.SubElement(rule_element, "expression", expr_attrs)
+    return element
+
+
+def _apply_node_attr(root, desired):
+    nodes = root.find("configuration/nodes")
+    node = None if nodes is None else next(
+        (n for n in nodes.findall("node") if n.get("uname") == desired["node"]), None)
+    if node is None:
+        raise ModelError(f"node {desired['node']} is not in the CIB's nodes section: it cannot carry "
+                         f"attribute {desired['name']} (is it a member of this cluster?)")
+    attr_set = node.find("instance_attributes")
+    if attr_set is None:
+        attr_set = ET.SubElement(node, "instance_attributes", id=f"nodes-{node.get('id')}")
+    nvpair = next((n for n in attr_set.findall("nvpair") if n.get("name") == desired["name"]), None)
+    if nvpair is None:
+        ET.SubElement(attr_set, "nvpair", id=f"{attr_set.get('id')}-{desired['name']}", name=desired["name"],
+                      value=desired["value"])
+    else:
+        nvpair.set("value", desired["value"])
+
+
 def render_alert(desired):
     element = ET.Element("alert", {"id": desired["id"], "path": desired["path"]})
     if desired["select"]:
@@ -566,6 +828,11 @@ def apply_objects(root, desired_objects, parsed):
             _apply_property(root, desired)
         elif tag == "alert":
             _replace(root, _find(root, "alert", desired["id"]), render_alert(desired), _section(root, "alerts"))
+        elif tag == "location":
+            _replace(root, _find(root, "rsc_location", desired["id"]), render_location(desired),
+                     _section(root, "constraints"))
+        elif tag == "node_attr":
+            _apply_node_attr(root, desired)
     for desired in desired_objects:  # groups last: they adopt primitives written above
         if desired["tag"] == "group":
             _apply_group(root, desired, parsed["objects"].get(("group", desired["id"])))
@@ -613,6 +880,8 @@ def references(parsed, object_id):
         if tag == "colocation" and object_id in obj["resources"]:
             found.append(oid)
         if tag == "order" and object_id in (obj["first"], obj["then"]):
+            found.append(oid)
+        if tag == "location" and obj["rsc"] == object_id:
             found.append(oid)
     return found
 

@@ -16,15 +16,16 @@ leading spaces are lost), so newlines are rejected, as is ``\\$`` (oslo.config a
 as ``$``).
 
 Entry points: ``parse``, ``plan``, ``desired_options``, ``mask_value``, ``mask_text``,
-``masked_diff``.
+``masked_diff``; for "does the running cinder-api need a restart": ``effective_changes``,
+``parse_start_record``; for "can cinder load its database driver": ``db_driver``,
+``shebang_argv``.
 """
 import difflib
 import ipaddress
 import re
 from urllib.parse import quote, unquote, urlsplit
 
-SECRET_KEY_RE = re.compile(r"(pass(word|wd)?|secret|token|credentials?|key)$|password|secret", re.IGNORECASE)
-MASK = "***"
+from cinder_ha_secrets import MASK, is_secret_name, mask_url  # the one rule for secrets
 KEY_RE = re.compile(r"[A-Za-z0-9_.-]+")
 URL_KEYS = {("database", "connection"), ("DEFAULT", "transport_url"),
             ("oslo_messaging_notifications", "transport_url")}
@@ -201,26 +202,6 @@ def _as_values(value):
 
 # ---------------------------------------------------------------- masking
 
-def mask_url(text):
-    """Replace the password of every user:password@ in a URL (several hosts too) by ***."""
-    start = text.find("://")
-    if start < 0:
-        return text
-    head_end = len(text)
-    for stop in ("?", "#"):
-        pos = text.find(stop, start + 3)
-        if pos >= 0:
-            head_end = min(head_end, pos)
-    head = text[start + 3:head_end]
-    at = head.rfind("@")
-    if at < 0:
-        return text
-    slash = head.find("/", at)
-    authority_end = len(head) if slash < 0 else slash
-    authority = re.sub(r"(^|,)([^:,@]*):[^@]*@", rf"\1\2:{MASK}@", head[:authority_end])
-    return text[:start + 3] + authority + head[authority_end:] + text[head_end:]
-
-
 def mask_value(key, value):
     """A value as it may be shown: secret-named keys -> ***, URL passwords -> ***."""
     if value is None:
@@ -228,7 +209,7 @@ def mask_value(key, value):
     if isinstance(value, (list, tuple)):
         return [mask_value(key, v) for v in value]
     value = str(value)
-    if SECRET_KEY_RE.search(str(key)) and value:
+    if is_secret_name(key) and value:
         return MASK
     return mask_url(value) if "://" in value else value
 
@@ -236,7 +217,7 @@ def mask_value(key, value):
 def mask_text(line):
     """Mask one line of text that may be ``key = value`` or hold a URL."""
     key, start, _value = _split_key_value(line.strip())
-    if key and SECRET_KEY_RE.search(key) and start is not None:
+    if key and is_secret_name(key) and start is not None:
         stripped = line.strip()
         return line[:len(line) - len(line.lstrip())] + stripped[:start] + MASK
     return mask_url(line) if "://" in line else line
@@ -247,7 +228,7 @@ def masked_lines(text):
     out = []
     for entry in parse(text).entries:
         for index, raw in enumerate(entry.lines):
-            if entry.kind == "option" and index > 0 and SECRET_KEY_RE.search(entry.key):
+            if entry.kind == "option" and index > 0 and is_secret_name(entry.key):
                 out.append(raw[:len(raw) - len(raw.lstrip())] + MASK + _eol(raw))
             elif entry.kind in ("option", "junk"):
                 out.append(mask_text(raw.rstrip("\r\n")) + _eol(raw))
@@ -571,3 +552,94 @@ def plan(old_text, desired):
     for (section, key), (values, multi) in list(wanted.items()) + [(k, ([v], False)) for k, v in extra.items()]:
         _set(config, section, key, values, multi, actions)
     return Plan(old_text, config.render(), actions, notes, [])
+
+
+# ---------------------------------------------------------------- the running process
+
+def effective_changes(old_text, new_text):
+    """What cinder would read differently from ``new_text`` than from ``old_text``:
+    {"[section] key": {"old": ..., "new": ...}}, values as cinder reads them, secrets masked,
+    None where the key is absent. Comments, blank lines, key order and spelling (``a=1`` vs
+    ``a = 1``) are no difference; an unparsable text counts as its parsable part."""
+    old, new = parse(old_text).effective(), parse(new_text).effective()
+    changes = {}
+    for section in sorted(set(old) | set(new)):
+        before, after = old.get(section, {}), new.get(section, {})
+        for key in sorted(set(before) | set(after)):
+            if before.get(key) == after.get(key):
+                continue
+
+            def shown(values, key=key):
+                if values is None:
+                    return None
+                literal = [unescape(v) for v in values]
+                return mask_value(key, literal[0] if len(literal) == 1 else literal)
+            changes[f"[{section}] {key}"] = {"old": shown(before.get(key)), "new": shown(after.get(key))}
+    return changes
+
+
+START_RECORD_KEYS = ("version", "pid", "starttime", "started", "config", "api_base", "api_path", "snapshot",
+                     "sha256")
+
+
+def parse_start_record(text):
+    """The agent's start record (``<pid file>.start``: ``key=value`` lines) as a dict with ``pid``,
+    ``starttime`` and ``started`` as integers. Raises ValueError when a required field is missing
+    or malformed: such a record tells nothing about the running process."""
+    record = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key in START_RECORD_KEYS:
+            record[key] = value
+    for key in ("pid", "starttime", "started"):
+        if not re.fullmatch(r"\d+", record.get(key, "")):
+            raise ValueError(f"start record: {key} missing or not a number")
+        record[key] = int(record[key])
+    if not re.fullmatch(r"[0-9a-f]{64}", record.get("sha256", "")):
+        raise ValueError("start record: sha256 missing or malformed")
+    for key in ("config", "snapshot"):
+        if not record.get(key, "").startswith("/"):
+            raise ValueError(f"start record: {key} is not an absolute path")
+    return record
+
+
+# ---------------------------------------------------------------- database driver
+
+# SQLAlchemy dialect (+ driver) -> (module to import, how to get it). A dialect alone means
+# SQLAlchemy's default driver for it.
+DB_DRIVERS = {
+    "mysql": ("MySQLdb", "pip install mysqlclient (Debian/Ubuntu: python3-mysqldb; RHEL: python3-mysqlclient)"),
+    "mysql+mysqldb": ("MySQLdb", "pip install mysqlclient (Debian/Ubuntu: python3-mysqldb; RHEL: python3-mysqlclient)"),
+    "mysql+pymysql": ("pymysql", "pip install PyMySQL (Debian/Ubuntu: python3-pymysql; RHEL: python3-PyMySQL)"),
+    "mysql+mysqlconnector": ("mysql.connector", "pip install mysql-connector-python"),
+    "mariadb+pymysql": ("pymysql", "pip install PyMySQL (Debian/Ubuntu: python3-pymysql; RHEL: python3-PyMySQL)"),
+    "postgresql": ("psycopg2", "pip install psycopg2 (Debian/Ubuntu: python3-psycopg2; RHEL: python3-psycopg2)"),
+    "postgresql+psycopg2": ("psycopg2", "pip install psycopg2 (Debian/Ubuntu: python3-psycopg2; RHEL: python3-psycopg2)"),
+    "postgresql+psycopg": ("psycopg", "pip install psycopg"),
+    "postgresql+pg8000": ("pg8000", "pip install pg8000"),
+    "sqlite": ("sqlite3", "a Python built with SQLite (the sqlite3 module)"),
+    "sqlite+pysqlite": ("sqlite3", "a Python built with SQLite (the sqlite3 module)"),
+}
+
+
+def db_driver(url):
+    """(scheme, module, how to install it) for a database URL; None for an unknown dialect or
+    something that is not a URL. Only the scheme is looked at: no secret leaves this function."""
+    match = re.match(r"([A-Za-z0-9_.+-]+)://", url or "")
+    if not match:
+        return None
+    scheme = match.group(1).lower()
+    found = DB_DRIVERS.get(scheme)
+    return None if found is None else (scheme, found[0], found[1])
+
+
+def shebang_argv(first_line):
+    """The interpreter argv of a script's first line (``#!/usr/bin/python3 -s`` ->
+    ["/usr/bin/python3", "-s"]; ``#!/usr/bin/env python3`` -> ["/usr/bin/env", "python3"]);
+    None when the line is no ``#!`` line."""
+    if isinstance(first_line, bytes):
+        first_line = first_line.decode("utf-8", "replace")
+    if not first_line.startswith("#!"):
+        return None
+    parts = first_line[2:].strip().split()
+    return parts or None

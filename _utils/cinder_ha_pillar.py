@@ -12,8 +12,9 @@ import ipaddress
 import re
 from urllib.parse import quote, urlsplit
 
+import cinder_ha_secrets
+
 DEFAULT_PORT = 8776
-SECRET_KEY_RE = re.compile(r"(pass(word)?|secret|token|credential|key)$", re.IGNORECASE)
 URL_FORMS = {
     "v3": "/v3",
     "v3_project": "/v3/%(project_id)s",
@@ -60,14 +61,176 @@ def _closest(word, choices):
 def _unknown_keys(raw, schema, path, errors):
     for key, value in raw.items():
         if key not in schema:
-            errors.append(f"{path}{key}: unknown key{_closest(key, schema)}")
+            errors.append(f"{path}{key}: unknown key{_closest(str(key), schema)}")
         elif isinstance(schema[key], dict):
             if value is None:
                 continue
             if not isinstance(value, dict):
-                errors.append(f"{path}{key}: must be a mapping")
+                errors.append(f"{path}{key}: got {_kind(value)}, expected a mapping")
             else:
                 _unknown_keys(value, schema[key], f"{path}{key}:", errors)
+
+
+# ---------------------------------------------------------------- types and hostile values
+# Every value reaches the CIB, a path, a command's argument list, a URL or a single-line key of
+# cinder.conf: its type and shape are checked here, before anything changes, and a value of the
+# wrong type is dropped from the tree the rest of normalize() reads (never a traceback).
+
+SCALAR, TEXT, LIST, BOOL, NUMBER, MAPPING = "scalar", "text", "list", "bool", "number", "mapping"
+TYPES = {
+    "vip": {"address": TEXT, "netmask": SCALAR, "nic": TEXT},
+    "public_vip": {"address": TEXT, "netmask": SCALAR, "nic": TEXT},
+    "cinder_api_port": SCALAR,
+    "controller": TEXT,
+    "database": {"connection": TEXT, "host": TEXT, "port": SCALAR, "user": SCALAR, "password": SCALAR,
+                 "name": SCALAR},
+    "sql_connection": TEXT,
+    "rabbitmq": {"hosts": LIST, "port": SCALAR, "user": SCALAR, "password": SCALAR, "virtual_host": TEXT},
+    "rabbit_host": TEXT, "rabbit_hosts": LIST, "rabbit_port": SCALAR, "rabbit_userid": SCALAR,
+    "rabbit_password": SCALAR, "rabbit_virtual_host": TEXT,
+    "notifications": {"driver": TEXT, "transport_url": TEXT, "topics": LIST},
+    "notifier_strategy": TEXT,
+    "keystone": {"auth_url": TEXT, "username": SCALAR, "password": SCALAR, "project_name": SCALAR,
+                 "user_domain_name": SCALAR, "project_domain_name": SCALAR, "region": SCALAR,
+                 "cacert": TEXT, "insecure": BOOL, "timeout": NUMBER},
+    "endpoints": {"url_form": TEXT, "service_types": LIST, "interfaces": LIST, "retire_legacy": BOOL,
+                  "service_name": SCALAR, "description": SCALAR},
+    "agent": {key: SCALAR for key in SCHEMA["agent"]},
+    "cinder_conf": {"path": TEXT, "extra": MAPPING},
+    "cluster": {"primitive_id": TEXT, "vip_id": TEXT, "stickiness": SCALAR},
+}
+EXPECTED = {SCALAR: "a string or a number", TEXT: "a string", LIST: "a list (or a comma-separated string)",
+            BOOL: "true or false", NUMBER: "a number", MAPPING: "a mapping"}
+# Pacemaker ids are XML IDs; they also become folder names (lrm secrets) and attribute names.
+PACEMAKER_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,99}")
+POSIX_USER = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}")
+CONF_SECTION = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
+CONF_KEY = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+PATHS = (("cinder_conf", "path"), ("agent", "binary"), ("agent", "config"), ("agent", "pid"),
+         ("keystone", "cacert"))
+URLS = (("keystone", "auth_url"), ("agent", "os_auth_url"), ("agent", "url"), ("agent", "keystone_get_token_url"),
+        ("notifications", "transport_url"), ("database", "connection"), ("sql_connection",))
+
+
+def _kind(value):
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return f"a {type(value).__name__}"
+
+
+def _type_ok(value, kind):
+    if kind == MAPPING:
+        return isinstance(value, dict)
+    if kind == BOOL:
+        return isinstance(value, bool)
+    if kind == NUMBER:
+        if isinstance(value, str):
+            try:
+                float(value)
+                return True
+            except ValueError:
+                return False
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == LIST:
+        return isinstance(value, str) or (isinstance(value, (list, tuple))
+                                          and all(_type_ok(v, SCALAR) for v in value))
+    if kind == TEXT:
+        return isinstance(value, str)
+    return isinstance(value, (str, int, float)) and not isinstance(value, bool)
+
+
+def _typed(raw, types, path, errors):
+    """A copy of `raw` without the values of the wrong type (each one an error)."""
+    clean = {}
+    for key, value in raw.items():
+        kind = types.get(key)
+        if kind is None or value is None:
+            clean[key] = value
+        elif isinstance(kind, dict):
+            clean[key] = _typed(value, kind, f"{path}{key}:", errors) if isinstance(value, dict) else None
+        elif _type_ok(value, kind):
+            clean[key] = value
+        else:
+            errors.append(f"{path}{key}: got {_kind(value)}, expected {EXPECTED[kind]}")
+    return clean
+
+
+def _leaves(node, path=""):
+    """(key path, string) for every string and number in the tree."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _leaves(value, f"{path}{key}:")
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            yield from _leaves(value, path)
+    elif node is not None and not isinstance(node, bool):
+        yield path.rstrip(":"), str(node)
+
+
+def _hostile(raw, errors):
+    """Shapes no value may have, whatever its key: control characters (every value ends up on
+    one line: a CIB attribute, a cinder.conf key, a URL, a command's argument); then ids,
+    paths, user names, URLs and cinder.conf keys by their own syntax."""
+    for where, text in _leaves(raw):
+        if CONTROL.search(text):
+            errors.append(f"{where}: holds a control character (line break, tab, NUL...): every value "
+                          "is written on one line")
+    def section(name):
+        value = raw.get(name)
+        return value if isinstance(value, dict) else {}
+
+    cluster = section("cluster")
+    for key in ("primitive_id", "vip_id"):
+        value = cluster.get(key)
+        if value is not None and not PACEMAKER_ID.fullmatch(str(value)):
+            errors.append(f"cluster:{key}: not a Pacemaker id (a letter or '_', then letters, digits, "
+                          f"'_', '.', '-'; at most 100): {str(value)[:60]!r}")
+    if cluster.get("primitive_id", "p_cinder-api") == cluster.get("vip_id", "p_ip_cinder-api"):
+        errors.append("cluster: primitive_id and vip_id must differ")
+    for name, key in PATHS:
+        value = section(name).get(key)
+        if value is not None and not (isinstance(value, str) and value.startswith("/") and "\0" not in value
+                                      and "/../" not in value + "/"):
+            errors.append(f"{name}:{key}: must be an absolute path (no '..'), got {str(value)[:60]!r}")
+    user = section("agent").get("user")
+    if user is not None and not POSIX_USER.fullmatch(str(user)):
+        errors.append(f"agent:user: not a POSIX user name (letters, digits, '_', '.', '-'; not starting "
+                      f"with '-' or a digit; at most 32): {str(user)[:40]!r}")
+    for path in URLS:
+        node = section(path[0]) if len(path) > 1 else raw
+        value = node.get(path[-1])
+        if isinstance(value, str) and value and re.search(r"\s", value):
+            errors.append(f"{':'.join(path)}: a URL holds no white space")
+    extra = section("cinder_conf").get("extra")
+    if isinstance(extra, dict):
+        for name, keys in extra.items():
+            if not CONF_SECTION.fullmatch(str(name)):
+                errors.append(f"cinder_conf:extra:{str(name)[:40]}: not a cinder.conf section name "
+                              "(letters, digits, '_', '.', ':', '-')")
+            if not isinstance(keys, dict):
+                continue
+            for key, value in keys.items():
+                if not CONF_KEY.fullmatch(str(key)):
+                    errors.append(f"cinder_conf:extra:{name}:{str(key)[:40]}: not a cinder.conf key "
+                                  "(letters, digits, '_', '.', '-')")
+                values = value if isinstance(value, (list, tuple)) else [value]
+                for item in values:
+                    if isinstance(item, (dict, list, tuple)):
+                        errors.append(f"cinder_conf:extra:{name}:{key}: got {_kind(item)}, expected a "
+                                      "string, a number, a boolean or a list of them")
+                        break
+    timeout = section("keystone").get("timeout")
+    if timeout is not None and _type_ok(timeout, NUMBER) and not 0 < float(timeout) <= 300:
+        errors.append(f"keystone:timeout: seconds between 0 and 300, got {timeout!r}")
 
 
 def _port(value, where, errors, default=None):
@@ -167,6 +330,14 @@ def _transport_url(raw, errors, warnings):
     if password is None:
         errors.append("rabbitmq:password: missing")
         return None
+    # Probed against the real broker with cinder's oslo.messaging/kombu: every other printable
+    # character works percent-encoded, '/' never does (kombu splits the URL on it and reads the
+    # rest as host:port), in the user as in the password.
+    for key, value in (("user", user), ("password", str(password))):
+        if "/" in value:
+            errors.append(f"rabbitmq:{key}: contains '/', which cinder's messaging stack (kombu) cannot use in "
+                          "transport_url however it is encoded (it takes it for the end of the host part and "
+                          f"fails to connect); choose a {key} without '/'")
     netlocs = []
     for host in hosts:
         host = str(host).strip()
@@ -278,7 +449,32 @@ def _agent(raw, settings, errors, warnings):
         warnings.append("agent:keystone_get_token_url is a Keystone v2.0 URL (removed in Queens); the agent "
                         "uses its v3 equivalent")
     agent.setdefault("config", settings["cinder_conf"]["path"])
+    agent.setdefault("pid", None)  # the agent's default: /run/resource-agents/<primitive id>.pid
+    if mode == "lrm" and agent.get("os_password") is not None:
+        problem = lrm_unreadable(str(agent["os_password"]))
+        if problem:
+            errors.append(f"agent:os_password: {problem}; with secret_mode lrm Pacemaker could never load it "
+                          "(its monitor would fail with 'Unable to load CIB secrets')")
     return agent
+
+
+LRM_MAX = 254
+
+
+def lrm_unreadable(value):
+    """Why Pacemaker cannot read ``value`` back from an lrm secret file, or None.
+
+    Pacemaker's executor reads ONE line of at most 254 characters, strips trailing
+    whitespace, and compares its md5 with the .sign file (lib/common/cib_secrets.c)."""
+    if value == "":
+        return "is empty"
+    if "\n" in value or "\r" in value:
+        return "holds a line break (Pacemaker reads one line of a secret file)"
+    if value != value.rstrip():
+        return "ends in whitespace (Pacemaker strips it when it reads the secret back)"
+    if len(value) > LRM_MAX:
+        return f"is {len(value)} characters long (Pacemaker reads at most {LRM_MAX})"
+    return None
 
 
 def normalize(raw):
@@ -287,8 +483,10 @@ def normalize(raw):
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        return None, ["cinder_ha: pillar must be a mapping"], []
+        return None, [f"cinder_ha: got {_kind(raw)}, expected a mapping"], []
     _unknown_keys(raw, SCHEMA, "", errors)
+    _hostile(raw, errors)
+    raw = _typed(raw, TYPES, "", errors)
 
     vip = _vip(raw.get("vip"), "vip", errors, required=True)
     public_vip = _vip(raw.get("public_vip"), "public_vip", errors, required=False) or vip
@@ -337,22 +535,6 @@ def endpoint_urls(settings):
 
 
 def secret_values(raw):
-    """Every string in the pillar that is a secret (by key name or URL userinfo), for masking."""
-    found = set()
-
-    def walk(node, key=""):
-        if isinstance(node, dict):
-            for k, v in node.items():
-                walk(v, str(k))
-        elif isinstance(node, (list, tuple)):
-            for v in node:
-                walk(v, key)
-        elif node is not None and not isinstance(node, bool):
-            text = str(node)
-            if SECRET_KEY_RE.search(key) and text:
-                found.add(text)
-            parts = urlsplit(text) if "://" in text else None
-            if parts and parts.password:
-                found.add(parts.password)
-    walk(raw)
-    return sorted(found, key=len, reverse=True)
+    """Every secret in the pillar (by key name, numbers included, and URL passwords), for masking
+    free text. The rule is cinder_ha_secrets'."""
+    return cinder_ha_secrets.secret_values(raw)

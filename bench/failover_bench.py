@@ -3,13 +3,17 @@
 
     python3 bench/failover_bench.py [--rounds 5] [--profiles default,tuned] [--kinds kill,powercut,partition,standby]
 
-For each profile (corosync token, monitor interval of both primitives) it brings three nodes up
-(sandbox/multinode.py), declares the VIP + cinder-api primitives (the real agent and cinder-api),
-then per fault kind and round: finds the active node, polls GET http://198.18.0.100:8776/healthcheck
-every 100 ms from the root namespace, injects the fault, and records the outage = last good
-answer before the first failure to the first good answer after it. Then it repairs (node back,
-heal, online) and waits for the cluster to settle. Prints a markdown table. Run as root; takes
-~10 min for both profiles on 2 cores. Leaves nothing running (multinode.py down).
+For each profile (corosync token, pillar agent:monitor_interval) it builds the three nodes the
+way an operator would: `sandbox/multinode.py up --formula` starts them with a salt-minion each and
+a salt-master, and `salt '*' state.apply cinder_ha` (pillar: multinode.formula_pillar(), the
+sandbox's real MariaDB, RabbitMQ and Keystone, the authenticated monitor with an lrm secret,
+cluster:stickiness 100) creates every cluster object and the catalog. Then per fault kind and
+round: finds the active node, polls GET http://198.18.0.100:8776/healthcheck every 100 ms from the
+root namespace, injects the fault, and records the outage = last good answer before the first
+failure to the first good answer after it. Then it repairs (node back, heal, online) and waits
+for the cluster to settle. Prints a markdown table. Run as root, with the sandbox's services up
+(`python3 sandbox/sandbox.py up mariadb rabbitmq keystone cinder`); takes ~15 min for both
+profiles on 2 cores. Leaves nothing running (multinode.py down).
 """
 import argparse
 import importlib.util
@@ -38,7 +42,7 @@ def load_multinode():
 
 
 def multinode_cli(*argv):
-    res = subprocess.run([sys.executable, SCRIPT, *argv], capture_output=True, text=True, timeout=300)
+    res = subprocess.run([sys.executable, SCRIPT, *argv], capture_output=True, text=True, timeout=900)
     if res.returncode != 0:
         raise SystemExit(f"multinode.py {' '.join(argv)} failed: {res.stderr[-800:]}")
 
@@ -85,13 +89,14 @@ def main():
     for profile in args.profiles.split(","):
         settings = PROFILES[profile]
         multinode_cli("down")
-        up = ["up", "--nodes", "3"] + (["--token", str(settings["token"])] if settings["token"] else [])
+        up = ["up", "--nodes", "3", "--formula", "--monitor", settings["monitor"], "--stickiness", "100"]
+        up += ["--token", str(settings["token"])] if settings["token"] else []
         started = time.monotonic()
         multinode_cli(*up)
         try:
-            mn.configure_resources(monitor=settings["monitor"])
             mn.wait_answering(timeout=90)
-            print(f"[{profile}] up and answering in {time.monotonic() - started:.1f}s", file=sys.stderr)
+            print(f"[{profile}] built by the formula and answering in {time.monotonic() - started:.1f}s",
+                  file=sys.stderr)
             for kind in args.kinds.split(","):
                 outages = []
                 for i in range(args.rounds):

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything the cinder-ha sandbox and its tests need, idempotently.
 #
-#   Debian packages: pacemaker, corosync, crmsh, resource-agents (ocf-tester)
+#   Debian packages: pacemaker, corosync, crmsh, resource-agents (ocf-tester),
+#                    mariadb-server, rabbitmq-server (the guide's MySQL and RabbitMQ)
 #   venvs under $CINDER_HA_SANDBOX (default /srv/cinder-ha):
 #     venv/keystone  real Keystone + gunicorn
 #     venv/cinder    real cinder-api
@@ -18,10 +19,12 @@ STAMPS=$SANDBOX/stamps
 mkdir -p "$STAMPS" "$SANDBOX/venv" "$SANDBOX/log"
 
 KEYSTONE_PIP=("keystone==30.0.0" "gunicorn>=23,<28")
-CINDER_PIP=("cinder==29.0.0")
+# pip's cinder has no MySQL driver (Debian's depends on python3-pymysql): the formula's
+# mysql+pymysql:// URL needs PyMySQL in the same interpreter.
+CINDER_PIP=("cinder==29.0.0" "PyMySQL>=1.0")
 SALT_PIP=("setuptools>=68" "wheel" "salt==3008.4" "pyinotify>=0.9.6" "keystoneauth1>=5.0" "pytest>=8" "pytest-salt-factories==1.0.5")
 APT_PKGS=(pacemaker pacemaker-cli-utils crmsh corosync resource-agents libxml2-utils iproute2 procps psmisc
-          curl python3-venv bridge-utils util-linux)
+          curl python3-venv bridge-utils util-linux mariadb-server mariadb-client rabbitmq-server)
 
 log() { printf '[install %(%H:%M:%S)T] %s\n' -1 "$*"; }
 
@@ -42,15 +45,23 @@ pick_python() {
 
 install_apt() {
     local want="${APT_PKGS[*]}"
-    if stamp_ok apt "$want" && command -v crm >/dev/null && command -v ocf-tester >/dev/null; then
+    if stamp_ok apt "$want" && command -v crm >/dev/null && command -v ocf-tester >/dev/null \
+        && command -v mariadbd >/dev/null && command -v rabbitmq-server >/dev/null; then
         log "apt: already installed"; return
     fi
     log "apt: installing ${APT_PKGS[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    # postinst scripts try to start the daemons and are refused without systemd: harmless.
-    apt-get install -y -qq --no-install-recommends "${APT_PKGS[@]}" >"$SANDBOX/log/apt.log" 2>&1 \
-        || { tail -30 "$SANDBOX/log/apt.log"; exit 1; }
+    # postinst scripts try to start the daemons (MariaDB, RabbitMQ, corosync); without an init
+    # system that is harmless noise, and a policy-rc.d that says "no" keeps them from trying.
+    # The sandbox starts every daemon itself, on loopback only.
+    local policy=/usr/sbin/policy-rc.d had_policy=0
+    [ -e "$policy" ] && had_policy=1
+    [ $had_policy = 1 ] || { printf '#!/bin/sh\nexit 101\n' >"$policy"; chmod 755 "$policy"; }
+    local rc=0
+    apt-get install -y -qq --no-install-recommends "${APT_PKGS[@]}" >"$SANDBOX/log/apt.log" 2>&1 || rc=$?
+    [ $had_policy = 1 ] || rm -f "$policy"
+    [ $rc = 0 ] || { tail -30 "$SANDBOX/log/apt.log"; exit 1; }
     stamp_set apt "$want"
 }
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Three (or N) cinder-ha controller nodes on one machine, each in its own namespaces.
 
-    multinode.py up [--nodes 3] [--token MS]
+    multinode.py up [--nodes 3] [--token MS] [--formula [--monitor 5s] [--stickiness 100]]
                     [--master-addr 198.18.0.254 --master-ret-port P --master-publish-port P]
+    multinode.py apply                salt '*' state.apply cinder_ha through the multinode master
     multinode.py down                 stop everything; leaves no namespace, link, mount or process
     multinode.py status               nodes, links, crm_mon
     multinode.py exec NODE -- CMD...  run CMD inside all of NODE's namespaces (nsenter)
@@ -19,8 +20,14 @@ benchmarking range: nothing here routes anywhere else.
 Each node's process tree runs under `unshare --mount --uts --ipc --pid --fork --kill-child
 --propagation private --mount-proc sandbox/multinode/node-init.sh`: private /run and /dev/shm,
 per-node /etc/corosync, /etc/hosts, /etc/hostname, /etc/cinder, /var/lib/pacemaker,
-/var/lib/corosync and logs, all under /srv/cinder-ha/multinode/n<i>/. Keystone (root netns,
-127.0.0.1:5000) is reachable from the nodes at 198.18.0.254:5000 through a small TCP forwarder.
+/var/lib/corosync and logs, all under /srv/cinder-ha/multinode/n<i>/. The sandbox's Keystone,
+MariaDB and RabbitMQ (root netns, loopback) are reachable from the nodes at 198.18.0.254 (ports
+5000, 3306, 5672) through a small TCP relay: every node uses the same database and broker.
+
+Nothing here declares a cluster object or a catalog entry: with --formula, a salt-master in the
+root namespace (198.18.0.254) and a salt-minion per node run `salt '*' state.apply cinder_ha`
+with the pillar of formula_pillar(), and the formula builds the primitives, the constraints,
+the alert, the lrm secrets and the Keystone catalog (region cinder-ha-multinode).
 """
 import argparse
 import grp
@@ -45,8 +52,6 @@ SANDBOX = os.environ.get("CINDER_HA_SANDBOX", "/srv/cinder-ha")
 BASE = os.path.join(SANDBOX, "multinode")
 STATE = os.path.join(BASE, "state.json")
 INIT_SCRIPT = os.path.join(PROJECT, "sandbox", "multinode", "node-init.sh")
-SHARED_DB = os.path.join(BASE, "cinder.db")
-SOURCE_DB = os.path.join(SANDBOX, "cinder", "cinder.db")
 CINDER_VENV = os.path.join(SANDBOX, "venv", "cinder")
 
 SWITCH_NS = "cha-sw"
@@ -57,6 +62,9 @@ HOST_ADDR = f"{SUBNET}.254"
 VIP = f"{SUBNET}.100"
 CINDER_PORT = 8776
 KEYSTONE_PORT = 5000
+# Relayed from HOST_ADDR to the same port on 127.0.0.1: Keystone, MariaDB, RabbitMQ.
+RELAYED_PORTS = (5000, 3306, 5672)
+REGION = "cinder-ha-multinode"  # the formula's catalog for the three nodes, apart from RegionOne
 MAX_NODES = 9
 CLUSTER_NAME = "cinder-ha-multinode"
 
@@ -203,20 +211,20 @@ def seed_cib_xml():
 
 
 def cinder_conf(name):
+    """The node's cinder.conf before the formula: the guide's legacy keys (which cinder ignores
+    today) and the node's own paths. The formula writes the database, the broker, the listen
+    address and Keystone's settings."""
     d = node_dir(name)
     return f"""# seeded by sandbox/multinode.py for node {name}; the cinder_ha formula manages it
 [DEFAULT]
-osapi_volume_listen = {VIP}
-osapi_volume_listen_port = {CINDER_PORT}
+# From the OpenStack HA guide (2014): ignored by current cinder, migrated by the formula.
+sql_connection = mysql://cinder:CINDER_DBPASS@{HOST_ADDR}/cinder
+rabbit_host = {HOST_ADDR}
+notifier_strategy = rabbit
 osapi_volume_workers = 1
-auth_strategy = noauth
-transport_url = fake://
 state_path = {d}/lib/cinder
 log_dir = {d}/log/cinder
 api_paste_config = /etc/cinder/api-paste.ini
-
-[database]
-connection = sqlite:///{SHARED_DB}
 
 [oslo_concurrency]
 lock_path = {d}/lib/cinder/lock
@@ -236,6 +244,7 @@ log_file: {d}/log/salt-minion.log
 acceptance_wait_time: 2
 random_reauth_delay: 0
 state_queue: True
+minion_sign_messages: True
 # the reactor path: cinder.conf drift and this node's cluster alerts become events
 engines:
   - cinder_ha_watch:
@@ -244,13 +253,15 @@ engines:
 """
 
 
-def prepare_node(name, count, token, master):
-    """Fresh per-node state: a new CIB each time, config files, log dirs."""
+def prepare_node(name, count, token, master, fresh=True):
+    """Per-node state. fresh: a new CIB, no secrets, a seeded cinder.conf, new minion keys (a new
+    machine). Not fresh: the node's disk as it was (a power-cut node reboots with its CIB, its
+    lrm secrets, its cinder.conf and its minion's keys)."""
     d = node_dir(name)
     hacluster = pwd.getpwnam("hacluster").pw_uid
     haclient = grp.getgrnam("haclient").gr_gid
     cinder = (pwd.getpwnam("cinder").pw_uid, grp.getgrnam("cinder").gr_gid)
-    for sub in ("lib/pacemaker", "lib/corosync", "lib/cinder"):
+    for sub in ("lib/pacemaker", "lib/corosync", "lib/cinder") if fresh else ():
         shutil.rmtree(os.path.join(d, sub), ignore_errors=True)
     for sub in ("etc/corosync", "etc/cinder", "lib/corosync", "log", "salt"):
         os.makedirs(os.path.join(d, sub), exist_ok=True)
@@ -270,12 +281,14 @@ def prepare_node(name, count, token, master):
     for sub in ("lib/cinder", "lib/cinder/lock", "log/cinder"):
         os.makedirs(os.path.join(d, sub), exist_ok=True)
         os.chown(os.path.join(d, sub), *cinder)
-    write_file(os.path.join(d, "lib/pacemaker/cib/cib.xml"), seed_cib_xml(), 0o600, (hacluster, haclient))
+    if fresh or not os.path.exists(os.path.join(d, "lib/pacemaker/cib/cib.xml")):
+        write_file(os.path.join(d, "lib/pacemaker/cib/cib.xml"), seed_cib_xml(), 0o600, (hacluster, haclient))
     write_file(os.path.join(d, "etc/corosync/corosync.conf"), corosync_conf(count, token))
     hosts = "127.0.0.1 localhost\n" + "".join(f"{node_addr(n)} {n}\n" for n in node_names(count))
     write_file(os.path.join(d, "etc/hosts"), hosts)
     write_file(os.path.join(d, "etc/hostname"), name + "\n")
-    write_file(os.path.join(d, "etc/cinder/cinder.conf"), cinder_conf(name), 0o640, (0, cinder[1]))
+    if fresh or not os.path.exists(os.path.join(d, "etc/cinder/cinder.conf")):
+        write_file(os.path.join(d, "etc/cinder/cinder.conf"), cinder_conf(name), 0o640, (0, cinder[1]))
     paste = os.path.join(d, "etc/cinder/api-paste.ini")
     for source in ("/etc/cinder/api-paste.ini", os.path.join(CINDER_VENV, "etc/cinder/api-paste.ini")):
         if os.path.exists(source):
@@ -284,23 +297,10 @@ def prepare_node(name, count, token, master):
     minion = os.path.join(d, "salt", "minion")
     if master:
         write_file(minion, minion_conf(name, master))
-        shutil.rmtree(os.path.join(d, "salt", "root"), ignore_errors=True)  # fresh keys each time
+        if fresh:
+            shutil.rmtree(os.path.join(d, "salt", "root"), ignore_errors=True)  # a new machine, new keys
     elif os.path.exists(minion):
         os.unlink(minion)
-
-
-def prepare_shared_db():
-    """One SQLite file every node's cinder-api uses (active/passive: one writer at a time)."""
-    if os.path.exists(SHARED_DB):
-        return
-    if not os.path.exists(SOURCE_DB):
-        raise MultinodeError(f"{SOURCE_DB} missing: run `sandbox/sandbox.py up cinder` first (it syncs the schema)")
-    shutil.copy2(SOURCE_DB, SHARED_DB + ".tmp")
-    os.chown(SHARED_DB + ".tmp", pwd.getpwnam("cinder").pw_uid, grp.getgrnam("cinder").gr_gid)
-    os.replace(SHARED_DB + ".tmp", SHARED_DB)
-    # SQLite writes a journal next to the file: the folder must be writable by cinder.
-    os.chown(BASE, 0, grp.getgrnam("cinder").gr_gid)
-    os.chmod(BASE, 0o775)
 
 
 # ---------------------------------------------------------------- network
@@ -438,15 +438,19 @@ def stop_node(name, state, graceful=True, timeout=60):
 # ---------------------------------------------------------------- keystone forwarder
 
 
-def forward_main(listen_addr, listen_port, target_addr, target_port):
-    """Relay TCP from listen_addr:listen_port to target (Keystone on loopback) until SIGTERM."""
-    server = socket.socket()
-    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    server.bind((listen_addr, listen_port))
-    server.listen(64)
+def forward_main(listen_addr, ports, target_addr):
+    """Relay TCP from listen_addr:PORT to target_addr:PORT for each port (the sandbox's Keystone,
+    MariaDB and RabbitMQ on loopback) until SIGTERM."""
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    servers = []
+    for port in ports:
+        server = socket.socket()
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind((listen_addr, port))
+        server.listen(128)
+        servers.append((server, port))
 
-    def pump(client):
+    def pump(client, target_port):
         try:
             upstream = socket.create_connection((target_addr, target_port), timeout=10)
         except OSError:
@@ -456,9 +460,8 @@ def forward_main(listen_addr, listen_port, target_addr, target_port):
         pair = {client: upstream, upstream: client}
         try:
             while True:
-                ready, _, _ = select.select(list(pair), [], [], 300)
-                if not ready:
-                    break
+                # no idle limit: AMQP and database pool connections stay open between uses
+                ready, _, _ = select.select(list(pair), [], [])
                 for sock in ready:
                     data = sock.recv(65536)
                     if not data:
@@ -470,9 +473,14 @@ def forward_main(listen_addr, listen_port, target_addr, target_port):
             client.close()
             upstream.close()
 
-    while True:
-        client, _ = server.accept()
-        threading.Thread(target=pump, args=(client,), daemon=True).start()
+    def accept(server, port):
+        while True:
+            client, _ = server.accept()
+            threading.Thread(target=pump, args=(client, port), daemon=True).start()
+
+    for server, port in servers[1:]:
+        threading.Thread(target=accept, args=(server, port), daemon=True).start()
+    accept(*servers[0])
 
 
 def forwarder_up(state):
@@ -480,62 +488,175 @@ def forwarder_up(state):
     if pid and pid_alive(pid) and "_forward" in cmdline(pid):
         return
     with open(os.path.join(BASE, "forwarder.log"), "ab") as out:
-        proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "_forward", HOST_ADDR, str(KEYSTONE_PORT),
-                                 "127.0.0.1", str(KEYSTONE_PORT)], stdout=out, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "_forward", HOST_ADDR,
+                                 ",".join(map(str, RELAYED_PORTS)), "127.0.0.1"], stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True, env=clean_env())
     state["forwarder"] = proc.pid
     save_state(state)
 
 
+def terminate(pid, marker, timeout):
+    """SIGTERM `pid` if it is still ours (its command line holds `marker`), SIGKILL after `timeout` s."""
+    if not (pid and pid_alive(pid) and marker in cmdline(pid)):
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if pid_alive(pid):
+        os.kill(pid, signal.SIGKILL)
+
+
 def forwarder_down(state):
-    pid = state.pop("forwarder", None)
-    if pid and pid_alive(pid) and "_forward" in cmdline(pid):
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 5
-        while pid_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
+    terminate(state.pop("forwarder", None), "_forward", timeout=5)
 
 
 # ---------------------------------------------------------------- resources and probes (tests, bench)
 
 PRIMITIVE_ID = "p_cinder-api"
 VIP_ID = "p_ip_cinder-api"
-AGENT_SOURCE = os.path.join(PROJECT, "salt", "cinder_ha", "files", "ocf", "cinder-api")
 OCF_PROVIDER_DIR = "/usr/lib/ocf/resource.d/openstack"
 ALERT_SPOOL = "/var/lib/cinder-ha/alerts"
+# The nodes bind-mount this folder on OCF_PROVIDER_DIR: the formula's agent state installs
+# ocf:openstack:cinder-api into it, and other work on the machine's own copy cannot take it
+# away from a running node.
 NODE_AGENT_DIR = os.path.join(BASE, "ocf", "openstack")
 # The cinder venv's interpreter lives under /root (mode 0700) on these machines: the user
-# `cinder` cannot execute it, so the sandbox runs cinder-api as root.
+# `cinder` cannot execute it, so the three nodes run cinder-api as root (pillar agent:user).
 CINDER_USER = "root"
+MASTER_DIR = os.path.join(BASE, "master")
 
 
-def install_agent():
-    """Copy the project's OCF agent into the nodes' own agent folder (BASE/ocf/openstack),
-    which every node bind-mounts on /usr/lib/ocf/resource.d/openstack: other work replacing
-    the machine's copy mid-test cannot take it away from a running node."""
-    if not os.path.exists(AGENT_SOURCE):
-        raise MultinodeError(f"{AGENT_SOURCE} missing: the ocf:openstack:cinder-api agent is not in the tree")
-    os.makedirs(NODE_AGENT_DIR, exist_ok=True)
-    target = os.path.join(NODE_AGENT_DIR, "cinder-api")
-    tmp = target + f".tmp{os.getpid()}"
-    shutil.copyfile(AGENT_SOURCE, tmp)
-    os.chmod(tmp, 0o755)
-    os.replace(tmp, target)
+def load_sandbox():
+    """sandbox/sandbox.py as a module (its facts and the pillar both setups share)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("cinder_ha_sandbox", os.path.join(PROJECT, "sandbox", "sandbox.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def resources_text(monitor="5s", stickiness=100, user=CINDER_USER):
-    """The guide's two primitives (VIP + cinder-api), colocated and ordered, as crm text."""
-    binary = os.path.join(CINDER_VENV, "bin", "cinder-api")
-    return (
-        f"primitive {VIP_ID} ocf:heartbeat:IPaddr2 params ip={VIP} cidr_netmask=24 nic=eth0 "
-        f"op monitor interval={monitor} timeout=20s meta resource-stickiness={stickiness}\n"
-        f"primitive {PRIMITIVE_ID} ocf:openstack:cinder-api params binary={binary} "
-        f"config=/etc/cinder/cinder.conf user={user} "
-        f"op monitor interval={monitor} timeout=30s op start timeout=60s op stop timeout=90s "
-        f"meta resource-stickiness={stickiness}\n"
-        f"colocation c_{PRIMITIVE_ID}_with_ip inf: {PRIMITIVE_ID} {VIP_ID}\n"
-        f"order o_ip_before_{PRIMITIVE_ID} Mandatory: {VIP_ID} {PRIMITIVE_ID}\n"
-    )
+def formula_pillar(facts, monitor="5s", stickiness=100, **overrides):
+    """The cinder_ha pillar of the three nodes: the single-node sandbox's pillar (real MariaDB,
+    RabbitMQ and Keystone, the authenticated monitor with an lrm secret) with the nodes' VIP on
+    eth0 and every service reached through the relay on 198.18.0.254."""
+    keystone_url = f"http://{HOST_ADDR}:{KEYSTONE_PORT}/v3"
+    pillar = load_sandbox().sandbox_pillar(
+        facts, vip=VIP, netmask=24, nic="eth0", keystone_url=keystone_url, db_host=HOST_ADDR,
+        rabbit_host=HOST_ADDR,
+        # cinder-api validates tokens at the identity endpoint of its region's catalog:
+        # RegionOne's is on loopback, out of the nodes' reach
+        extra_conf={"keystone_authtoken": {"region_name": REGION}},
+        keystone={"region": REGION},
+        agent={"user": CINDER_USER, "monitor_interval": monitor},
+        endpoints={"service_types": ["block-storage"]},
+        # the failover tests and the bench measure moves away from a failed node, not back
+        cluster={"stickiness": stickiness},
+        **overrides)
+    return pillar
+
+
+def master_config(ret_port, publish_port, pillar_dir, root_dir=None):
+    """The salt-master of the three nodes (root namespace, bridge address only)."""
+    config = {
+        "interface": HOST_ADDR, "ret_port": ret_port, "publish_port": publish_port,
+        "file_roots": {"base": [os.path.join(PROJECT, "salt"), PROJECT]},
+        "pillar_roots": {"base": [pillar_dir]},
+        "auto_accept": True, "open_mode": True,
+        "reactor": [{"cinder_ha/*": ["salt://cinder_ha/reactor/dispatch.sls"]}],
+        # the reactor trusts signed events only (3008.4 masters need the algorithm set)
+        "signing_algorithm": "PKCS1v15-SHA1",
+    }
+    if root_dir:
+        config.update({"root_dir": root_dir, "user": "root"})
+    return config
+
+
+def write_pillar(pillar_dir, pillar):
+    os.makedirs(pillar_dir, mode=0o700, exist_ok=True)
+    os.chmod(pillar_dir, 0o700)
+    write_file(os.path.join(pillar_dir, "top.sls"), "base:\n  '*':\n    - cinder_ha\n", 0o600)
+    write_file(os.path.join(pillar_dir, "cinder_ha.sls"), json.dumps(pillar, indent=2) + "\n", 0o600)
+
+
+def keystone_request(facts, method, path, body=None, token=None):
+    """One Keystone v3 call from the root namespace (stdlib only: this script runs on the
+    system Python)."""
+    import urllib.request
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(facts["keystone_url"].rstrip("/") + path, data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    if token:
+        req.add_header("X-Auth-Token", token)
+    with urllib.request.urlopen(req, timeout=20) as resp:
+        raw = resp.read()
+        return resp.headers, (json.loads(raw) if raw else None)
+
+
+def keystone_token(facts):
+    body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
+        "name": facts["keystone_admin_user"], "domain": {"name": "Default"},
+        "password": facts["keystone_admin_password"]}}},
+        "scope": {"project": {"name": facts["keystone_admin_project"], "domain": {"name": "Default"}}}}}
+    headers, _ = keystone_request(facts, "POST", "/auth/tokens", body)
+    return headers["X-Subject-Token"]
+
+
+def region_present(facts):
+    """The catalog region of the three nodes (the formula refuses an unknown region), with an
+    identity endpoint the nodes can reach (198.18.0.254): cinder-api's keystonemiddleware looks
+    Keystone up in its region's catalog."""
+    import urllib.error
+    token = keystone_token(facts)
+    try:
+        keystone_request(facts, "POST", "/regions", {"region": {"id": REGION}}, token)
+    except urllib.error.HTTPError as exc:
+        if exc.code != 409:
+            raise
+    _, body = keystone_request(facts, "GET", "/services?type=identity", token=token)
+    identity = body["services"][0]["id"]
+    _, body = keystone_request(facts, "GET", f"/endpoints?service_id={identity}&region_id={REGION}", token=token)
+    have = {e["interface"] for e in body["endpoints"]}
+    for interface in ("public", "internal", "admin"):
+        if interface not in have:
+            keystone_request(facts, "POST", "/endpoints", {"endpoint": {
+                "service_id": identity, "interface": interface, "region_id": REGION,
+                "url": f"http://{HOST_ADDR}:{KEYSTONE_PORT}/v3"}}, token)
+
+
+def region_absent(facts):
+    """Remove what the formula registered for the three nodes: their endpoints and region."""
+    import urllib.error
+    token = keystone_token(facts)
+    try:
+        _, body = keystone_request(facts, "GET", f"/endpoints?region_id={REGION}", token=token)
+        for endpoint in body["endpoints"]:
+            keystone_request(facts, "DELETE", f"/endpoints/{endpoint['id']}", token=token)
+        keystone_request(facts, "DELETE", f"/regions/{REGION}", token=token)
+    except urllib.error.HTTPError as exc:
+        if exc.code != 404:
+            raise
+
+
+MINION_ARGV = ["env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8", "HOME=/root",
+               f"PYTHONPATH={SANDBOX}/site", f"{SANDBOX}/venv/salt/bin/salt-minion"]
+
+
+def minion_stop(name, timeout=30):
+    """Stop the node's salt-minion (the node and its cluster keep running)."""
+    node_exec(name, ["pkill", "-TERM", "-f", "bin/salt-minion"], timeout=15)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if node_exec(name, ["pgrep", "-f", "bin/salt-minion"], timeout=15).returncode != 0:
+            return
+        time.sleep(0.2)
+    node_exec(name, ["pkill", "-KILL", "-f", "bin/salt-minion"], timeout=15)
+
+
+def minion_start(name):
+    """Start the node's salt-minion again (daemonized: the node's PID 1 adopts and reaps it)."""
+    d = node_dir(name)
+    node_exec(name, MINION_ARGV + ["-c", os.path.join(d, "salt"), "--log-level=quiet", "-d"], timeout=60, check=True)
 
 
 def running_node(state=None):
@@ -545,14 +666,6 @@ def running_node(state=None):
         if init_pid(name, state):
             return name
     raise MultinodeError("no node is running")
-
-
-def configure_resources(monitor="5s", via=None):
-    install_agent()
-    via = via or running_node()
-    node_exec(via, ["crm_resource", "--cleanup"], timeout=30)
-    node_exec(via, ["crm", "configure", "load", "update", "-"], input_text=resources_text(monitor),
-              timeout=60, check=True)
 
 
 def locate(resource=PRIMITIVE_ID, via=None):
@@ -674,7 +787,7 @@ def set_standby(node, standby, via=None):
 def restart_node(node, timeout=90):
     state = load_state()
     stop_node(node, state, graceful=True)
-    prepare_node(node, state["nodes"], state.get("token"), state.get("master"))
+    prepare_node(node, state["nodes"], state.get("token"), state.get("master"), fresh=False)
     launch_node(node, state)
     wait_online([node], node, timeout=timeout)
 
@@ -703,17 +816,17 @@ def cmd_up(args):
         return 0
     started = time.monotonic()
     master = None
+    if args.formula and not args.master_ret_port:
+        args.master_ret_port, args.master_publish_port = FORMULA_MASTER_PORTS
     if args.master_ret_port:
         master = {"addr": args.master_addr, "ret_port": args.master_ret_port,
                   "publish_port": args.master_publish_port or args.master_ret_port - 1}
     os.makedirs(BASE, exist_ok=True)
-    prepare_shared_db()
     os.makedirs(OCF_PROVIDER_DIR, exist_ok=True)  # mount point for the nodes' agent folder
     os.makedirs(os.path.dirname(ALERT_SPOOL), exist_ok=True)  # mount point for the nodes' spools
-    if os.path.exists(AGENT_SOURCE):
-        install_agent()
-    else:
-        os.makedirs(NODE_AGENT_DIR, exist_ok=True)
+    # new machines: no agent until the formula installs it
+    shutil.rmtree(NODE_AGENT_DIR, ignore_errors=True)
+    os.makedirs(NODE_AGENT_DIR)
     names = node_names(args.nodes)
     for name in names:
         prepare_node(name, args.nodes, args.token, master)
@@ -725,6 +838,99 @@ def cmd_up(args):
         launch_node(name, state)
     view = wait_online(names, names[0], timeout=args.timeout)
     log(f"{len(names)} nodes online, DC {view['dc']}, after {time.monotonic() - started:.1f}s")
+    if args.formula:
+        formula_up(state, names, monitor=args.monitor, stickiness=args.stickiness)
+        log(f"formula applied, API answering on the VIP, {time.monotonic() - started:.1f}s after start")
+    return 0
+
+
+# ---------------------------------------------------------------- the formula's own master (CLI, bench)
+
+FORMULA_MASTER_PORTS = (14526, 14525)  # ret, publish (the single-node sandbox uses 14506/14505)
+
+
+def salt_master_argv(*args):
+    return [os.path.join(SANDBOX, "venv", "salt", "bin", args[0]), "-c", os.path.join(MASTER_DIR, "etc"), *args[1:]]
+
+
+def formula_up(state, names, monitor="5s", stickiness=100):
+    """salt-master on 198.18.0.254, the pillar, the region, then salt '*' state.apply cinder_ha."""
+    sandbox = load_sandbox()
+    facts = sandbox.facts()
+    if "db_password" not in facts or "cinder_api" not in facts:
+        raise MultinodeError("start the sandbox's services first: sandbox/sandbox.py up mariadb rabbitmq keystone cinder")
+    ret_port, publish_port = state["master"]["ret_port"], state["master"]["publish_port"]
+    shutil.rmtree(MASTER_DIR, ignore_errors=True)
+    pillar_dir = os.path.join(MASTER_DIR, "pillar")
+    write_pillar(pillar_dir, formula_pillar(facts, monitor=monitor, stickiness=stickiness))
+    os.makedirs(os.path.join(MASTER_DIR, "etc"))
+    config = master_config(ret_port, publish_port, pillar_dir, root_dir=os.path.join(MASTER_DIR, "root"))
+    write_file(os.path.join(MASTER_DIR, "etc", "master"), json.dumps(config, indent=2) + "\n")
+    region_present(facts)
+    with open(os.path.join(BASE, "salt-master.log"), "ab") as out:
+        proc = subprocess.Popen(salt_master_argv("salt-master", "--log-level=quiet"), stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                env=clean_env(PYTHONPATH=os.path.join(SANDBOX, "site")))
+    state["salt_master"] = proc.pid
+    state["formula"] = True
+    save_state(state)
+    deadline = time.monotonic() + 180
+    answered = set()
+    while time.monotonic() < deadline and answered != set(names):
+        res = subprocess.run(salt_master_argv("salt", "--out=json", "--static", "--timeout=10", "*", "test.ping"),
+                             capture_output=True, text=True, timeout=60, env=clean_env())
+        try:
+            answered = {k for k, v in json.loads(res.stdout or "{}").items() if v is True}
+        except ValueError:
+            answered = set()
+        time.sleep(1)
+    if answered != set(names):
+        raise MultinodeError(f"minions answering: {sorted(answered)} of {names}")
+    formula_apply()
+    wait_answering(timeout=120)
+
+
+def formula_apply(target="*"):
+    """salt TARGET state.apply cinder_ha through the multinode master; raises on any failed state."""
+    res = subprocess.run(salt_master_argv("salt", "--out=json", "--static", "--timeout=600", target,
+                                          "state.apply", "cinder_ha"),
+                         capture_output=True, text=True, timeout=900, env=clean_env())
+    try:
+        runs = json.loads(res.stdout)
+    except ValueError:
+        raise MultinodeError(f"state.apply gave no JSON (rc {res.returncode}): {res.stderr[-800:]}") from None
+    failed = {minion: [v.get("comment") for v in states.values() if v.get("result") is not True]
+              if isinstance(states, dict) else states for minion, states in runs.items()}
+    failed = {k: v for k, v in failed.items() if v}
+    if failed:
+        raise MultinodeError(f"state.apply cinder_ha failed: {json.dumps(failed)[:2000]}")
+    return runs
+
+
+def formula_down(state):
+    pid = state.pop("salt_master", None)
+    terminate(pid, "salt-master", timeout=20)
+    # the master's worker processes are in its session
+    if pid:
+        for entry in os.listdir("/proc"):
+            if entry.isdigit() and "salt-master" in cmdline(int(entry)) and MASTER_DIR in cmdline(int(entry)):
+                try:
+                    os.kill(int(entry), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+    if state.pop("formula", False):
+        try:
+            region_absent(load_sandbox().facts())
+        except OSError as exc:
+            log(f"could not remove the catalog region {REGION}: {exc}")
+
+
+def cmd_apply(args):
+    state = load_state()
+    if not state.get("salt_master"):
+        raise MultinodeError("not up with --formula")
+    formula_apply(args.target)
+    log("state.apply cinder_ha: no failed state")
     return 0
 
 
@@ -740,6 +946,7 @@ def cmd_down(args):
         time.sleep(0.1)
     for name in node_names(count):
         stop_node(name, state, graceful=False)
+    formula_down(state)
     forwarder_down(state)
     existing = netns_list()
     for ns in sorted(existing):
@@ -807,7 +1014,7 @@ def cmd_restart(args):
         raise MultinodeError("not up")
     node_index(args.node)
     stop_node(args.node, state, graceful=True)
-    prepare_node(args.node, state["nodes"], state.get("token"), state.get("master"))
+    prepare_node(args.node, state["nodes"], state.get("token"), state.get("master"), fresh=False)
     started = time.monotonic()
     launch_node(args.node, state)
     if args.wait:
@@ -826,7 +1033,14 @@ def main(argv=None):
     p.add_argument("--master-ret-port", type=int, default=None)
     p.add_argument("--master-publish-port", type=int, default=None)
     p.add_argument("--timeout", type=float, default=120)
+    p.add_argument("--formula", action="store_true",
+                   help="a salt-master on 198.18.0.254 and salt '*' state.apply cinder_ha (the formula builds it all)")
+    p.add_argument("--monitor", default="5s", help="with --formula: pillar agent:monitor_interval")
+    p.add_argument("--stickiness", type=int, default=100, help="with --formula: pillar cluster:stickiness")
     p.set_defaults(func=cmd_up)
+    p = sub.add_parser("apply")
+    p.add_argument("target", nargs="?", default="*")
+    p.set_defaults(func=cmd_apply)
     p = sub.add_parser("down")
     p.add_argument("--timeout", type=float, default=30)
     p.set_defaults(func=cmd_down)
@@ -845,12 +1059,11 @@ def main(argv=None):
     p.add_argument("--no-wait", dest="wait", action="store_false")
     p.add_argument("--timeout", type=float, default=90)
     p.set_defaults(func=cmd_restart)
-    p = sub.add_parser("_forward")  # internal: the Keystone relay process
+    p = sub.add_parser("_forward")  # internal: the relay to Keystone, MariaDB, RabbitMQ
     p.add_argument("listen_addr")
-    p.add_argument("listen_port", type=int)
+    p.add_argument("ports")
     p.add_argument("target_addr")
-    p.add_argument("target_port", type=int)
-    p.set_defaults(func=lambda a: forward_main(a.listen_addr, a.listen_port, a.target_addr, a.target_port))
+    p.set_defaults(func=lambda a: forward_main(a.listen_addr, [int(x) for x in a.ports.split(",")], a.target_addr))
     args = parser.parse_args(argv)
     try:
         return args.func(args)

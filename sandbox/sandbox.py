@@ -8,8 +8,11 @@
 Components
     cluster   corosync + pacemakerd, one node "node1" on 127.0.0.1, CIB seeded so a DC
               is elected in seconds (no systemd needed)
-    keystone  Keystone 30 under gunicorn on 127.0.0.1:5000, SQLite, fernet tokens
-    cinder    cinder-api's configuration, SQLite database synced; the cluster starts it
+    mariadb   MariaDB (Debian's) on 127.0.0.1:3306, its own datadir; database and user `cinder`
+    rabbitmq  RabbitMQ (Debian's) on 127.0.0.1:5672, epmd and distribution on loopback too;
+              vhost and user `cinder`
+    keystone  Keystone 30 under gunicorn on 127.0.0.1:5000 (its own SQLite), fernet tokens
+    cinder    cinder-api's configuration, schema synced into MariaDB; the cluster starts it
     salt      salt-master + salt-minion "node1" on 127.0.0.1:14505/14506
 
 Every process is recorded by pid under $CINDER_HA_SANDBOX/run. A port or daemon that is
@@ -42,6 +45,10 @@ NODE = "node1"
 VIP = "127.0.0.103"
 CINDER_PORT = 8776
 KEYSTONE_PORT = 5000
+MARIADB_PORT = 3306
+RABBIT_PORT = 5672
+EPMD_PORT = 4369
+RABBIT_DIST_PORT = 25672
 SALT_PUBLISH_PORT = 14505
 SALT_RET_PORT = 14506
 CINDER_CONF_DIR = "/etc/cinder"
@@ -346,6 +353,181 @@ def cluster_status():
     return f"cluster: pacemakerd pid {ours}\n" + "\n".join("    " + line for line in res.stdout.splitlines())
 
 
+# ---------------------------------------------------------------- mariadb (the guide's MySQL)
+
+
+def mariadb_paths():
+    base = os.path.join(SANDBOX, "mariadb")
+    return {"base": base, "data": os.path.join(base, "data"), "run": os.path.join(base, "run"),
+            "socket": os.path.join(base, "run", "mysqld.sock"), "log": os.path.join(LOG, "mariadb.log")}
+
+
+def mariadb_sql(sql, timeout=60):
+    """Run SQL as MariaDB's root over the socket (unix_socket auth); the SQL goes on stdin,
+    so passwords in it are on no command line."""
+    res = subprocess.run(["mariadb", "--no-defaults", f"--socket={mariadb_paths()['socket']}", "--batch",
+                          "--skip-column-names"], input=sql, capture_output=True, text=True, timeout=timeout)
+    if res.returncode != 0:
+        raise SandboxError(f"mariadb: {res.stderr.strip()[-500:]}")
+    return res.stdout
+
+
+def sql_string(value):
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def mariadb_up():
+    if not shutil.which("mariadbd"):
+        raise SandboxError("mariadb-server not installed: run sandbox/install.sh first")
+    paths = mariadb_paths()
+    pid = recorded_pid("mariadb", "mariadbd")
+    if pid:
+        log(f"mariadb: already running (pid {pid})")
+    else:
+        if port_busy("127.0.0.1", MARIADB_PORT):
+            raise SandboxError(f"127.0.0.1:{MARIADB_PORT} is in use by a process this sandbox did not start")
+        mysql = pwd.getpwnam("mysql")
+        for path in (paths["base"], paths["data"], paths["run"]):
+            os.makedirs(path, exist_ok=True)
+            os.chown(path, mysql.pw_uid, mysql.pw_gid)
+        os.chmod(paths["data"], 0o700)
+        if not os.path.isdir(os.path.join(paths["data"], "mysql")):
+            log("mariadb: initializing its data directory")
+            run(["mariadb-install-db", "--no-defaults", "--user=mysql", f"--datadir={paths['data']}",
+                 "--auth-root-authentication-method=socket", "--skip-test-db"], timeout=180)
+        started = time.monotonic()
+        # --no-defaults: nothing from /etc/mysql; loopback only, our own socket and datadir.
+        spawn("mariadb", ["mariadbd", "--no-defaults", "--user=mysql", f"--datadir={paths['data']}",
+                          "--bind-address=127.0.0.1", f"--port={MARIADB_PORT}", f"--socket={paths['socket']}",
+                          f"--pid-file={os.path.join(paths['run'], 'mariadbd.pid')}", "--skip-name-resolve",
+                          f"--log-error={paths['log']}", "--max-connections=500"],
+              os.path.join(LOG, "mariadb.stdout"))
+        wait_for("mariadb", lambda: run(["mariadb-admin", "--no-defaults", f"--socket={paths['socket']}", "ping"],
+                                        check=False, timeout=10).returncode == 0, 60)
+        log(f"mariadb: answering on 127.0.0.1:{MARIADB_PORT} after {time.monotonic() - started:.1f}s")
+    f = facts()
+    # URL-special characters the whole stack accepts (SQLAlchemy decodes the percent-encoded URL)
+    password = f.get("db_password") or "c1nd@r:p/w%#?" + secrets.token_urlsafe(9)
+    # 127.0.0.1: the single node connects directly, the namespace nodes through the bridge relay
+    mariadb_sql(f"""CREATE DATABASE IF NOT EXISTS cinder CHARACTER SET utf8mb4;
+CREATE USER IF NOT EXISTS 'cinder'@'127.0.0.1' IDENTIFIED BY {sql_string(password)};
+ALTER USER 'cinder'@'127.0.0.1' IDENTIFIED BY {sql_string(password)};
+GRANT ALL PRIVILEGES ON cinder.* TO 'cinder'@'127.0.0.1';
+FLUSH PRIVILEGES;
+""")
+    save_facts({"db_host": "127.0.0.1", "db_port": MARIADB_PORT, "db_user": "cinder", "db_password": password,
+                "db_name": "cinder", "db_socket": paths["socket"]})
+
+
+def mariadb_down():
+    pid = recorded_pid("mariadb", "mariadbd")
+    if pid:
+        stop_pid("mariadb", pid, timeout=60)
+
+
+def daemon_status(name, marker, port):
+    pid = recorded_pid(name, marker)
+    return f"{name}: {'pid %s, 127.0.0.1:%s' % (pid, port) if pid else 'not running'}"
+
+
+# ---------------------------------------------------------------- rabbitmq (notifications, RPC)
+
+RABBIT_NODENAME = "cinderha@localhost"
+
+
+def rabbit_paths():
+    base = os.path.join(SANDBOX, "rabbitmq")
+    return {"base": base, "home": os.path.join(base, "home"), "mnesia": os.path.join(base, "mnesia"),
+            "log": os.path.join(LOG, "rabbitmq")}
+
+
+def rabbit_env():
+    paths = rabbit_paths()
+    return {
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "HOME": paths["home"],
+        "RABBITMQ_NODENAME": RABBIT_NODENAME, "RABBITMQ_MNESIA_BASE": paths["mnesia"],
+        "RABBITMQ_LOG_BASE": paths["log"], "RABBITMQ_ENABLED_PLUGINS_FILE": os.path.join(paths["home"], "plugins"),
+        "RABBITMQ_CONFIG_FILE": os.path.join(paths["home"], "rabbitmq"),
+        # Loopback only: AMQP, epmd and the Erlang distribution port open on every address otherwise.
+        "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1", "RABBITMQ_NODE_PORT": str(RABBIT_PORT),
+        "RABBITMQ_DIST_PORT": str(RABBIT_DIST_PORT), "ERL_EPMD_ADDRESS": "127.0.0.1",
+        "ERL_EPMD_PORT": str(EPMD_PORT),
+        "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+    }
+
+
+def as_rabbitmq(argv):
+    return ["setpriv", "--reuid", "rabbitmq", "--regid", "rabbitmq", "--init-groups", "--"] + argv
+
+
+def rabbitmqctl(*args, stdin=None, check=True, timeout=60):
+    res = subprocess.run(as_rabbitmq(["/usr/lib/rabbitmq/bin/rabbitmqctl", *args]), env=rabbit_env(), input=stdin,
+                         capture_output=True, text=True, timeout=timeout)
+    if check and res.returncode != 0:
+        raise SandboxError(f"rabbitmqctl {args[0]}: {(res.stderr or res.stdout).strip()[-500:]}")
+    return res
+
+
+def rabbitmq_up():
+    if not os.path.exists("/usr/lib/rabbitmq/bin/rabbitmq-server"):
+        raise SandboxError("rabbitmq-server not installed: run sandbox/install.sh first")
+    paths = rabbit_paths()
+    rabbit = pwd.getpwnam("rabbitmq")
+    for path in paths.values():
+        os.makedirs(path, exist_ok=True)
+        os.chown(path, rabbit.pw_uid, rabbit.pw_gid)
+    os.chmod(paths["home"], 0o700)  # the Erlang cookie lives here
+    if not recorded_pid("epmd", "epmd"):
+        if port_busy("127.0.0.1", EPMD_PORT):
+            raise SandboxError(f"127.0.0.1:{EPMD_PORT} (epmd) is in use by a process this sandbox did not start")
+        spawn("epmd", as_rabbitmq(["epmd", "-address", "127.0.0.1", "-port", str(EPMD_PORT)]),
+              os.path.join(LOG, "epmd.stdout"), env=rabbit_env())
+        wait_for("epmd", lambda: port_busy("127.0.0.1", EPMD_PORT), 10)
+    pid = recorded_pid("rabbitmq", "rabbitmq-server")
+    if pid:
+        log(f"rabbitmq: already running (pid {pid})")
+    else:
+        if port_busy("127.0.0.1", RABBIT_PORT):
+            raise SandboxError(f"127.0.0.1:{RABBIT_PORT} is in use by a process this sandbox did not start")
+        started = time.monotonic()
+        spawn("rabbitmq", as_rabbitmq(["/usr/lib/rabbitmq/bin/rabbitmq-server"]),
+              os.path.join(LOG, "rabbitmq.stdout"), env=rabbit_env(), cwd=paths["home"])
+        # await_startup right after launch fails (the node is not registered yet): poll the port first
+        wait_for("rabbitmq on :5672", lambda: port_busy("127.0.0.1", RABBIT_PORT), 90)
+        wait_for("rabbitmq startup", lambda: rabbitmqctl("await_startup", check=False, timeout=30).returncode == 0, 60)
+        log(f"rabbitmq: answering on 127.0.0.1:{RABBIT_PORT} after {time.monotonic() - started:.1f}s")
+    f = facts()
+    # URL-special characters kombu accepts ('/' is the one it cannot take: see the notes)
+    password = f.get("rabbit_password") or "r@bb:it%#?" + secrets.token_urlsafe(9)
+    vhost, user = "cinder", "cinder"
+    if vhost not in rabbitmqctl("list_vhosts", "--quiet", "--no-table-headers").stdout.split():
+        rabbitmqctl("add_vhost", vhost)
+    users = [line.split()[0] for line in rabbitmqctl("list_users", "--quiet", "--no-table-headers").stdout.splitlines()
+             if line.strip()]
+    # the password goes on stdin: rabbitmqctl reads it from there when it is not an argument
+    if user in users:
+        rabbitmqctl("change_password", user, stdin=password)
+    else:
+        rabbitmqctl("add_user", user, stdin=password)
+    if "guest" in users:
+        rabbitmqctl("delete_user", "guest")
+    rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
+    save_facts({"rabbit_host": "127.0.0.1", "rabbit_port": RABBIT_PORT, "rabbit_user": user,
+                "rabbit_password": password, "rabbit_vhost": vhost})
+
+
+def rabbitmq_down():
+    pid = recorded_pid("rabbitmq", "rabbitmq-server")
+    if pid:
+        log(f"stopping rabbitmq (pid {pid})")
+        rabbitmqctl("stop", check=False, timeout=60)
+        stop_pid("rabbitmq", pid, timeout=30)
+    pid = recorded_pid("epmd", "epmd")
+    if pid:
+        stop_pid("epmd", pid, timeout=10)
+
+
+
 # ---------------------------------------------------------------- keystone
 
 
@@ -442,15 +624,23 @@ def keystone_down():
 # ---------------------------------------------------------------- cinder
 
 
-def cinder_seed_conf(state):
+def database_url(f):
+    """The MariaDB URL the sandbox's cinder uses (the same one the formula builds from the pillar)."""
+    from urllib.parse import quote
+    return (f"mysql+pymysql://{quote(f['db_user'], safe='')}:{quote(f['db_password'], safe='')}"
+            f"@{f['db_host']}:{f['db_port']}/{f['db_name']}")
+
+
+def cinder_seed_conf(state, f):
     """The guide's cinder.conf as an operator would have it: its legacy keys, which cinder
-    ignores today, plus what this sandbox needs to run. The formula migrates it."""
+    ignores today (sql_connection, rabbit_host, notifier_strategy), plus what this sandbox
+    needs to run. The formula migrates it."""
     return f"""# cinder.conf seeded by the cinder-ha sandbox; the cinder_ha formula manages its keys.
 [DEFAULT]
-# From the OpenStack HA guide (2014): these three names are ignored by current cinder.
-sql_connection = sqlite:///{state}/cinder.db
+# From the OpenStack HA guide (2014): these names are ignored by current cinder.
+sql_connection = mysql://{f['db_user']}:CINDER_DBPASS@{f['db_host']}/{f['db_name']}
 notifier_strategy = rabbit
-rabbit_host = 127.0.0.1
+rabbit_host = {f['rabbit_host']}
 osapi_volume_listen_port = {CINDER_PORT}
 osapi_volume_workers = 1
 auth_strategy = keystone
@@ -472,8 +662,18 @@ def ensure_cinder_user():
     return pwd.getpwnam("cinder").pw_uid, grp.getgrnam("cinder").gr_gid
 
 
+def cinder_db_synced(f):
+    """Is cinder's schema in MariaDB? (the services table is what cinder-api dies without)"""
+    out = mariadb_sql(f"SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = "
+                      f"{sql_string(f['db_name'])} AND table_name = 'services';")
+    return out.strip() == "1"
+
+
 def cinder_up():
     bindir = need_venv("cinder")
+    f = facts()
+    if "db_password" not in f or "rabbit_password" not in f:
+        raise SandboxError("start mariadb and rabbitmq before cinder (sandbox.py up mariadb rabbitmq)")
     uid, gid = ensure_cinder_user()
     state = os.path.join(SANDBOX, "cinder")
     for path in (state, os.path.join(state, "lock"), os.path.join(LOG, "cinder")):
@@ -482,33 +682,34 @@ def cinder_up():
     os.makedirs(CINDER_CONF_DIR, exist_ok=True)
     conf = os.path.join(CINDER_CONF_DIR, "cinder.conf")
     if not os.path.exists(conf):
-        write_file(conf, cinder_seed_conf(state), 0o640)
+        write_file(conf, cinder_seed_conf(state, f), 0o640)
         os.chown(conf, 0, gid)
         log(f"cinder: seeded {conf} with the guide's legacy keys")
     paste = os.path.join(CINDER_CONF_DIR, "api-paste.ini")
     if not os.path.exists(paste):
         shutil.copy2(os.path.join(VENV, "cinder", "etc", "cinder", "api-paste.ini"), paste)
-    db = os.path.join(state, "cinder.db")
-    if not os.path.exists(db):
-        # A throwaway config names the database explicitly: the seeded file's legacy
+    if not cinder_db_synced(f):
+        # A throwaway config (0600, removed) names the database: the seeded file's legacy
         # sql_connection would be ignored by cinder-manage too.
         sync_conf = os.path.join(state, "db-sync.conf")
-        write_file(sync_conf, f"[DEFAULT]\nstate_path = {state}\n[database]\nconnection = sqlite:///{db}\n", 0o600)
-        log("cinder: cinder-manage db sync (~5 s)")
-        run([os.path.join(bindir, "cinder-manage"), "--config-file", sync_conf, "db", "sync"], timeout=300)
-        os.unlink(sync_conf)
-        os.chown(db, uid, gid)
+        write_file(sync_conf, f"[DEFAULT]\nstate_path = {state}\n[database]\nconnection = "
+                              f"{database_url(f).replace('$', '$$')}\n", 0o600)
+        log("cinder: cinder-manage db sync into MariaDB (~20 s)")
+        try:
+            run([os.path.join(bindir, "cinder-manage"), "--config-file", sync_conf, "db", "sync"], timeout=600)
+        finally:
+            os.unlink(sync_conf)
     save_facts({
         "cinder_conf": conf,
         "cinder_api": os.path.join(bindir, "cinder-api"),
         "cinder_manage": os.path.join(bindir, "cinder-manage"),
         "cinder_state_path": state,
-        "cinder_db": db,
+        "cinder_db_url": database_url(f),
         "vip": VIP,
         "cinder_port": CINDER_PORT,
         "node": NODE,
     })
-    log(f"cinder: {conf} ready, database {db}; cinder-api is started by the cluster on {VIP}:{CINDER_PORT}")
+    log(f"cinder: {conf} ready, schema in MariaDB; cinder-api is started by the cluster on {VIP}:{CINDER_PORT}")
 
 
 def cinder_down():
@@ -553,6 +754,9 @@ pillar_roots:
 reactor:
   - 'cinder_ha/*':
     - salt://cinder_ha/reactor/dispatch.sls
+# the reactor trusts a minion's event only with its signature (README: reactor trust model);
+# Salt 3008.4 masters have no default for this and fail on signed returns without it
+signing_algorithm: PKCS1v15-SHA1
 """)
     write_file(os.path.join(etc, "minion"), f"""{MARKER}
 id: {NODE}
@@ -563,6 +767,8 @@ root_dir: {base}/minion
 user: root
 # Two jobs never refuse each other: a reactor-triggered run waits for the running one.
 state_queue: True
+# events signed with this minion's key: the reactor acts only on signed events
+minion_sign_messages: True
 # cinder.conf drift and cluster alerts -> events -> reactor (see README, "Drift and moves")
 engines:
   - cinder_ha_watch:
@@ -598,43 +804,58 @@ def salt_up():
     log(f"salt: master and minion {NODE} answering after {time.monotonic() - started:.1f}s")
 
 
-def write_sandbox_pillar(path):
-    """The sandbox pillar: one VIP on loopback, the real Keystone, SQLite, no broker."""
-    f = facts()
-    if "keystone_admin_password" not in f or "cinder_db" not in f:
-        raise SandboxError("start keystone and cinder before salt (their facts go into the pillar)")
-    if "rabbit_password" not in f:  # no broker runs here; the password only has to stay the same
-        save_facts({"rabbit_password": secrets.token_urlsafe(12)})
-        f = facts()
-    pillar = {
-        "cinder_ha": {
-            "vip": {"address": VIP, "netmask": 32, "nic": "lo"},
-            "cinder_api_port": CINDER_PORT,
-            "database": {"connection": f"sqlite:///{f['cinder_db']}"},
-            "rabbitmq": {"hosts": ["127.0.0.1:5672"], "user": "openstack", "password": f["rabbit_password"],
-                         "virtual_host": "/"},
-            "keystone": {
-                "auth_url": f["keystone_url"], "username": f["keystone_admin_user"],
-                "password": f["keystone_admin_password"], "project_name": f["keystone_admin_project"],
-                "region": f["keystone_region"],
-            },
-            # the authenticated monitor (a Keystone v3 token, then GET /v3/); its password is
-            # kept out of the CIB as a Pacemaker secret (secret_mode lrm, the default)
-            "agent": {"binary": f["cinder_api"], "monitor_interval": "5s",
-                      "os_auth_url": f["keystone_url"], "os_username": f["keystone_admin_user"],
-                      "os_password": f["keystone_admin_password"], "os_project_name": f["keystone_admin_project"]},
-            "cinder_conf": {
-                "extra": {
-                    "keystone_authtoken": {
-                        "www_authenticate_uri": f["keystone_url"], "auth_url": f["keystone_url"],
-                        "auth_type": "password", "username": f["keystone_admin_user"],
-                        "password": f["keystone_admin_password"], "project_name": f["keystone_admin_project"],
-                        "user_domain_name": "Default", "project_domain_name": "Default",
-                    },
-                },
-            },
+def sandbox_pillar(f, vip=VIP, netmask=32, nic="lo", keystone_url=None, db_host=None, rabbit_host=None,
+                   extra_conf=None, **overrides):
+    """The cinder_ha pillar of the sandbox: the real MariaDB and RabbitMQ (structured, so the
+    formula builds and encodes the URLs), the real Keystone, the authenticated monitor with its
+    password as a Pacemaker secret. The three namespace nodes use the same with their own VIP
+    and addresses (sandbox/multinode.py)."""
+    keystone_url = keystone_url or f["keystone_url"]
+    conf_extra = {
+        "DEFAULT": {"auth_strategy": "keystone"},
+        "keystone_authtoken": {
+            "www_authenticate_uri": keystone_url, "auth_url": keystone_url,
+            "auth_type": "password", "username": f["keystone_admin_user"],
+            "password": f["keystone_admin_password"], "project_name": f["keystone_admin_project"],
+            "user_domain_name": "Default", "project_domain_name": "Default",
         },
     }
+    for section, keys in (extra_conf or {}).items():
+        conf_extra.setdefault(section, {}).update(keys)
+    pillar = {
+        "vip": {"address": vip, "netmask": netmask, "nic": nic},
+        "cinder_api_port": CINDER_PORT,
+        "database": {"host": db_host or f["db_host"], "port": f["db_port"], "user": f["db_user"],
+                     "password": f["db_password"], "name": f["db_name"]},
+        "rabbitmq": {"hosts": [f"{rabbit_host or f['rabbit_host']}:{f['rabbit_port']}"], "user": f["rabbit_user"],
+                     "password": f["rabbit_password"], "virtual_host": f["rabbit_vhost"]},
+        "keystone": {
+            "auth_url": keystone_url, "username": f["keystone_admin_user"],
+            "password": f["keystone_admin_password"], "project_name": f["keystone_admin_project"],
+            "region": f["keystone_region"],
+        },
+        # the authenticated monitor (a Keystone v3 token, then GET /v3/); its password is
+        # kept out of the CIB as a Pacemaker secret (secret_mode lrm, the default)
+        "agent": {"binary": f["cinder_api"], "monitor_interval": "5s",
+                  "os_auth_url": keystone_url, "os_username": f["keystone_admin_user"],
+                  "os_password": f["keystone_admin_password"], "os_project_name": f["keystone_admin_project"]},
+        "cinder_conf": {"extra": conf_extra},
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(pillar.get(key), dict):
+            pillar[key] = {**pillar[key], **value}
+        else:
+            pillar[key] = value
+    return {"cinder_ha": pillar}
+
+
+def write_sandbox_pillar(path):
+    """The sandbox pillar file (operator edits, marked by removing the first line, are kept)."""
+    f = facts()
+    missing = [k for k in ("keystone_admin_password", "cinder_api", "db_password", "rabbit_password") if k not in f]
+    if missing:
+        raise SandboxError("start mariadb, rabbitmq, keystone and cinder before salt (their facts go into the pillar)")
+    pillar = sandbox_pillar(f)
     if os.path.exists(path):
         with open(path) as fh:
             if MARKER not in fh.readline():
@@ -652,7 +873,11 @@ def salt_down():
 
 # ---------------------------------------------------------------- main
 
+# Up in this order, down in the reverse: the database and the broker are there before the
+# cluster may start cinder-api (it reads the database at start), and stop after it.
 COMPONENTS = {
+    "mariadb": (mariadb_up, mariadb_down),
+    "rabbitmq": (rabbitmq_up, rabbitmq_down),
     "cluster": (cluster_up, cluster_down),
     "keystone": (keystone_up, keystone_down),
     "cinder": (cinder_up, cinder_down),
@@ -665,13 +890,16 @@ def status():
     lines = [
         f"sandbox dir: {SANDBOX}   facts (credentials, paths): {FACTS}",
         cluster_status(),
+        daemon_status("mariadb", "mariadbd", MARIADB_PORT),
+        daemon_status("rabbitmq", "rabbitmq-server", RABBIT_PORT),
         f"keystone: {'pid %s, ' % recorded_pid('keystone', 'gunicorn') if recorded_pid('keystone', 'gunicorn') else 'not running, '}"
         f"http://127.0.0.1:{KEYSTONE_PORT}/v3 (admin / see {FACTS})",
         f"cinder-api: VIP {VIP}:{CINDER_PORT} (started by the cluster), config {f.get('cinder_conf', CINDER_CONF_DIR + '/cinder.conf')}",
         f"salt: master {recorded_pid('salt-master', 'salt-master') or 'not running'}, minion {NODE} "
         f"{recorded_pid('salt-minion', 'salt-minion') or 'not running'}; config {salt_paths()[1]}",
         "logs:",
-        "    /var/log/pacemaker/pacemaker.log, /var/log/corosync/corosync.log",
+        "    /var/log/pacemaker/pacemaker.log, /var/log/corosync/corosync.log, "
+        f"{LOG}/mariadb.log, {LOG}/rabbitmq/",
         f"    {LOG}/keystone.log, {LOG}/cinder/, {SANDBOX}/salt/master/var/log/salt/, {LOG}/*.stdout",
     ]
     return "\n".join(lines)
@@ -684,7 +912,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         sys.exit("the sandbox runs real cluster daemons: run it as root")
-    names = args.components or list(COMPONENTS)
+    names = [name for name in COMPONENTS if name in (args.components or COMPONENTS)]
     try:
         if args.action == "up":
             for name in names:

@@ -2,7 +2,8 @@
 
 Everything lives under /srv/cinder-ha/t3 (own cinder.conf, api-paste.ini, state_path, a COPY of
 the sandbox's synced cinder.db) and listens on 127.0.0.113:18763, so it never touches the shared
-/etc/cinder or the lead's 127.0.0.103:8776.
+/etc/cinder or the lead's 127.0.0.103:8776. ``prepare_instance`` makes other such instances too
+(the reactor tests' t8r on 127.0.0.118:18768).
 """
 import contextlib
 import json
@@ -30,6 +31,7 @@ CONF_KEYSTONE = T3 / "cinder.conf"
 CONF_BADAUTH = T3 / "cinder-badauth.conf"  # keystone auth with a wrong service password
 PID_FILE = "/run/resource-agents/t3_cinder-api.pid"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
+PACEMAKER_LOG = pathlib.Path("/var/log/pacemaker/pacemaker.log")
 
 
 def env(**extra):
@@ -62,34 +64,55 @@ def _write(path, text, mode, uid=0, gid=0):
     os.replace(tmp, path)
 
 
-def prepare_instance():
-    """Create (idempotently) the t3 cinder configs: one noauth, one keystone. Returns the paths."""
+def _sync_private_db(db, state, cinder):
+    """A private SQLite database with cinder's schema (cinder-api dies at start without its
+    tables), made once per instance: `cinder-manage db sync`, ~5 s. Private, so these tests
+    never depend on (or write to) the sandbox's own database."""
+    sync_conf = state / "db-sync.conf"
+    tmp = db.with_name(db.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    _write(sync_conf, f"[DEFAULT]\nstate_path = {state}\n[database]\nconnection = sqlite:///{tmp}\n", 0o600)
+    try:
+        result = subprocess.run([str(pathlib.Path(BINARY).with_name("cinder-manage")), "--config-file", str(sync_conf),
+                                 "db", "sync"], capture_output=True, text=True, timeout=300, cwd="/",
+                                env=env())
+        if result.returncode != 0:
+            raise AssertionError(f"cinder-manage db sync for {db}: {result.stderr[-2000:]}")
+    finally:
+        sync_conf.unlink(missing_ok=True)
+    os.chown(tmp, cinder.pw_uid, cinder.pw_gid)
+    os.replace(tmp, db)
+
+
+def prepare_instance(base=T3, vip=VIP, port=PORT):
+    """Create (idempotently) the cinder configs of an instance (default t3): one noauth, one
+    keystone, one with a wrong keystone password. Returns the paths."""
     sandbox = facts()
     cinder = pwd.getpwnam("cinder")
-    state = T3 / "state"
-    for folder in (T3, state, state / "lock", T3 / "log"):
+    base = pathlib.Path(base)
+    state = base / "state"
+    for folder in (base, state, state / "lock", base / "log"):
         folder.mkdir(parents=True, exist_ok=True)
         os.chown(folder, cinder.pw_uid, cinder.pw_gid)
-    os.chmod(T3, 0o750)
-    for log in (T3 / "log").iterdir():  # cinder's own logs must stay writable by cinder
+    os.chmod(base, 0o750)
+    for log in (base / "log").iterdir():  # cinder's own logs must stay writable by cinder
         if not log.name.endswith(".console.log"):
             os.chown(log, cinder.pw_uid, cinder.pw_gid)
     db = state / "cinder.db"
     if not db.exists():
-        shutil.copyfile(sandbox["cinder_db"], db)
-        os.chown(db, cinder.pw_uid, cinder.pw_gid)
+        _sync_private_db(db, state, cinder)
     paste = pathlib.Path(sandbox["cinder_conf"]).with_name("api-paste.ini").read_text()
-    paste = re.sub(r"(?m)^disable_by_file_path\s*=.*$", f"disable_by_file_path = {T3}/healthcheck_disable", paste)
-    _write(T3 / "api-paste.ini", paste, 0o644)
+    paste = re.sub(r"(?m)^disable_by_file_path\s*=.*$", f"disable_by_file_path = {base}/healthcheck_disable", paste)
+    _write(base / "api-paste.ini", paste, 0o644)
     common = (
         "[DEFAULT]\n"
-        f"osapi_volume_listen = {VIP}\n"
-        f"osapi_volume_listen_port = {PORT}\n"
+        f"osapi_volume_listen = {vip}\n"
+        f"osapi_volume_listen_port = {port}\n"
         "osapi_volume_workers = 1\n"
         "transport_url = fake://\n"
         f"state_path = {state}\n"
-        f"log_dir = {T3}/log\n"
-        f"api_paste_config = {T3}/api-paste.ini\n"
+        f"log_dir = {base}/log\n"
+        f"api_paste_config = {base}/api-paste.ini\n"
         "graceful_shutdown_timeout = 10\n"
         "{auth}"
         "[database]\n"
@@ -97,7 +120,9 @@ def prepare_instance():
         "[oslo_concurrency]\n"
         f"lock_path = {state}/lock\n"
     )
-    _write(CONF_NOAUTH, common.replace("{auth}", "auth_strategy = noauth\n"), 0o640, 0, cinder.pw_gid)
+    paths = {"noauth": base / CONF_NOAUTH.name, "keystone": base / CONF_KEYSTONE.name,
+             "badauth": base / CONF_BADAUTH.name}
+    _write(paths["noauth"], common.replace("{auth}", "auth_strategy = noauth\n"), 0o640, 0, cinder.pw_gid)
     keystone = sandbox["keystone_url"].rsplit("/v3", 1)[0]
     auth = (
         "auth_strategy = keystone\n"
@@ -111,10 +136,10 @@ def prepare_instance():
         "user_domain_name = Default\n"
         "project_domain_name = Default\n"
     )
-    _write(CONF_KEYSTONE, common.replace("{auth}", auth), 0o640, 0, cinder.pw_gid)
+    _write(paths["keystone"], common.replace("{auth}", auth), 0o640, 0, cinder.pw_gid)
     bad = auth.replace(f"password = {sandbox['keystone_admin_password']}\n", "password = not-the-password\n")
-    _write(CONF_BADAUTH, common.replace("{auth}", bad), 0o640, 0, cinder.pw_gid)
-    return {"noauth": str(CONF_NOAUTH), "keystone": str(CONF_KEYSTONE), "badauth": str(CONF_BADAUTH)}
+    _write(paths["badauth"], common.replace("{auth}", bad), 0o640, 0, cinder.pw_gid)
+    return {name: str(path) for name, path in paths.items()}
 
 
 def guide_params(sandbox, config=str(CONF_KEYSTONE)):
@@ -160,8 +185,8 @@ def run_agent(action, params, instance="t3_cinder-api", timeout=120, **meta):
     return subprocess.run([str(AGENT_PATH), action], env=agent_env, capture_output=True, text=True, timeout=timeout)
 
 
-def cinder_pids():
-    """PIDs of every cinder-api process of the t3 instance (parent and workers)."""
+def cinder_pids(base=T3):
+    """PIDs of every cinder-api process of the t3 instance, or the one in `base` (parent and workers)."""
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -171,7 +196,7 @@ def cinder_pids():
         except OSError:
             continue
         text = [part.decode(errors="replace") for part in cmdline]
-        if any(part.endswith("cinder-api") for part in text) and any(str(T3) in part for part in text):
+        if any(part.endswith("cinder-api") for part in text) and any(f"{base}/" in part for part in text):
             found.append(int(entry))
     return sorted(found)
 
@@ -189,11 +214,11 @@ def all_cmdlines():
     return lines
 
 
-def healthcheck(timeout=2):
-    """HTTP status of the t3 instance's /healthcheck, or None when nothing answers."""
+def healthcheck(timeout=2, vip=VIP, port=PORT):
+    """HTTP status of the t3 instance's /healthcheck (or vip:port's), or None when nothing answers."""
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
-        with opener.open(f"http://{VIP}:{PORT}/healthcheck", timeout=timeout) as response:
+        with opener.open(f"http://{vip}:{port}/healthcheck", timeout=timeout) as response:
             return response.status
     except urllib.error.HTTPError as error:
         return error.code
@@ -211,18 +236,41 @@ def wait_for(predicate, timeout, step=0.2):
     return predicate()
 
 
-def kill_instance():
-    """Last-resort cleanup: SIGKILL every t3 cinder-api process, remove the pid file."""
-    for pid in cinder_pids():
+def kill_instance(base=T3, pid_file=PID_FILE):
+    """Last-resort cleanup: SIGKILL every cinder-api process of the instance, remove the pid file
+    and the agent's start record."""
+    for pid in cinder_pids(base):
         try:
             os.kill(pid, 9)
         except ProcessLookupError:
             pass
-    wait_for(lambda: not cinder_pids(), 10)
+    wait_for(lambda: not cinder_pids(base), 10)
+    for path in (pid_file, pid_file + ".start", pid_file + ".conf"):
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+def running_pid(pid_file=PID_FILE):
+    """The pid in the agent's pid file, or None."""
     try:
-        os.unlink(PID_FILE)
-    except FileNotFoundError:
-        pass
+        return int(pathlib.Path(pid_file).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def log_offset():
+    return PACEMAKER_LOG.stat().st_size
+
+
+def resource_ops_since(offset, rsc):
+    """start/stop operations of `rsc` that pacemaker-controld logged after byte `offset` of
+    pacemaker.log, in order (one entry per operation result)."""
+    with PACEMAKER_LOG.open("rb") as log:
+        log.seek(offset)
+        text = log.read().decode(errors="replace")
+    return re.findall(rf"Result of (start|stop) operation for {re.escape(rsc)} on ", text)
 
 
 # ---- live cluster (crm / C tools) ----

@@ -123,3 +123,30 @@ def crm_load(text):
     """Write objects the way an operator would, through crm itself (stdin, no shell)."""
     return subprocess.run(["crm", "configure", "load", "update", "-"], input=text, capture_output=True,
                           text=True, env=cib_env(), timeout=60)
+
+
+def sandbox_conf_copy(facts, work, vip, port):
+    """The text of /etc/cinder/cinder.conf listening on (vip, port), logging under work/log,
+    with the sandbox's MariaDB and Keystone settings if the file lacks them: the cinder.conf of
+    a test resource beside the sandbox's own."""
+    def literal(value):
+        return str(value).replace("$", "$$")  # oslo.config interpolates $
+
+    lines = []
+    for line in pathlib.Path("/etc/cinder/cinder.conf").read_text().splitlines():
+        if line.split("=")[0].strip() in ("osapi_volume_listen", "osapi_volume_listen_port", "log_dir"):
+            continue
+        lines.append(line)
+        if line.strip() == "[DEFAULT]":
+            lines += [f"osapi_volume_listen = {vip}", f"osapi_volume_listen_port = {port}",
+                      f"log_dir = {pathlib.Path(work) / 'log'}"]
+    if "[database]" not in lines:  # the seeded file has only the guide's ignored sql_connection
+        lines += ["[database]", "connection = " + literal(facts["cinder_db_url"])]
+    if "[keystone_authtoken]" not in lines:  # the agent's monitor sends an authenticated GET
+        lines += ["[keystone_authtoken]", f"www_authenticate_uri = {facts['keystone_url']}",
+                  f"auth_url = {facts['keystone_url']}", "auth_type = password",
+                  f"username = {facts['keystone_admin_user']}",
+                  f"password = {literal(facts['keystone_admin_password'])}",
+                  f"project_name = {facts['keystone_admin_project']}", "user_domain_name = Default",
+                  "project_domain_name = Default"]
+    return "\n".join(lines) + "\n"

@@ -44,8 +44,14 @@ def state_results(ret):
 
 def remove_cluster_objects():
     env = cluster_env()
-    for obj_id in CONSTRAINT_IDS + CLUSTER_IDS:
-        for tag in ("rsc_colocation", "rsc_order", "primitive"):
+    cib = ET.fromstring(subprocess.run(["cibadmin", "-Q", "-o", "constraints"], capture_output=True, text=True,
+                                       env=env, timeout=30).stdout or "<constraints/>")
+    # the formula's lrm secret rules (rsc_location on either resource). Constraints go first:
+    # the schema refuses to delete a resource a constraint still names (IDREF), and the wait
+    # below would then time out with the resource running and its secret about to be removed.
+    locations = [c.get("id") for c in cib.iter("rsc_location") if c.get("rsc") in CLUSTER_IDS]
+    for obj_id in tuple(locations) + CONSTRAINT_IDS + CLUSTER_IDS:
+        for tag in ("rsc_colocation", "rsc_order", "rsc_location", "primitive"):
             subprocess.run(["cibadmin", "--delete", "--xml-text", f'<{tag} id="{obj_id}"/>'], capture_output=True,
                            env=env, timeout=30)
     # orphaned resources are stopped by the cluster: wait for it to settle. The stop of an
@@ -58,6 +64,9 @@ def remove_cluster_objects():
                                                  capture_output=True, text=True, env=env, timeout=30).stdout):
         time.sleep(0.5)
     subprocess.run(["crm_resource", "--cleanup"], capture_output=True, env=env, timeout=60)
+    leftover = subprocess.run(["cibadmin", "-Q", "-o", "resources"], capture_output=True, text=True, env=env,
+                              timeout=30).stdout
+    assert f'id="{CLUSTER_IDS[0]}"' not in leftover, f"{CLUSTER_IDS[0]} could not be removed from the CIB"
     shutil.rmtree(f"/var/lib/pacemaker/lrm/secrets/{CLUSTER_IDS[0]}", ignore_errors=True)
 
 
@@ -66,7 +75,10 @@ def reset_slate(facts):
     remove_cluster_objects()
     sandbox = sandbox_script("sandbox")
     conf = pathlib.Path(facts["cinder_conf"])
-    conf.write_text(sandbox.cinder_seed_conf(facts["cinder_state_path"]))
+    conf.write_text(sandbox.cinder_seed_conf(facts["cinder_state_path"], facts))
+    # oslo.db's fallback, left by a cinder-api started on the guide's file (its sql_connection
+    # is ignored): the formula's test checks that none appears
+    pathlib.Path(facts["cinder_state_path"], "cinder.sqlite").unlink(missing_ok=True)
     os.chmod(conf, 0o640)
     shutil.chown(conf, "root", "cinder")
     session = keystone_session(facts)

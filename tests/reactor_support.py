@@ -89,7 +89,14 @@ def make_file_roots(root, conf_path):
     return root
 
 
-def master_overrides(file_roots, pillar_root, **extra):
+# The reactor starts a job only for an event signed with the accepted key of an allowed minion
+# (runner cinder_ha_reactor.react): the minions sign (minion_sign_messages), and the master
+# needs the same signing_algorithm (Salt 3008.4 has no master default for it).
+SIGNING = "PKCS1v15-SHA224"
+
+
+def master_overrides(file_roots, pillar_root, allow=None, **extra):
+    """allow: the minion ids the reactor acts for (default: the controllers by pillar)."""
     overrides = {
         "interface": "127.0.0.1",
         "file_roots": {"base": [str(file_roots), str(PROJECT / "salt"), str(PROJECT)]},
@@ -97,7 +104,12 @@ def master_overrides(file_roots, pillar_root, **extra):
         "auto_accept": True,
         "open_mode": True,
         "reactor": REACTOR,
+        "signing_algorithm": SIGNING,
+        # the tests edit the file many times a minute: the rate limit is not what they test
+        "cinder_ha_reactor": {"max_jobs": 1000, "window": 60},
     }
+    if allow:
+        overrides["cinder_ha_reactor"]["allow"] = list(allow)
     overrides.update(extra)
     return overrides
 
@@ -106,7 +118,8 @@ def minion_overrides(conf_path, alert_spool=None, **extra):
     engine = {"paths": [str(conf_path)]}
     if alert_spool:
         engine["alert_spool"] = str(alert_spool)
-    overrides = {"state_queue": True, "engines": [{"cinder_ha_watch": engine}]}
+    overrides = {"state_queue": True, "engines": [{"cinder_ha_watch": engine}],
+                 "minion_sign_messages": True, "signing_algorithm": SIGNING}
     overrides.update(extra)
     return overrides
 

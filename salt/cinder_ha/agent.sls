@@ -4,10 +4,12 @@
     set pillar cinder_ha:agent:source (URL) and the then required cinder_ha:agent:source_hash
     (checked by cinder_ha.validate). Mode 0755 is the guide's `chmod a+rx`. #}
 {%- import_yaml "cinder_ha/defaults.yaml" as defaults %}
-{%- set agent = salt["pillar.get"]("cinder_ha:agent", {}) or {} %}
-{%- set source = agent.get("source") or defaults.cinder_ha.agent_source %}
+{%- from "cinder_ha/map.jinja" import check, cinder_ha with context %}
 include:
   - cinder_ha.validate
+{%- if check.valid %}
+{%- set agent = cinder_ha.agent %}
+{%- set source = agent.get("source") or defaults.cinder_ha.agent_source %}
 
 cinder_ha ocf agent installed:
   file.managed:
@@ -22,3 +24,4 @@ cinder_ha ocf agent installed:
     - makedirs: True
     - require:
       - cinder_ha: cinder_ha pillar is valid
+{%- endif %}

@@ -2,12 +2,13 @@
     the public VIP, internal and admin URLs on the internal VIP, keyed on (service type,
     interface, region). Then the catalog URL is probed: a client that knows only Keystone
     must reach the real cinder-api. Only the controller changes the catalog. #}
-{%- from "cinder_ha/map.jinja" import cinder_ha, is_controller with context %}
-{%- set endpoints = cinder_ha.endpoints %}
-{%- set region = cinder_ha.keystone.region %}
+{%- from "cinder_ha/map.jinja" import check, cinder_ha, is_controller with context %}
 include:
   - cinder_ha.validate
+{%- if check.valid %}
   - cinder_ha.cluster
+{%- set endpoints = cinder_ha.endpoints %}
+{%- set region = cinder_ha.keystone.region %}
 {%- if is_controller %}
 {%-   for service_type in endpoints.service_types %}
 {%-     set service_name = endpoints.service_name if service_type == "block-storage" else endpoints.service_name ~ "v3" %}
@@ -47,4 +48,5 @@ block storage API answers through the catalog:
     - require:
       - cinder_keystone: {{ endpoints.service_types[0] }} endpoints
       - crm: cinder_ha cluster resources
+{%- endif %}
 {%- endif %}

@@ -1,8 +1,16 @@
 {#- Guide step 2: the primitive p_cinder-api (ocf:openstack:cinder-api) and the VIP
     p_ip_cinder-api, kept together (colocation + order), committed as ONE CIB transaction.
     Only the controller writes the CIB; with secret_mode lrm every node gets the secret
-    file, since any node may run the resource. #}
-{%- from "cinder_ha/map.jinja" import cinder_ha, is_controller with context %}
+    file, since any node may run the resource, and publishes the digest of its secrets as a
+    node attribute: location rules keep cinder-api off (and unprobed on) every node without
+    the current secret, and the VIP with it (a missing secret file is a hard "Unable to load
+    CIB secrets" error that bans the resource from the node until a cleanup). #}
+{%- from "cinder_ha/map.jinja" import check, cinder_ha, role, is_controller with context %}
+{%- if not check.valid %}
+{#- nothing but the validation state, which lists every problem #}
+include:
+  - cinder_ha.validate
+{%- else %}
 {%- set agent = cinder_ha.agent %}
 {%- set cluster = cinder_ha.cluster %}
 {%- set vip = cinder_ha.vip %}
@@ -18,6 +26,8 @@
 {#- The password is named by its pillar key and read inside the crm module: it never enters
     the rendered SLS (Salt caches that on the minion) nor a state argument. #}
 {%- if secret_params %}{% do params.update({"os_password": {"pillar": "cinder_ha:agent:os_password"}}) %}{% endif %}
+{%- set lrm_secrets = secret_params and agent.secret_mode == "lrm" %}
+{%- set secret_rule_ids = ["l_" ~ cluster.primitive_id ~ "_secrets", "l_" ~ cluster.vip_id ~ "_secrets"] %}
 {%- set vip_params = {"ip": vip.address, "cidr_netmask": vip.netmask | string} %}
 {%- if vip.nic %}{% do vip_params.update({"nic": vip.nic}) %}{% endif %}
 include:
@@ -25,12 +35,41 @@ include:
   - cinder_ha.agent
   - cinder_ha.alerts
 
-{%- if secret_params and agent.secret_mode == "lrm" %}
+{%- if not role.cluster_running %}
 
+{#- The agent and cinder.conf still apply on this node (their own SLS); the cluster part
+    cannot, and says so instead of passing silently. #}
+cinder_ha cluster not running on this node:
+  test.fail_without_changes:
+    - comment: {{ ("Cluster not running on this node: the secrets and cluster objects were not applied ("
+                   ~ role.reason ~ "). The agent and cinder.conf were.") | json }}
+    - require:
+      - cinder_ha: cinder_ha pillar is valid
+{%- else %}
+
+{%- if not is_controller %}
+
+cinder_ha cluster objects are the controller's:
+{%-   if role.dc or cinder_ha.controller %}
+  test.succeed_without_changes:
+    - comment: {{ ("Not the controller (" ~ role.reason ~ "): the cluster objects and the catalog are "
+                   "applied by that node; this node applies its own parts only.") | json }}
+{%-   else %}
+  test.fail_without_changes:
+    - comment: {{ ("No controller in this run: " ~ role.reason) | json }}
+{%-   endif %}
+{%- endif %}
+
+{%- if lrm_secrets %}
+
+{#- The controller's own digest attribute is set by crm.configured, in the same CIB
+    transaction as the rules: published here first, it would make this node ineligible
+    (and stop cinder-api here) until the rules caught up, on every password change. #}
 cinder_ha agent secrets on this node:
   crm.secrets_present:
     - name: {{ cluster.primitive_id | json }}
     - secrets: {{ {"os_password": {"pillar": "cinder_ha:agent:os_password"}} | json }}
+    - publish: {{ (not is_controller) | json }}
     - require:
       - cinder_ha: cinder_ha pillar is valid
 {%- endif %}
@@ -71,11 +110,36 @@ cinder_ha cluster resources:
         attributes:
           cinder_ha_resources: {{ (cluster.primitive_id ~ " " ~ cluster.vip_id) | json }}
         recipient: /var/lib/cinder-ha/alerts
+{%-   if lrm_secrets %}
+      {#- Nodes whose cinder_ha_secrets_<primitive> attribute is missing or stale: -INFINITY, and
+          resource-discovery=never so they are not even probed (Pacemaker 2.1 applies a rule's
+          discovery mode to the nodes the rule matches; a score alone still probes). The VIP
+          gets the same ban, probes allowed (IPaddr2 needs no secret): otherwise, when no node
+          is eligible, Pacemaker rolls the colocation back and starts the VIP alone. #}
+      - location: {{ secret_rule_ids[0] | json }}
+        resource: {{ cluster.primitive_id | json }}
+        secrets_of: {{ cluster.primitive_id | json }}
+        resource_discovery: never
+      - location: {{ secret_rule_ids[1] | json }}
+        resource: {{ cluster.vip_id | json }}
+        secrets_of: {{ cluster.primitive_id | json }}
+{%-   endif %}
     - require:
       - cinder_ha: cinder_ha pillar is valid
       - file: cinder_ha ocf agent installed
       - file: cinder_ha_alert_agent
-{%-   if secret_params and agent.secret_mode == "lrm" %}
+{%-   if lrm_secrets %}
       - crm: cinder_ha agent secrets on this node
+{%-   else %}
+
+{#- No lrm secret (plain mode, or no password): rules from an earlier lrm setup would keep
+    the resources off every node once the password changes. #}
+cinder_ha secrets rules absent:
+  crm.absent:
+    - ids: {{ secret_rule_ids | json }}
+    - require:
+      - crm: cinder_ha cluster resources
 {%-   endif %}
+{%- endif %}
+{%- endif %}
 {%- endif %}

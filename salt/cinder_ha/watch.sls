@@ -3,6 +3,7 @@
     salt-minion once (a state cannot restart the minion that runs it reliably).
 
     Master side (once, then restart salt-master):
+        signing_algorithm: PKCS1v15-SHA1
         reactor:
           - 'cinder_ha/*':
             - salt://cinder_ha/reactor/dispatch.sls
@@ -20,6 +21,8 @@ cinder_ha_watch_engine:
     - makedirs: True
     - mode: '0644'
     - dataset:
+        # the reactor acts only on events signed with this minion's key (README: trust model)
+        minion_sign_messages: True
         engines:
           - cinder_ha_watch:
               paths:

@@ -4,11 +4,13 @@ stop edge cases, secrets. Plus the formula's agent state through a real masterle
 
 Private instance: /srv/cinder-ha/t3 config, 127.0.0.113:18763 (see tests/agent_support.py).
 """
+import hashlib
 import json
 import os
 import pathlib
 import pwd
 import signal
+import stat
 import subprocess
 import threading
 import xml.etree.ElementTree as ET
@@ -223,6 +225,142 @@ def test_password_never_on_a_command_line_during_monitor(stopped, sandbox_facts)
     assert not seen_secret
 
 
+# ---- the start record: what the running daemon was started with ----
+
+RECORD = support.PID_FILE + ".start"
+SNAPSHOT = support.PID_FILE + ".conf"
+
+
+def noauth_params():
+    return {"binary": support.BINARY, "config": str(support.CONF_NOAUTH), "pid": support.PID_FILE}
+
+
+def read_record():
+    return dict(line.split("=", 1) for line in pathlib.Path(RECORD).read_text().splitlines())
+
+
+def with_listen(text, address):
+    return text.replace(f"osapi_volume_listen = {support.VIP}\n", f"osapi_volume_listen = {address}\n")
+
+
+@pytest.fixture
+def conf_restored(instance):
+    """The noauth config as prepare_instance wrote it, put back after the test edits it."""
+    original = support.CONF_NOAUTH.read_bytes()
+    yield support.CONF_NOAUTH
+    support.CONF_NOAUTH.write_bytes(original)
+
+
+def test_start_records_what_the_daemon_runs_with(stopped, conf_restored):
+    started = support.run_agent("start", noauth_params())
+    assert started.returncode == 0, started.stderr
+    pid = int(pathlib.Path(support.PID_FILE).read_text())
+    record = read_record()
+    assert record["pid"] == str(pid) and record["config"] == str(support.CONF_NOAUTH)
+    assert record["api_base"] == f"http://{support.VIP}:{support.PORT}" and record["api_path"] == "/v3/"
+    assert record["starttime"] == pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    assert record["snapshot"] == SNAPSHOT
+    snapshot = pathlib.Path(SNAPSHOT).read_bytes()
+    assert snapshot == support.CONF_NOAUTH.read_bytes()
+    assert record["sha256"] == hashlib.sha256(snapshot).hexdigest()
+    for path in (RECORD, SNAPSHOT):  # the copy holds passwords: root's alone
+        st = os.lstat(path)
+        assert stat.S_ISREG(st.st_mode) and (st.st_uid, st.st_mode & 0o777) == (0, 0o600), path
+    assert not [name for name in os.listdir("/run/resource-agents") if name.startswith(".t3_cinder-api")]
+
+
+def test_monitor_checks_the_recorded_address_whatever_the_config_says(stopped, conf_restored, tmp_path):
+    assert support.run_agent("start", noauth_params()).returncode == 0
+    # the issue's reproduction: a copy of the config with another listen address
+    copy = tmp_path / "cinder.conf"
+    copy.write_text(with_listen(support.CONF_NOAUTH.read_text(), "127.0.0.99"))
+    monitor = support.run_agent("monitor", dict(noauth_params(), config=str(copy)), CRM_meta_interval=5000)
+    assert monitor.returncode == 0, monitor.stderr
+    # the live config edited in place (drift, or the formula's new address before its restart)
+    support.CONF_NOAUTH.write_text(with_listen(support.CONF_NOAUTH.read_text(), "127.0.0.99").replace(
+        f"osapi_volume_listen_port = {support.PORT}", "osapi_volume_listen_port = 1"))
+    for interval in (5000, 0):  # recurring monitor and probe
+        monitor = support.run_agent("monitor", noauth_params(), CRM_meta_interval=interval)
+        assert monitor.returncode == 0, monitor.stderr
+    # a daemon that stopped answering still fails, record or not
+    for pid in support.cinder_pids():
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        hung = support.run_agent("monitor", noauth_params(), CRM_meta_interval=5000, CRM_meta_timeout=6000)
+        assert hung.returncode == 1 and f"http://{support.VIP}:{support.PORT}/healthcheck" in hung.stderr
+    finally:
+        for pid in support.cinder_pids():
+            os.kill(pid, signal.SIGCONT)
+    stop = support.run_agent("stop", noauth_params())
+    assert stop.returncode == 0, stop.stderr
+    assert not os.path.lexists(RECORD) and not os.path.lexists(SNAPSHOT)
+    assert not os.path.exists(support.PID_FILE)
+
+
+def test_without_a_record_the_monitor_reads_the_config(stopped, tmp_path):
+    """A daemon started by an older agent has no record: the config decides, as before."""
+    assert support.run_agent("start", noauth_params()).returncode == 0
+    os.unlink(RECORD)
+    copy = tmp_path / "cinder.conf"
+    copy.write_text(with_listen(support.CONF_NOAUTH.read_text(), "127.0.0.99"))
+    assert support.run_agent("monitor", noauth_params(), CRM_meta_interval=5000).returncode == 0
+    probe = support.run_agent("monitor", dict(noauth_params(), config=str(copy)), CRM_meta_interval=0)
+    assert probe.returncode == 1 and "no start record for pid" in probe.stderr
+    # a record of another process (a recycled pid) is not used either
+    assert support.run_agent("stop", noauth_params()).returncode == 0
+    assert support.run_agent("start", noauth_params()).returncode == 0
+    record = pathlib.Path(RECORD).read_text()
+    starttime = read_record()["starttime"]
+    pathlib.Path(RECORD).write_text(record.replace(f"starttime={starttime}\n", "starttime=1\n"))
+    assert support.run_agent("monitor", dict(noauth_params(), config=str(copy)),
+                             CRM_meta_interval=5000).returncode == 1
+
+
+def test_planted_links_are_never_followed(stopped, tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("must stay as it is\n")
+    os.chmod(victim, 0o644)
+    planted = [RECORD, SNAPSHOT, support.PID_FILE, support.PID_FILE + ".tmp"]  # .tmp: the old agent's name
+    for path in planted:
+        if os.path.lexists(path):
+            os.unlink(path)
+        os.symlink(victim, path)
+    try:
+        started = support.run_agent("start", noauth_params())
+        assert started.returncode == 0, started.stderr
+        assert victim.read_text() == "must stay as it is\n" and (victim.stat().st_mode & 0o777) == 0o644
+        for path in (RECORD, SNAPSHOT, support.PID_FILE):
+            assert not os.path.islink(path) and os.path.isfile(path), path
+        assert read_record()["pid"] == pathlib.Path(support.PID_FILE).read_text().strip()
+        assert support.run_agent("monitor", noauth_params(), CRM_meta_interval=5000).returncode == 0
+        # a link planted while it runs is not read as the record: the config decides
+        os.unlink(RECORD)
+        os.symlink(victim, RECORD)
+        probe = support.run_agent("monitor", noauth_params(), CRM_meta_interval=0)
+        assert probe.returncode == 0 and "no start record for pid" in probe.stderr
+        assert support.run_agent("stop", noauth_params()).returncode == 0
+        assert not os.path.lexists(RECORD) and victim.read_text() == "must stay as it is\n"
+    finally:
+        for path in planted:
+            if os.path.islink(path):
+                os.unlink(path)
+
+
+def test_no_record_in_a_folder_others_may_write(stopped, tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    params = dict(noauth_params(), pid=str(shared / "t3.pid"))
+    try:
+        started = support.run_agent("start", params)
+        assert started.returncode == 0, started.stderr
+        assert "is not root's alone: no start record" in started.stderr
+        assert sorted(os.listdir(shared)) == ["t3.pid"]
+        assert support.run_agent("monitor", params, CRM_meta_interval=5000).returncode == 0
+    finally:
+        support.run_agent("stop", params)
+
+
 # ---- the formula's agent state, through a real masterless salt-call ----
 
 GOOD_PILLAR = {
@@ -278,6 +416,36 @@ def test_url_source_without_hash_fails_validation_and_installs_nothing(tmp_path)
         assert result.returncode != 0
         valid = state_by_id(ret, "cinder_ha pillar is valid")
         assert valid["result"] is False and "source_hash" in valid["comment"]
-        assert state_by_id(ret, "cinder_ha ocf agent installed")["result"] is False
+        # nothing else renders on an invalid pillar (or, rendered, it fails on the requisite)
+        installed = [v for v in ret.values() if v.get("__id__") == "cinder_ha ocf agent installed"]
+        assert all(v["result"] is False for v in installed)
         assert not support.AGENT_PATH.exists()
         assert "s3cret" not in result.stdout + result.stderr
+
+
+def test_console_log_never_written_through_a_planted_link(stopped):
+    """root opens the daemon's console log, so never in cinder's log folder: a link planted
+    there (cinder owns it) makes root create or append to nothing; the console log lives next
+    to the pid file, in root's own folder."""
+    planted = support.T3 / "log" / "cinder-api.console.log"
+    missing = pathlib.Path("/root/cinder-ha-console-canary")
+    existing = support.T3 / "root-owned-canary"
+    existing.write_text("untouched\n")
+    os.chown(existing, 0, 0)
+    os.chmod(existing, 0o644)
+    for target in (missing, existing):
+        missing.unlink(missing_ok=True)
+        if planted.exists() or planted.is_symlink():
+            planted.unlink()
+        planted.symlink_to(target)
+        try:
+            started = support.run_agent("start", noauth_params())
+            assert started.returncode == 0, started.stderr
+            assert not missing.exists()
+            assert existing.read_text() == "untouched\n"
+            console = pathlib.Path(support.PID_FILE).parent / "t3_cinder-api.console.log"
+            assert console.exists() and not console.is_symlink() and console.stat().st_uid == 0
+        finally:
+            support.run_agent("stop", noauth_params())
+            planted.unlink()
+    existing.unlink()

@@ -128,7 +128,7 @@ def test_hostile_password_plain_is_stored_exactly_and_never_run(states, tmp_path
 
 def test_hostile_password_lrm_goes_to_a_0600_file_and_the_cib_gets_lrm(states, tmp_path):
     canary = tmp_path / "executed"
-    password = HOSTILE.format(canary=canary) + "\nsecond line"
+    password = HOSTILE.format(canary=canary) + "\ttab"
     secrets = tmp_path / "secrets"
     obj = {"primitive": "t4_pw", "agent": "ocf:pacemaker:Dummy", "params": {"passwd": password},
            "secret_params": ["passwd"], "secret_mode": "lrm"}
@@ -206,7 +206,7 @@ def test_test_mode_shows_the_diff_and_writes_nothing(loaders, offline):
 def test_concurrent_write_between_read_and_commit_is_retried(crm):
     # Prime the per-run cache, then another writer changes the CIB: our patch is rejected as
     # "older than existing", re-read and re-planned.
-    crm.read_cib(cache_token="run-1")
+    crm.show("cib-bootstrap-options", cache_token="run-1")  # reads the CIB once for run-1
     assert cib.crm_load("primitive t4_other Dummy\n").returncode == 0
     result = crm.configure(guide_objects(), cache_token="run-1")
     assert result["result"] is True, result["comment"]
@@ -215,7 +215,7 @@ def test_concurrent_write_between_read_and_commit_is_retried(crm):
 
 
 def test_same_objects_created_by_someone_else_meanwhile_is_a_noop(crm):
-    crm.read_cib(cache_token="run-2")
+    crm.show("cib-bootstrap-options", cache_token="run-2")
     assert cib.crm_load(GUIDE_AS_AN_OPERATOR_TYPES_IT).returncode == 0  # the "other minion"
     result = crm.configure(guide_objects(), cache_token="run-2")
     assert result["result"] is True and result["changes"] == {}
@@ -259,11 +259,11 @@ def test_verify_and_status_offline(crm):
 def test_secrets_present_on_a_node_that_does_not_write_the_cib(states, tmp_path):
     secrets = tmp_path / "secrets"
     first = states.secrets_present(name="t4_api", secrets={"os_password": "S3cr$t `x`"},
-                                   secrets_dir=str(secrets))
+                                   secrets_dir=str(secrets), publish=False)
     assert first.result is True and first.changes == {"os_password": "***"}
     assert (secrets / "t4_api" / "os_password").read_text() == "S3cr$t `x`"
     again = states.secrets_present(name="t4_api", secrets={"os_password": "S3cr$t `x`"},
-                                   secrets_dir=str(secrets))
+                                   secrets_dir=str(secrets), publish=False)
     assert again.changes == {}
     cib.assert_no_secret("S3cr$t", first.raw, "the state return")
 
@@ -312,3 +312,14 @@ def test_a_secret_named_by_its_pillar_key_is_read_in_the_module(loaders, offline
     cib.assert_no_secret(password, on_other_node.raw, "the state return")
     missing = loaders.states.crm.configured(name="t4", objects=[dict(obj, params={"passwd": {"pillar": "no:such:key"}})])
     assert missing.result is False and "no:such:key is not set" in missing.comment
+
+
+def test_secrets_present_fails_clearly_when_the_digest_cannot_be_published(states, tmp_path):
+    # The offline CIB has no node: crm_attribute cannot set the node attribute.
+    secrets = tmp_path / "secrets"
+    result = states.secrets_present(name="t4_api", secrets={"os_password": "S3cr$t"}, secrets_dir=str(secrets),
+                                    node="node9")
+    assert result.result is False
+    assert "stays ineligible on this node" in result.comment and "node9" in result.comment
+    assert (secrets / "t4_api" / "os_password").read_text() == "S3cr$t"  # the files are still right
+    cib.assert_no_secret("S3cr$t", result.raw, "the state return")

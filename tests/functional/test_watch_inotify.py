@@ -1,5 +1,6 @@
 """The cinder_ha_watch engine's Watcher on real inotify, the real alert agent, and the
-cinder_ha_events module through Salt's loader (issue 8)."""
+cinder_ha_events module through Salt's loader (issue 8); delivery only once acknowledged,
+with retries, and across restarts (issue 14)."""
 import hashlib
 import json
 import os
@@ -17,18 +18,31 @@ AGENT = PROJECT / "salt" / "cinder_ha" / "files" / "alert" / "cinder_ha_alert"
 
 
 class Sent(list):
-    """Stands in for event.send: records (tag, data); `ok` False simulates an absent master."""
+    """Stands in for the master's acknowledgement: records acknowledged (tag, data); `ok`
+    False simulates an absent master (every attempt, with its time, lands in `attempts`)."""
     ok = True
 
-    def __call__(self, tag, data):
+    def __init__(self):
+        super().__init__()
+        self.attempts = []
+
+    def __call__(self, tag, data, timeout):
+        self.attempts.append((time.monotonic(), tag, timeout))
         if self.ok:
             self.append((tag, data))
         return self.ok
 
 
+FAST = {"first": 0.2, "cap": 0.8, "min_ack_wait": 0.1}  # the engine's 1..30 s schedule, scaled down
+
+
 @pytest.fixture
-def watch(tmp_path):
-    engine = load("t8_engine_f", PROJECT / "_engines" / "cinder_ha_watch.py")
+def engine():
+    return load("t8_engine_f", PROJECT / "_engines" / "cinder_ha_watch.py")
+
+
+@pytest.fixture
+def watch(tmp_path, engine):
     conf_dir = tmp_path / "etc"
     conf_dir.mkdir()
     conf = conf_dir / "cinder.conf"
@@ -37,14 +51,17 @@ def watch(tmp_path):
     spool.mkdir()
     digests = tmp_path / "cache" / "cinder_ha" / "digests.json"
     digests.parent.mkdir(parents=True)
+    reported = digests.parent / "watch_reported.json"
     sent = Sent()
-    watcher = engine.Watcher([str(conf)], sent, str(digests), alert_spool=str(spool), debounce=0.05)
+    watcher = engine.Watcher([str(conf)], sent, str(digests), alert_spool=str(spool), debounce=0.05,
+                             reported_file=str(reported), backoff=engine.delivery.Backoff(**FAST))
     thread = threading.Thread(target=watcher.run, daemon=True)
 
     class Handle:
         pass
     handle = Handle()
-    handle.__dict__.update(engine=engine, conf=conf, spool=spool, digests=digests, sent=sent, watcher=watcher)
+    handle.__dict__.update(engine=engine, conf=conf, spool=spool, digests=digests, sent=sent, watcher=watcher,
+                           reported=reported, thread=thread)
 
     def managed_write(content):
         """What cinder_conf.managed does: record the digest first, then rename atomically."""
@@ -125,14 +142,97 @@ def test_real_alert_agent_file_is_forwarded_and_deleted(watch):
     assert os.listdir(watch.spool) == []
 
 
-def test_alert_is_kept_while_the_master_is_away(watch):
+def test_alert_is_kept_while_the_master_is_away_and_delivered_by_the_retry(watch):
     watch.sent.ok = False
     (watch.spool / "1-1-1.json").write_text(json.dumps({"rsc": "p_cinder-api", "task": "start"}))
-    settle()
-    assert os.listdir(watch.spool) == ["1-1-1.json"]
+    (watch.spool / "1-1-2.json").write_text(json.dumps({"rsc": "p_cinder-api", "task": "stop"}))
+    settle(1.6)
+    assert sorted(os.listdir(watch.spool)) == ["1-1-1.json", "1-1-2.json"]
+    tried = [t for t, tag, _ in watch.sent.attempts]
+    # retried on the back-off schedule (0.2, 0.4, 0.8, 0.8 s), the first file first, never a hot loop
+    assert 3 <= len(tried) <= 6, tried
+    assert all(b - a >= 0.15 for a, b in zip(tried, tried[1:])), tried
     watch.sent.ok = True
-    assert watch.watcher.drain_spool() == 1  # the engine's periodic rescan does the same
+    settle(1.2)  # no new inotify event: the scheduled retry alone delivers
+    assert [data["task"] for _, data in watch.sent] == ["start", "stop"]
     assert os.listdir(watch.spool) == []
+    assert not watch.watcher.backoff.down
+
+
+def test_drift_while_the_master_is_away_is_reported_once_when_it_is_back(watch):
+    watch.sent.ok = False
+    with open(watch.conf, "a") as handle:
+        handle.write("debug = true\n")
+    settle(1.0)
+    assert len(watch.sent.attempts) >= 2 and watch.sent == []
+    assert not watch.reported.exists()  # nothing is marked reported before the master answered
+    watch.sent.ok = True
+    settle(1.2)
+    digest = hashlib.sha256(watch.conf.read_bytes()).hexdigest()
+    assert conf_events(watch.sent) == [{"path": str(watch.conf), "digest": digest}]
+    assert json.loads(watch.reported.read_text()) == {str(watch.conf): digest}
+    settle(0.5)
+    assert len(conf_events(watch.sent)) == 1
+
+
+def test_an_edit_made_during_the_outage_replaces_the_unsent_one(watch):
+    watch.sent.ok = False
+    with open(watch.conf, "a") as handle:
+        handle.write("debug = true\n")
+    settle(0.5)
+    with open(watch.conf, "a") as handle:
+        handle.write("verbose = true\n")
+    settle(0.5)
+    watch.sent.ok = True
+    settle(1.2)
+    assert conf_events(watch.sent) == [{"path": str(watch.conf),
+                                        "digest": hashlib.sha256(watch.conf.read_bytes()).hexdigest()}]
+
+
+def start_watcher(engine, watch, sent):
+    """A second engine life on the same files (the minion restarted)."""
+    watcher = engine.Watcher([str(watch.conf)], sent, str(watch.digests), alert_spool=str(watch.spool),
+                             debounce=0.05, reported_file=str(watch.reported),
+                             backoff=engine.delivery.Backoff(**FAST))
+    thread = threading.Thread(target=watcher.run, daemon=True)
+    thread.start()
+    return watcher, thread
+
+
+def stop_watcher(watch, watcher, thread):
+    watcher.stopping = True
+    (watch.conf.parent / "wake").write_text("")
+    thread.join(10)
+    assert not thread.is_alive()
+
+
+def test_edit_while_the_engine_was_down_is_reported_once_at_start(watch, engine):
+    stop_watcher(watch, watch.watcher, watch.thread)
+    with open(watch.conf, "a") as handle:  # the minion is down
+        handle.write("debug = true\n")
+    sent = Sent()
+    watcher, thread = start_watcher(engine, watch, sent)
+    settle()
+    stop_watcher(watch, watcher, thread)
+    assert len(conf_events(sent)) == 1
+    again = Sent()  # a further restart: the drift is still there, but it was reported
+    watcher, thread = start_watcher(engine, watch, again)
+    settle()
+    stop_watcher(watch, watcher, thread)
+    assert again == []
+
+
+def test_unacknowledged_drift_survives_a_restart(watch, engine):
+    watch.sent.ok = False
+    with open(watch.conf, "a") as handle:
+        handle.write("debug = true\n")
+    settle()
+    assert watch.sent == [] and watch.sent.attempts
+    sent = Sent()  # the minion restarts with the master back
+    watcher, thread = start_watcher(engine, watch, sent)
+    settle()
+    stop_watcher(watch, watcher, thread)
+    assert len(conf_events(sent)) == 1
 
 
 # ---------------------------------------------------------------- cinder_ha_events via the loader

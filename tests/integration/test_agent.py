@@ -1,6 +1,7 @@
 """ocf:openstack:cinder-api under the live Pacemaker cluster: the HA guide's literal primitive
 (v2.0 keystone_get_token_url, plain credentials) loaded with crm, the real cinder-api on
-127.0.0.113:18763, recovery after kill -9, no password in any process's argv, clean stop.
+127.0.0.113:18763, an edit of its config that fails no monitor and restarts nothing, recovery
+after kill -9, no password in any process's argv, clean stop.
 
 Resource id t3_cinder-api; created stopped, deleted in teardown (even on failure).
 """
@@ -100,6 +101,30 @@ def test_password_never_in_any_command_line_while_monitors_run(running, sandbox_
     assert not seen_secret
 
 
+def test_listen_address_edit_leaves_the_monitor_at_0_and_restarts_nothing(running):
+    """Issue 12 item 5: the monitor checks what the process was started with, not the file. An
+    edit of the config (a drift, or the formula's new address written before its restart) used
+    to fail the monitor of a healthy cinder-api, and Pacemaker restarted it on the edited file."""
+    pid = support.running_pid()
+    record = dict(line.split("=", 1) for line in open(support.PID_FILE + ".start").read().splitlines())
+    assert record["pid"] == str(pid) and record["api_base"] == f"http://{support.VIP}:{support.PORT}"
+    fails = failcount()
+    offset = support.log_offset()
+    original = support.CONF_KEYSTONE.read_bytes()
+    edited = original.replace(f"osapi_volume_listen = {support.VIP}\n".encode(), b"osapi_volume_listen = 127.0.0.99\n")
+    assert edited != original
+    try:
+        support.CONF_KEYSTONE.write_bytes(edited)
+        time.sleep(2 * MONITOR_INTERVAL + 2)  # two recurring monitors at least
+        assert support.running_pid() == pid and pid in support.cinder_pids()
+        assert support.healthcheck() == 200
+        assert failcount() == fails, failcount()
+        assert support.resource_ops_since(offset, RSC) == []
+        assert support.resource_running_on(RSC)
+    finally:
+        support.CONF_KEYSTONE.write_bytes(original)
+
+
 def test_kill_9_is_recovered_by_pacemaker(running):
     old = set(support.cinder_pids())
     parent = min(old)
@@ -115,8 +140,11 @@ def test_kill_9_is_recovered_by_pacemaker(running):
 
 
 def test_stop_leaves_no_process(running):
+    offset = support.log_offset()
     support.crm("resource", "stop", RSC)
     assert support.wait_for(lambda: not support.resource_running_on(RSC), 100, step=0.5)
+    assert support.resource_ops_since(offset, RSC) == ["stop"]  # what the log check above relies on
     assert support.wait_for(lambda: not support.cinder_pids(), 10)
     assert support.healthcheck() is None
     assert not os.path.exists(support.PID_FILE)
+    assert not os.path.lexists(support.PID_FILE + ".start") and not os.path.lexists(support.PID_FILE + ".conf")

@@ -94,24 +94,8 @@ def cinder_conf_copy(facts):
     WORK.mkdir(mode=0o755, exist_ok=True)
     (WORK / "log").mkdir(exist_ok=True)
     shutil.chown(WORK / "log", "cinder", "cinder")
-    lines = []
-    for line in pathlib.Path("/etc/cinder/cinder.conf").read_text().splitlines():
-        if line.split("=")[0].strip() in ("osapi_volume_listen", "osapi_volume_listen_port", "log_dir"):
-            continue
-        lines.append(line)
-        if line.strip() == "[DEFAULT]":
-            lines += [f"osapi_volume_listen = {VIP}", f"osapi_volume_listen_port = {PORT}",
-                      f"log_dir = {WORK / 'log'}"]
-    if "[database]" not in lines:  # the seeded file has only the guide's ignored sql_connection
-        lines += ["[database]", f"connection = sqlite:///{facts['cinder_db']}"]
-    if "[keystone_authtoken]" not in lines:  # the agent's monitor sends an authenticated GET
-        lines += ["[keystone_authtoken]", f"www_authenticate_uri = {facts['keystone_url']}",
-                  f"auth_url = {facts['keystone_url']}", "auth_type = password",
-                  f"username = {facts['keystone_admin_user']}", f"password = {facts['keystone_admin_password']}",
-                  f"project_name = {facts['keystone_admin_project']}", "user_domain_name = Default",
-                  "project_domain_name = Default"]
     path = WORK / "cinder.conf"
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text(cib.sandbox_conf_copy(facts, WORK, VIP, PORT))
     path.chmod(0o640)
     shutil.chown(path, "root", "cinder")
 

@@ -4,7 +4,9 @@ Own master and minion (module scope): the master's reactor maps cinder_ha/* to
 salt://cinder_ha/reactor/dispatch.sls; its file_roots put a test cinder_ha.config first
 (tests/reactor_support.py); the minion's engine watches a temp cinder.conf, never /etc/cinder.
 The alert test adds its own resource t8_dummy and alert t8_alert to the live cluster and
-removes both afterwards.
+removes both afterwards. The tests with the formula's real cinder_ha.config run a real
+cinder-api (instance t8r, 127.0.0.118:18768) under the cluster as t8_api: a drift the reactor
+undoes never restarts it; a pillar change restarts it exactly once.
 """
 import contextlib
 import json
@@ -20,6 +22,7 @@ import pytest
 
 from tests.conftest import sandbox_script
 
+from tests import agent_support
 from tests import reactor_support as support
 
 CLUSTER_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"}
@@ -51,7 +54,7 @@ def t8_paths():
 @pytest.fixture(scope="module")
 def t8_master(salt_factories, t8_paths):
     factory = salt_factories.salt_master_daemon(
-        "t8-master", overrides=support.master_overrides(t8_paths["roots"], t8_paths["pillar"],
+        "t8-master", overrides=support.master_overrides(t8_paths["roots"], t8_paths["pillar"], allow=["t8-minion"],
                                                         cinder_ha_orch_tgt="t8-minion"))
     with factory.started(start_timeout=120):
         yield factory
@@ -156,20 +159,26 @@ def test_event_with_foreign_path_or_id_is_ignored(t8_minion, t8_master, t8_cli, 
     assert jobs_since(event_listener, t8_master, since, fun="state.apply") == []
 
 
-def test_reconfigure_tag_runs_one_orchestration(t8_paths, t8_minion, t8_master, event_listener):
+def test_reconfigure_is_an_operator_command_not_an_event(t8_paths, t8_minion, t8_master, event_listener):
+    """Anyone on the bus can send the cinder_ha/reconfigure tag: the reactor ignores it. The
+    operator runs the orchestration on the master instead: cinder_ha applied once."""
     marker = t8_paths["conf"] + ".reconfigured"
     if os.path.exists(marker):
         os.unlink(marker)
     since = time.time()
-    run = t8_master.salt_run_cli(timeout=60)
+    run = t8_master.salt_run_cli(timeout=300)
     ret = run.run("event.send", "cinder_ha/reconfigure")
     assert ret.returncode == 0, ret
-    assert wait_until(lambda: os.path.exists(marker), 60)
-    time.sleep(3)
-    assert open(marker).read() == "reconfigured\n"  # applied once
+    time.sleep(4)
+    assert not os.path.exists(marker)
     runs = [e for e in event_listener.get_events([(t8_master.id, "salt/run/*/new")], after_time=since)
             if e.data.get("fun") == "runner.state.orchestrate"]
-    assert len(runs) == 1, runs
+    assert runs == [], runs
+    ret = run.run("state.orchestrate", "cinder_ha.orch.reconfigure")
+    assert ret.returncode == 0, ret
+    assert wait_until(lambda: os.path.exists(marker), 60)
+    time.sleep(2)
+    assert open(marker).read() == "reconfigured\n"  # applied once
 
 
 # ---------------------------------------------------------------- the alert path (live cluster)
@@ -232,26 +241,44 @@ def test_stopping_a_resource_produces_event_and_reactor_job(t8_cluster, t8_paths
 
 # ---------------------------------------------------------------- with the formula's real cinder_ha.config
 
+T8R = agent_support.SANDBOX / "t8r"
+T8R_VIP, T8R_PORT = "127.0.0.118", 18768
+T8R_RSC = "t8_api"
+T8R_PID = f"/run/resource-agents/{T8R_RSC}.pid"  # the agent's default, and the restart state's
+MONITOR_INTERVAL = 5
+
 
 @pytest.fixture(scope="module")
 def real_paths(sandbox_facts):
-    """The sandbox pillar, with cinder.conf moved to a temp file and the restart aimed at t8_api."""
+    """The sandbox pillar, aimed at a private cinder-api instance t8r (its own cinder.conf,
+    127.0.0.118:18768) that the cluster runs as t8_api, never at /etc/cinder or p_cinder-api."""
     sandbox = sandbox_script("sandbox")
+    configs = agent_support.prepare_instance(T8R, T8R_VIP, T8R_PORT)
+    # the reactor acts on files named cinder.conf only
+    etc = T8R / "etc"
+    etc.mkdir(exist_ok=True)
+    shutil.chown(etc, "root", "cinder")
+    os.chmod(etc, 0o750)
+    conf = etc / "cinder.conf"
+    shutil.copyfile(configs["noauth"], conf)
+    shutil.chown(conf, "root", "cinder")
+    os.chmod(conf, 0o640)
     base = tempfile.mkdtemp(prefix="t8r-")
-    paths = {"base": base, "conf": os.path.join(base, "etc", "cinder.conf"), "pillar": os.path.join(base, "pillar")}
-    os.makedirs(os.path.dirname(paths["conf"]))
+    paths = {"base": base, "conf": str(conf), "pillar": os.path.join(base, "pillar")}
     os.makedirs(paths["pillar"])
-    shutil.copy("/etc/cinder/cinder.conf", paths["conf"])
     raw = os.path.join(paths["pillar"], "raw.json")
     sandbox.write_sandbox_pillar(raw)
     with open(raw) as handle:
         pillar = json.loads(handle.read().split("\n", 1)[1])
     os.unlink(raw)
     pillar["cinder_ha"]["cinder_conf"]["path"] = paths["conf"]
-    pillar["cinder_ha"]["cluster"] = {"primitive_id": "t8_api"}
-    with open(os.path.join(paths["pillar"], "cinder_ha.sls"), "w") as handle:
-        json.dump(pillar, handle)
-    os.chmod(os.path.join(paths["pillar"], "cinder_ha.sls"), 0o600)
+    pillar["cinder_ha"]["vip"] = {"address": T8R_VIP, "netmask": 32, "nic": "lo"}
+    pillar["cinder_ha"]["cinder_api_port"] = T8R_PORT
+    pillar["cinder_ha"]["cluster"] = {"primitive_id": T8R_RSC}
+    # its own SQLite database (prepare_instance synced it): independent of the sandbox's MariaDB
+    pillar["cinder_ha"]["database"] = {"connection": f"sqlite:///{T8R}/state/cinder.db"}
+    paths["pillar_data"] = pillar
+    write_pillar(paths, pillar)
     with open(os.path.join(paths["pillar"], "top.sls"), "w") as handle:
         handle.write("base:\n  '*':\n    - cinder_ha\n")
     try:
@@ -260,15 +287,144 @@ def real_paths(sandbox_facts):
         shutil.rmtree(base, ignore_errors=True)
 
 
+def write_pillar(paths, pillar):
+    target = os.path.join(paths["pillar"], "cinder_ha.sls")
+    with open(target, "w") as handle:
+        json.dump(pillar, handle)
+    os.chmod(target, 0o600)
+
+
 @pytest.fixture(scope="module")
 def real_minion(salt_factories, real_paths):
-    overrides = support.master_overrides(support.PROJECT / "salt", real_paths["pillar"])
+    overrides = support.master_overrides(support.PROJECT / "salt", real_paths["pillar"], allow=["t8r-minion"])
     overrides["file_roots"] = {"base": [str(support.PROJECT / "salt"), str(support.PROJECT)]}
     master = salt_factories.salt_master_daemon("t8r-master", overrides=overrides)
     with master.started(start_timeout=120):
         minion = master.salt_minion_daemon("t8r-minion", overrides=support.minion_overrides(real_paths["conf"]))
         with minion.started(start_timeout=120):
             yield master, minion
+
+
+@pytest.fixture(scope="module")
+def real_api(real_minion, real_paths, sandbox_facts):
+    """cinder.conf managed once (before the resource exists: nothing to restart), then the real
+    cinder-api on it under the cluster as t8_api, started by this project's agent."""
+    master, minion = real_minion
+    if cluster("crmadmin", "-D", "-t", "5s", check=False).returncode != 0:
+        pytest.fail("no live cluster: python3 sandbox/sandbox.py up cluster")
+    agent_support.install_agent()
+    agent_support.delete_primitive(T8R_RSC)
+    agent_support.kill_instance(T8R, T8R_PID)
+    first = master.salt_cli(timeout=300).run("state.apply", "cinder_ha.config", minion_tgt=minion.id)
+    assert isinstance(first.data, dict), first
+    assert all(s["result"] is True for s in first.data.values()), first.data
+    assert "not on this node" in restart_state({"return": first.data})["comment"]
+    time.sleep(1)  # let the state's own write pass the engine
+    agent_support.create_primitive(T8R_RSC, {"binary": agent_support.BINARY, "config": real_paths["conf"]},
+                                   monitor_interval=f"{MONITOR_INTERVAL}s")
+    try:
+        agent_support.crm("resource", "start", T8R_RSC)
+        assert wait_until(lambda: agent_support.resource_running_on(T8R_RSC)
+                          and agent_support.healthcheck(vip=T8R_VIP, port=T8R_PORT) == 200, 120), \
+            "the cluster did not start t8_api"
+        # the start's result is logged once the agent returned: settle before tests read the log
+        cluster("crm_resource", "--wait", "--timeout", "60s", check=False)
+        assert os.path.exists(T8R_PID + ".start")
+        yield master, minion
+    finally:
+        agent_support.delete_primitive(T8R_RSC)
+        agent_support.kill_instance(T8R, T8R_PID)
+
+
+def job_returns(event_listener, master, since):
+    return [e.data for e in event_listener.get_events([(master.id, "salt/job/*/ret/*")], after_time=since)
+            if e.data.get("fun") == "state.apply"]
+
+
+def restart_state(ret):
+    (state,) = [s for key, s in ret["return"].items() if key.startswith("cinder_ha_|-cinder-api restarted")]
+    return state
+
+
+def one_reactor_job(event_listener, master, since):
+    """The single state.apply the reactor ran for an edit, once it returned (no loop after it)."""
+    # the job queues behind any running one and may wait for a busy shared cluster: allow for it
+    assert wait_until(lambda: job_returns(event_listener, master, since), 240), "no reactor job returned"
+    time.sleep(3)
+    rets = job_returns(event_listener, master, since)
+    assert len(rets) == 1, rets  # exactly one job, no loop
+    return rets[0]
+
+
+def api_unchanged(pid, offset):
+    """t8_api still the same process, answering, and Pacemaker neither stopped nor started it."""
+    assert agent_support.running_pid(T8R_PID) == pid and pid in agent_support.cinder_pids(T8R)
+    assert agent_support.healthcheck(vip=T8R_VIP, port=T8R_PORT) == 200
+    assert agent_support.resource_ops_since(offset, T8R_RSC) == []
+
+
+def test_drift_undone_by_the_reactor_never_restarts_cinder_api(real_api, real_paths, event_listener):
+    """Issue 12 item 5: the reactor puts a sed -i edit of [database] connection back byte for
+    byte; the running cinder-api started with the right file, so it keeps running."""
+    master, _minion = real_api
+    conf = real_paths["conf"]
+    managed = support.sha256(conf)
+    pid, offset = agent_support.running_pid(T8R_PID), agent_support.log_offset()
+    since = time.time()
+    subprocess.run(["sed", "-i", r"s|^connection *= *.*|connection = mysql+pymysql://intruder:x@127.0.0.9/cinder|",
+                    conf], check=True, timeout=10)
+    assert support.sha256(conf) != managed, "sed did not change the file: no connection line?"
+    ret = one_reactor_job(event_listener, master, since)
+    assert support.sha256(conf) == managed
+    state = restart_state(ret)
+    assert state["result"] is True and state["changes"] == {}, state
+    assert "no restart needed" in state["comment"] and f"(pid {pid}) already runs" in state["comment"]
+    time.sleep(2 * MONITOR_INTERVAL)  # monitors keep passing, nothing restarts it by itself
+    api_unchanged(pid, offset)
+
+    # a comment only: one job, no restart either
+    since = time.time()
+    with open(conf, "a") as handle:
+        handle.write("# a note from the operator\n")
+    ret = one_reactor_job(event_listener, master, since)
+    assert restart_state(ret)["changes"] == {}
+    api_unchanged(pid, offset)
+
+
+def test_a_pillar_change_of_a_managed_key_restarts_exactly_once(real_api, real_paths):
+    master, minion = real_api
+    cli = master.salt_cli(timeout=300)
+    pillar = json.loads(json.dumps(real_paths["pillar_data"]))
+    pillar["cinder_ha"]["cinder_conf"]["extra"]["DEFAULT"] = {"debug": True}
+    write_pillar(real_paths, pillar)
+    try:
+        assert cli.run("saltutil.refresh_pillar", "wait=True", minion_tgt=minion.id).returncode == 0
+        pid, offset = agent_support.running_pid(T8R_PID), agent_support.log_offset()
+
+        dry = cli.run("state.apply", "cinder_ha.config", "test=True", minion_tgt=minion.id)
+        state = restart_state({"return": dry.data})
+        assert state["result"] is None and "would be restarted" in state["comment"], state
+        assert list(state["changes"]["changed"]) == ["[DEFAULT] debug"]
+        api_unchanged(pid, offset)
+
+        ret = cli.run("state.apply", "cinder_ha.config", minion_tgt=minion.id)
+        state = restart_state({"return": ret.data})
+        assert state["result"] is True and state["changes"]["restarted"] == T8R_RSC, state
+        assert state["changes"]["changed"] == {"[DEFAULT] debug": {"old": None, "new": "true"}}
+        new_pid = agent_support.running_pid(T8R_PID)
+        assert new_pid != pid and agent_support.healthcheck(vip=T8R_VIP, port=T8R_PORT) == 200
+        assert agent_support.resource_ops_since(offset, T8R_RSC) == ["stop", "start"]
+        with open(T8R_PID + ".conf") as handle:  # the new process started with the new file
+            assert "debug = true" in handle.read()
+
+        offset = agent_support.log_offset()
+        again = cli.run("state.apply", "cinder_ha.config", minion_tgt=minion.id)
+        state = restart_state({"return": again.data})
+        assert state["result"] is True and state["changes"] == {}, state
+        api_unchanged(new_pid, offset)
+    finally:
+        write_pillar(real_paths, real_paths["pillar_data"])
+        cli.run("saltutil.refresh_pillar", "wait=True", minion_tgt=minion.id)
 
 
 @contextlib.contextmanager
@@ -285,48 +441,3 @@ def dummy_resource(rsc):
         cluster("crm_resource", "--wait", "--timeout", "60s", check=False)
         cluster("cibadmin", "-D", "-o", "resources", "-X", f'<primitive id="{rsc}"/>', check=False)
         cluster("crm_resource", "-C", "-r", rsc, check=False)
-
-
-def job_returns(event_listener, master, since):
-    return [e.data for e in event_listener.get_events([(master.id, "salt/job/*/ret/*")], after_time=since)
-            if e.data.get("fun") == "state.apply"]
-
-
-def restart_state(ret):
-    (state,) = [s for key, s in ret["return"].items() if key.startswith("cinder_ha_|-cinder-api restarted")]
-    return state
-
-
-def restart_ran(ret):
-    return "onchanges" not in restart_state(ret)["comment"]
-
-
-def test_real_config_state_restores_the_edit_and_restarts_through_the_cluster(real_minion, real_paths,
-                                                                           event_listener):
-    master, minion = real_minion
-    conf = real_paths["conf"]
-    # first apply before t8_api exists: it records the digest (its restart step fails: no resource yet)
-    master.salt_cli(timeout=300).run("state.apply", "cinder_ha.config", minion_tgt=minion.id)
-    time.sleep(1)
-    managed = support.sha256(conf)
-    with dummy_resource("t8_api"):
-        # an effective change: a managed key set to another value, the sed -i way
-        since = time.time()
-        subprocess.run(["sed", "-i", r"s/^\(transport_url *= *\).*/\1rabbit:\/\/intruder@127.0.0.1:5672\//", conf],
-                       check=True, timeout=10)
-        assert support.sha256(conf) != managed, "sed did not change the file: no transport_url line?"
-        # the restart waits for the (shared, busy) cluster to settle: allow for it
-        assert wait_until(lambda: job_returns(event_listener, master, since), 240)
-        time.sleep(3)
-        rets = job_returns(event_listener, master, since)
-        assert len(rets) == 1, rets  # exactly one job, no loop
-        assert support.sha256(conf) == managed
-        assert restart_ran(rets[0]), restart_state(rets[0])
-        # a comment only: no effective change, so no restart; still one job and no loop
-        since = time.time()
-        with open(conf, "a") as handle:
-            handle.write("# a note from the operator\n")
-        assert wait_until(lambda: job_returns(event_listener, master, since), 240)
-        time.sleep(3)
-        rets = job_returns(event_listener, master, since)
-        assert len(rets) == 1 and not restart_ran(rets[0]), rets

@@ -1,20 +1,32 @@
-"""Three controller nodes in namespaces (sandbox/multinode.py), for the multinode tier.
+"""Three controller nodes in namespaces (sandbox/multinode.py), built by the formula alone.
 
 Every test in this folder gets the `multinode` marker from tests/conftest.py. The tier needs
-root, the sandbox's Keystone (127.0.0.1:5000) and the cinder venv; each module brings its own
-cluster up and takes it down (sandbox/multinode.py down) even when a test fails.
+root and the sandbox's services (MariaDB, RabbitMQ, Keystone on loopback, the cinder venv);
+the nodes reach them through the relay on 198.18.0.254.
+
+One cluster serves the whole tier (session scope): three nodes (corosync token 1000), a
+salt-factories master on 198.18.0.254 and a salt-minion per node. Nothing declares a cluster
+object or a catalog entry by hand: `salt '*' state.apply cinder_ha` with
+multinode.formula_pillar() builds the primitives, constraints, alert, lrm secrets (authenticated
+monitor on all three nodes) and the catalog in region cinder-ha-multinode. test_build.py goes
+first and applies the formula the way a partial rollout would; `built_cluster` applies it for
+any test run on its own.
 """
-import json
 import os
 import pathlib
+import re
+import socket
 import subprocess
-import urllib.request
+import time
+import uuid
+import xml.etree.ElementTree as ET
 
 import pytest
 
 from tests.conftest import sandbox_script
 
 PROJECT = pathlib.Path(__file__).resolve().parents[2]
+NODES = ("n1", "n2", "n3")
 
 
 def load_multinode():
@@ -31,7 +43,7 @@ def multinode():
 def bring_up(multinode, *extra):
     """`multinode.py up` in a subprocess (its launcher children must not be ours to reap)."""
     argv = [multinode.sys.executable, str(PROJECT / "sandbox" / "multinode.py"), "up", *extra]
-    res = subprocess.run(argv, capture_output=True, text=True, timeout=180)
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
 
 
@@ -41,68 +53,179 @@ def take_down(multinode):
     assert res.returncode == 0, res.stderr
 
 
-@pytest.fixture(scope="module")
-def failover_cluster(multinode):
-    """Three nodes, the guide's VIP + cinder-api primitives (real agent, monitor 5s), answering."""
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def by_minion(ret, targets):
+    """{minion: return}: salt-factories unwraps the return of a single-minion target."""
+    if len(targets) == 1 and not (isinstance(ret.data, dict) and set(ret.data) == set(targets)):
+        return {targets[0]: ret.data}
+    assert isinstance(ret.data, dict), ret
+    return ret.data
+
+
+class FormulaCluster:
+    """The three nodes, their master's CLI and what the tests ask of them."""
+
+    def __init__(self, mn, cli, facts):
+        self.mn, self.cli, self.facts = mn, cli, facts
+        self.built = False
+        self.sandbox = mn.load_sandbox()
+
+    # ------------------------------------------------------------ salt
+
+    def apply(self, *targets):
+        """state.apply cinder_ha on `targets` (default '*'); {minion: {state id: ret}}; every
+        state must succeed."""
+        flags = ["-L"] if targets else []
+        ret = self.cli.run(*flags, "--static", "state.apply", "cinder_ha", minion_tgt=",".join(targets) or "*",
+                           _timeout=900)
+        data = by_minion(ret, targets)
+        for minion, states in data.items():
+            assert isinstance(states, dict), f"{minion}: {states}"
+            failed = {k: v["comment"] for k, v in states.items() if v["result"] is not True}
+            assert not failed, f"{minion}: {failed}"
+        return data
+
+    def wait_minions(self, names, timeout=120):
+        deadline = time.monotonic() + timeout
+        answered = set()
+        while time.monotonic() < deadline and not set(names) <= answered:
+            ret = self.cli.run("-L", "--static", "test.ping", minion_tgt=",".join(names), _timeout=20)
+            try:
+                answered = {k for k, v in by_minion(ret, names).items() if v is True}
+            except AssertionError:
+                answered = set()
+            time.sleep(1)
+        assert set(names) <= answered, f"minions answering: {answered}"
+
+    def ensure_built(self):
+        if not self.built:
+            self.apply()
+            self.built = True
+        self.mn.wait_answering(timeout=120)
+
+    # ------------------------------------------------------------ cluster
+
+    def crm_mon(self, via):
+        return ET.fromstring(self.mn.node_exec(via, ["crm_mon", "-1", "--output-as=xml"], check=True).stdout)
+
+    def failures(self, via):
+        """[(node, op_key, exitstatus, exitreason)] of every failed action the cluster shows."""
+        return [(f.get("node"), f.get("op_key"), f.get("exitstatus"), f.get("exitreason", ""))
+                for f in self.crm_mon(via).iter("failure")]
+
+    def secret_failures(self, via):
+        """Failed actions a missing or mismatched lrm secret causes: 'Unable to load CIB secrets'
+        is reported as an invalid parameter (rc 2) or not configured (rc 6)."""
+        return [f for f in self.failures(via)
+                if "secret" in f[3].lower() or f[2] in ("invalid parameter", "not configured", "2", "6")]
+
+    def operations(self, node, via, rsc=None):
+        """The operations the cluster ran for `rsc` on `node` (probes included)."""
+        rsc = rsc or self.mn.PRIMITIVE_ID
+        out = self.mn.node_exec(via, ["crm_resource", "--list-operations", "-r", rsc], timeout=20).stdout
+        return [line for line in out.splitlines() if f"node={node}" in line]
+
+    def score(self, node, via, rsc=None):
+        """Pacemaker's allocation score of `rsc` on `node` (crm_simulate on the live CIB)."""
+        rsc = rsc or self.mn.PRIMITIVE_ID
+        out = self.mn.node_exec(via, ["crm_simulate", "-Ls"], timeout=30, check=True).stdout
+        scores = re.findall(rf"{re.escape(rsc)} allocation score on {node}: (\S+)", out)
+        assert scores, out
+        return scores[-1]
+
+    def secret_file(self, node):
+        return pathlib.Path(self.mn.node_dir(node)) / "lib/pacemaker/lrm/secrets" / self.mn.PRIMITIVE_ID / "os_password"
+
+    # ------------------------------------------------------------ data and notifications
+
+    def client(self):
+        return BlockStorage(self.facts, self.mn.REGION)
+
+    def notifications(self):
+        """Messages cinder published to the broker's notifications.info queue (vhost cinder)."""
+        out = self.sandbox.rabbitmqctl("list_queues", "-p", self.facts["rabbit_vhost"], "name", "messages",
+                                       "--quiet", "--no-table-headers").stdout
+        for line in out.splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[0] == "notifications.info":
+                return int(parts[1])
+        return 0
+
+    def wait_notifications_above(self, count, timeout=30):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            now = self.notifications()
+            if now > count:
+                return now
+            time.sleep(0.3)
+        raise AssertionError(f"no new notification on the broker within {timeout}s (still {count})")
+
+    def db_scalar(self, sql):
+        return self.sandbox.mariadb_sql(sql).strip()
+
+
+class BlockStorage:
+    """A client that knows only Keystone: the block-storage URL comes from the catalog."""
+
+    def __init__(self, facts, region):
+        import keystoneauth1.session
+        from keystoneauth1.identity import v3
+
+        auth = v3.Password(auth_url=facts["keystone_url"], username=facts["keystone_admin_user"],
+                           password=facts["keystone_admin_password"], project_name=facts["keystone_admin_project"],
+                           user_domain_name="Default", project_domain_name="Default")
+        self.session = keystoneauth1.session.Session(auth=auth)
+        self.url = self.session.get_endpoint(service_type="block-storage", interface="public", region_name=region)
+        self.project = self.session.get_project_id()
+
+    def create_type(self, prefix):
+        """A volume type (needs the database; cinder notifies volume_type.create)."""
+        name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        resp = self.session.post(f"{self.url}/{self.project}/types", json={"volume_type": {"name": name}},
+                                 timeout=30, raise_exc=False)
+        assert resp.status_code == 200, (resp.status_code, resp.text[:500])
+        return resp.json()["volume_type"]
+
+    def get_type(self, type_id):
+        resp = self.session.get(f"{self.url}/{self.project}/types/{type_id}", timeout=30, raise_exc=False)
+        assert resp.status_code == 200, (resp.status_code, resp.text[:500])
+        return resp.json()["volume_type"]
+
+
+@pytest.fixture(scope="session")
+def formula_cluster(multinode, salt_factories, tmp_path_factory, sandbox_facts):
+    """Three nodes with minions and a master; the formula not applied yet (test_build does)."""
+    pillar_dir = tmp_path_factory.mktemp("multinode-pillar")
+    multinode.write_pillar(str(pillar_dir), multinode.formula_pillar(sandbox_facts, monitor="5s", stickiness=100))
+    ret_port, publish_port = free_port(), free_port()
     take_down(multinode)
-    bring_up(multinode, "--nodes", "3")
+    multinode.region_absent(sandbox_facts)  # an earlier run's leftovers
+    multinode.region_present(sandbox_facts)
+    # nodes first: the master binds 198.18.0.254, which exists once the bridge is up
+    bring_up(multinode, "--nodes", "3", "--token", "1000", "--master-ret-port", str(ret_port),
+             "--master-publish-port", str(publish_port))
     try:
-        multinode.configure_resources(monitor="5s")
-        multinode.wait_answering(timeout=90)
-        yield multinode
+        master = salt_factories.salt_master_daemon(
+            "cinder-ha-mn-master", overrides=multinode.master_config(ret_port, publish_port, str(pillar_dir)))
+        with master.started(start_timeout=120):
+            cluster = FormulaCluster(multinode, master.salt_cli(timeout=900), sandbox_facts)
+            cluster.wait_minions(NODES, timeout=180)
+            yield cluster
     finally:
         take_down(multinode)
-
-
-class KeystoneAdmin:
-    """Just enough of the Keystone v3 API over plain HTTP to add and remove a test endpoint."""
-
-    def __init__(self, facts):
-        self.url = facts["keystone_url"].rstrip("/")
-        self.facts = facts
-        self.token = None
-
-    def request(self, method, path, body=None):
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-        if self.token:
-            req.add_header("X-Auth-Token", self.token)
-        with urllib.request.urlopen(req, timeout=20) as resp:
-            raw = resp.read()
-            return resp, (json.loads(raw) if raw else None)
-
-    def login(self):
-        body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
-            "name": self.facts["keystone_admin_user"], "domain": {"name": "Default"},
-            "password": self.facts["keystone_admin_password"]}}},
-            "scope": {"project": {"name": self.facts["keystone_admin_project"], "domain": {"name": "Default"}}}}}
-        resp, _ = self.request("POST", "/auth/tokens", body)
-        self.token = resp.headers["X-Subject-Token"]
-        return self
+        multinode.region_absent(sandbox_facts)
 
 
 @pytest.fixture
-def catalog_endpoint(sandbox_facts):
-    """A block-storage service with a public endpoint on the VIP in a region of its own;
-    removed afterwards (deleting the service deletes its endpoints)."""
-    admin = KeystoneAdmin(sandbox_facts).login()
-    region, name = "cinder-ha-multinode", "cinder-multinode-test"
-    try:
-        admin.request("POST", "/regions", {"region": {"id": region}})
-    except urllib.error.HTTPError as exc:
-        if exc.code != 409:
-            raise
-    _, body = admin.request("POST", "/services", {"service": {"type": "block-storage", "name": name}})
-    service_id = body["service"]["id"]
-    try:
-        admin.request("POST", "/endpoints", {"endpoint": {
-            "service_id": service_id, "interface": "public", "region_id": region,
-            "url": "http://198.18.0.100:8776/v3"}})
-        yield {"region": region, "service_name": name}
-    finally:
-        admin.request("DELETE", f"/services/{service_id}")
-        admin.request("DELETE", f"/regions/{region}")
+def built_cluster(formula_cluster):
+    """The formula applied on all three nodes and the API answering on the VIP."""
+    formula_cluster.ensure_built()
+    return formula_cluster
 
 
 @pytest.fixture(scope="session")

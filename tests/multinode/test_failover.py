@@ -1,115 +1,145 @@
-"""Failover of the real cinder-api under ocf:openstack:cinder-api on three namespace nodes.
+"""Failover of the formula-built cluster: the API, its data and its notifications survive.
 
-Each test finds the active node, injects one fault, and asserts (polling the VIP every
-100 ms from the root namespace) that the API answers again, from where it should, and
-repairs what it broke so the next test starts from three healthy nodes.
+Each test finds the active node, writes a volume type through the VIP with a client that knows
+only Keystone, injects one fault while polling the VIP every 100 ms from the root namespace,
+and asserts that the API answers again from another node (or the same one after kill -9), that
+the data written before the fault reads back through the VIP, that the new cinder-api publishes
+notifications to the real broker, and that no failed action comes from an lrm secret (the
+authenticated monitor runs with os_password=lrm:// on all three nodes). Each test repairs what
+it broke, so the next one starts from three healthy nodes.
 """
-import keystoneauth1.session
-from keystoneauth1.identity import v3
+import pytest
 
-
-def answers_through_catalog(facts, endpoint):
-    """A keystoneauth1 client: the Block Storage endpoint from the Keystone catalog, then GET it."""
-    auth = v3.Password(auth_url=facts["keystone_url"], username=facts["keystone_admin_user"],
-                       password=facts["keystone_admin_password"], project_name=facts["keystone_admin_project"],
-                       user_domain_name="Default", project_domain_name="Default")
-    session = keystoneauth1.session.Session(auth=auth)
-    url = session.get_endpoint(service_type="block-storage", service_name=endpoint["service_name"],
-                               region_name=endpoint["region"], interface="public")
-    assert url == "http://198.18.0.100:8776/v3"
-    resp = session.get(url + "/", authenticated=False, raise_exc=False, timeout=5)
-    return resp.status_code
+from tests.multinode.conftest import NODES
 
 
 def other_nodes(active):
-    return [n for n in ("n1", "n2", "n3") if n != active]
+    return [n for n in NODES if n != active]
 
 
-def test_cinder_api_killed_comes_back_on_the_vip(failover_cluster):
-    mn = failover_cluster
-    active = mn.locate()
-    assert active in ("n1", "n2", "n3")
-    with mn.OutageProbe() as probe:
-        mn.time.sleep(0.5)
-        since = mn.time.monotonic()
-        killed = mn.kill_cinder_api(active)
+class Fault:
+    """Write before, fault, recover, read after: the checks every fault shares."""
+
+    def __init__(self, cluster):
+        self.c, self.mn = cluster, cluster.mn
+        self.active = self.mn.locate()
+        assert self.active in NODES
+        self.client = cluster.client()
+        self.written = self.client.create_type("before-fault")
+        self.probe = None
+        self.since = None
+
+    def __enter__(self):
+        self.probe = self.mn.OutageProbe().__enter__()
+        self.mn.time.sleep(0.5)
+        self.since = self.mn.time.monotonic()
+        return self
+
+    def __exit__(self, *exc):
+        self.probe.__exit__(*exc)
+
+    def recovered(self, timeout=60):
+        return self.probe.wait_recovered(self.since, timeout=timeout)
+
+    def data_and_notifications_survive(self, via):
+        """The data written before the fault, read through the VIP from wherever it runs now;
+        an API action there reaches the broker."""
+        self.mn.wait_answering(timeout=60)
+        client = self.c.client()
+        assert client.get_type(self.written["id"])["name"] == self.written["name"]
+        before = self.c.notifications()
+        client.create_type("after-fault")
+        self.c.wait_notifications_above(before)
+        assert self.c.secret_failures(via) == [], "a failed action caused by an lrm secret"
+
+
+def test_cinder_api_killed_comes_back_on_the_vip(built_cluster):
+    c, mn = built_cluster, built_cluster.mn
+    fault = Fault(c)
+    with fault:
+        killed = mn.kill_cinder_api(fault.active)
         # monitor interval (5 s) + start (~2 s) + a margin for a loaded 2-core machine
-        assert probe.wait_recovered(since, timeout=40), "cinder-api did not answer again on the VIP"
-    assert probe.outage(since) > 0
-    mn.wait_settled(via=active)
-    now = mn.locate(via=active)
-    assert now in ("n1", "n2", "n3")
-    new_pid = mn.node_exec(now, ["cat", "/run/resource-agents/p_cinder-api.pid"]).stdout.strip()
-    assert new_pid.isdigit() and (now != active or int(new_pid) != killed)  # a new cinder-api
+        assert fault.recovered(timeout=40), "cinder-api did not answer again on the VIP"
+    assert fault.probe.outage(fault.since) > 0
+    mn.wait_settled(via=fault.active)
+    now = mn.locate(via=fault.active)
+    assert now in NODES
+    new_pid = mn.node_exec(now, ["cat", f"/run/resource-agents/{mn.PRIMITIVE_ID}.pid"]).stdout.strip()
+    assert new_pid.isdigit() and (now != fault.active or int(new_pid) != killed)  # a new cinder-api
+    fault.data_and_notifications_survive(via=now)
+    mn.node_exec(now, ["crm_resource", "--cleanup", "-r", mn.PRIMITIVE_ID], check=True)  # the kill's failure
 
 
-def test_power_cut_of_active_node_moves_vip_and_api(failover_cluster, sandbox_facts, catalog_endpoint):
-    mn = failover_cluster
-    active = mn.locate()
-    assert answers_through_catalog(sandbox_facts, catalog_endpoint) < 500
-    with mn.OutageProbe() as probe:
-        mn.time.sleep(0.5)
-        since = mn.time.monotonic()
-        mn.power_cut(active)
-        assert active not in mn.netns_list() and f"cha-{active}" not in mn.netns_list()
-        assert probe.wait_recovered(since, timeout=60), "no answer on the VIP after the power cut"
-    survivor = other_nodes(active)[0]
+def test_power_cut_of_active_node_moves_vip_api_and_data(built_cluster):
+    c, mn = built_cluster, built_cluster.mn
+    fault = Fault(c)
+    with fault:
+        mn.power_cut(fault.active)
+        assert f"cha-{fault.active}" not in mn.netns_list()
+        assert fault.recovered(timeout=60), "no answer on the VIP after the power cut"
+    survivor = other_nodes(fault.active)[0]
     new_active = mn.locate(via=survivor)
-    assert new_active in other_nodes(active)
+    assert new_active in other_nodes(fault.active)
     assert mn.locate(resource=mn.VIP_ID, via=survivor) == new_active
-    assert answers_through_catalog(sandbox_facts, catalog_endpoint) < 500
-    mn.restart_node(active)
+    fault.data_and_notifications_survive(via=survivor)
+    # the node reboots with its disk (CIB, lrm secret): it rejoins without a failed action
+    mn.restart_node(fault.active)
     mn.wait_settled(via=survivor)
-    assert mn.locate(via=survivor) == new_active  # stickiness: no move back
+    assert mn.locate(via=survivor) == new_active  # stickiness (pillar cluster:stickiness): no move back
+    assert c.failures(survivor) == []
 
 
-def test_partitioned_active_node_loses_the_service_to_the_others(failover_cluster, sandbox_facts, catalog_endpoint):
-    mn = failover_cluster
-    active = mn.locate()
-    with mn.OutageProbe() as probe:
-        mn.time.sleep(0.5)
-        since = mn.time.monotonic()
-        mn.set_partitioned(active, True)
+def test_partitioned_active_node_loses_the_service_to_the_others(built_cluster):
+    c, mn = built_cluster, built_cluster.mn
+    fault = Fault(c)
+    survivor = other_nodes(fault.active)[0]
+    with fault:
+        mn.set_partitioned(fault.active, True)
         try:
-            assert probe.wait_recovered(since, timeout=60), "no answer on the VIP after the partition"
-            survivor = other_nodes(active)[0]
+            assert fault.recovered(timeout=60), "no answer on the VIP after the partition"
             new_active = mn.locate(via=survivor)
-            assert new_active in other_nodes(active)
-            assert answers_through_catalog(sandbox_facts, catalog_endpoint) < 500
+            assert new_active in other_nodes(fault.active)
+            fault.data_and_notifications_survive(via=survivor)
             # the cut-off node has no quorum: no-quorum-policy=stop takes its copy down
             deadline = mn.time.monotonic() + 60
-            while mn.time.monotonic() < deadline and mn.locate(via=active) is not None:
+            while mn.time.monotonic() < deadline and mn.locate(via=fault.active) is not None:
                 mn.time.sleep(0.5)
-            view = mn.cluster_view(active)
+            view = mn.cluster_view(fault.active)
             assert view is not None and not view["quorum"]
-            assert "198.18.0.100" not in mn.node_exec(active, ["ip", "-br", "addr", "show", "eth0"]).stdout
+            assert "198.18.0.100" not in mn.node_exec(fault.active, ["ip", "-br", "addr", "show", "eth0"]).stdout
         finally:
-            mn.set_partitioned(active, False)
-    mn.wait_online(["n1", "n2", "n3"], via=survivor)
+            mn.set_partitioned(fault.active, False)
+    mn.wait_online(list(NODES), via=survivor)
     mn.wait_settled(via=survivor)
     assert mn.locate(via=survivor) == new_active
     mn.wait_answering(timeout=30)
+    assert c.secret_failures(survivor) == []
 
 
-def test_standby_moves_cleanly_and_back(failover_cluster):
-    mn = failover_cluster
-    active = mn.locate()
-    mn.node_exec(active, ["crm_resource", "--cleanup"], check=True)  # forget earlier tests' failures
-    mn.wait_settled(via=active)
-    with mn.OutageProbe() as probe:
-        mn.time.sleep(0.5)
-        since = mn.time.monotonic()
-        mn.set_standby(active, True)
+def test_standby_moves_cleanly_with_the_data_and_back(built_cluster):
+    c, mn = built_cluster, built_cluster.mn
+    mn.node_exec(mn.running_node(), ["crm_resource", "--cleanup"], check=True)  # forget earlier tests' failures
+    mn.wait_settled()
+    fault = Fault(c)
+    with fault:
+        mn.set_standby(fault.active, True)
         try:
-            mn.wait_settled(via=active)
-            new_active = mn.locate(via=active)
-            assert new_active in other_nodes(active)
-            assert mn.locate(resource=mn.VIP_ID, via=active) == new_active
-            mn.wait_answering(timeout=30)
+            mn.wait_settled(via=fault.active)
+            new_active = mn.locate(via=fault.active)
+            assert new_active in other_nodes(fault.active)
+            assert mn.locate(resource=mn.VIP_ID, via=fault.active) == new_active
+            fault.data_and_notifications_survive(via=new_active)
         finally:
-            mn.set_standby(active, False)
-    mn.wait_settled(via=active)
-    assert mn.locate(via=active) == new_active
-    # a clean move: no failed operations anywhere
-    status = mn.node_exec(active, ["crm_mon", "-1", "--output-as=xml"]).stdout
-    assert "<failure " not in status
+            mn.set_standby(fault.active, False)
+    mn.wait_settled(via=fault.active)
+    assert mn.locate(via=fault.active) == new_active
+    assert c.failures(fault.active) == []  # a clean move: no failed operation anywhere
+
+
+@pytest.fixture(autouse=True)
+def _three_healthy_nodes(built_cluster):
+    """Every failover test starts from three online nodes and a settled cluster."""
+    mn = built_cluster.mn
+    mn.wait_online(list(NODES), via=mn.running_node())
+    mn.wait_settled()
+    yield

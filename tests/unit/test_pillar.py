@@ -4,7 +4,7 @@ import cinder_ha_pillar as pillar
 GOOD = {
     "vip": {"address": "127.0.0.103", "netmask": 32, "nic": "lo"},
     "database": {"connection": "mysql+pymysql://cinder:s3cret@127.0.0.1/cinder"},
-    "rabbitmq": {"hosts": ["127.0.0.1:5672", "127.0.0.2"], "user": "openstack", "password": "r@bbit/pw"},
+    "rabbitmq": {"hosts": ["127.0.0.1:5672", "127.0.0.2"], "user": "openstack", "password": "r@bbit:pw%"},
     "keystone": {"auth_url": "http://127.0.0.1:5000/v3", "username": "admin", "password": "pw",
                  "project_name": "admin"},
 }
@@ -15,8 +15,8 @@ def test_good_pillar_normalizes_with_defaults():
     assert errors == []
     assert settings["port"] == 8776
     assert settings["public_vip"] == settings["vip"]
-    assert settings["transport_url"] == ("rabbit://openstack:r%40bbit%2Fpw@127.0.0.1:5672,"
-                                         "openstack:r%40bbit%2Fpw@127.0.0.2:5672/")
+    assert settings["transport_url"] == ("rabbit://openstack:r%40bbit%3Apw%25@127.0.0.1:5672,"
+                                         "openstack:r%40bbit%3Apw%25@127.0.0.2:5672/")
     assert settings["notifications"] == {"driver": "messagingv2"}
     assert settings["cluster"] == {"primitive_id": "p_cinder-api", "vip_id": "p_ip_cinder-api", "stickiness": None}
     assert settings["endpoint_urls"] == {i: "http://127.0.0.103:8776/v3" for i in ("public", "internal", "admin")}
@@ -63,7 +63,7 @@ def test_guide_inputs_are_migrated_with_warnings():
 def test_secret_values_found_by_key_and_url():
     raw = dict(GOOD, agent={"os_password": "agentpw"})
     found = pillar.secret_values(raw)
-    assert {"s3cret", "r@bbit/pw", "pw", "agentpw"} <= set(found)
+    assert {"s3cret", "r@bbit:pw%", "pw", "agentpw"} <= set(found)
     assert "127.0.0.103" not in found
 
 
@@ -96,3 +96,39 @@ def test_pillar_example_is_valid_and_documents_every_key(project_root=None):
 def test_legacy_url_form_and_retirement_contradict():
     _, errors, _ = pillar.normalize(dict(GOOD, endpoints={"url_form": "legacy_v1", "retire_legacy": True}))
     assert any("contradict" in e for e in errors)
+
+
+def test_rabbitmq_slash_is_refused_by_name():
+    """kombu cannot connect with a '/' in the user or password, however it is encoded
+    (probed against the real broker): a clear error naming the key, no URL built."""
+    for key in ("password", "user"):
+        raw = dict(GOOD, rabbitmq=dict(GOOD["rabbitmq"], **{key: "a/b"}))
+        settings, errors, _ = pillar.normalize(raw)
+        assert settings is None
+        assert any(e.startswith(f"rabbitmq:{key}: contains '/'") for e in errors), errors
+    # the guide's name is checked too, after its migration
+    raw = {k: v for k, v in GOOD.items() if k != "rabbitmq"}
+    raw.update(rabbit_host="10.0.0.11", rabbit_password="x/y")
+    assert any(e.startswith("rabbitmq:password: contains '/'") for e in pillar.normalize(raw)[1])
+
+
+def test_rabbitmq_other_special_characters_are_encoded():
+    raw = dict(GOOD, rabbitmq=dict(GOOD["rabbitmq"], user="us:er", password="p@s s#?%[]"))
+    settings, errors, _ = pillar.normalize(raw)
+    assert errors == []
+    assert settings["transport_url"].startswith("rabbit://us%3Aer:p%40s%20s%23%3F%25%5B%5D@127.0.0.1:5672,")
+
+
+def test_lrm_secret_values_pacemaker_cannot_read_back_are_refused():
+    for value, why in (("pw\nx", "line break"), ("pw\r", "line break"), ("pw ", "whitespace"),
+                       ("pw\t", "whitespace"), ("x" * 255, "255 characters"), ("", "empty")):
+        raw = dict(GOOD, agent={"os_username": "u", "os_password": value, "os_project_name": "p",
+                                "os_auth_url": "http://127.0.0.1:5000/v3"})
+        settings, errors, _ = pillar.normalize(raw)
+        assert settings is None, value
+        assert any(e.startswith("agent:os_password: ") and why in e for e in errors), (value, errors)
+    ok = dict(GOOD, agent={"os_password": "x" * 254})
+    assert pillar.normalize(ok)[1] == []
+    # plain mode stores the value in the CIB: no line-based reader involved
+    plain = dict(GOOD, agent={"os_password": "pw ", "secret_mode": "plain"})
+    assert pillar.normalize(plain)[1] == []

@@ -109,3 +109,88 @@ def test_agent_spools_one_complete_file(agent, tmp_path):
     (name,) = [p.name for p in tmp_path.iterdir()]
     assert not name.startswith(".") and name.endswith(".json")
     assert json.loads((tmp_path / name).read_text())["desc"] == 'ok "quoted"\n'
+
+
+# ---------------------------------------------------------------- delivery (issue 14), no Salt
+
+import cinder_ha_delivery as delivery  # noqa: E402  (tests/conftest.py puts _utils on sys.path)
+
+
+def test_backoff_doubles_from_one_second_to_thirty_and_resets():
+    backoff = delivery.Backoff()
+    assert backoff.ready(0) and not backoff.down
+    dues = []
+    started = 100.0
+    for _ in range(8):
+        dues.append(backoff.failed(started) - started)
+    assert dues == [1, 2, 4, 8, 16, 30, 30, 30]
+    backoff.succeeded()
+    assert backoff.ready(0) and not backoff.down and backoff.delay() == 1
+
+
+def test_backoff_counts_from_the_start_of_the_failed_attempt():
+    backoff = delivery.Backoff()
+    due = backoff.failed(started=10.0)  # the attempt itself may have waited 5 s for an answer
+    assert due == 11.0
+    assert not backoff.ready(10.5) and backoff.wait(10.5) == 0.5
+    assert backoff.ready(11.0) and backoff.wait(16.0) == 0.0
+
+
+def test_an_attempt_waits_for_the_answer_at_least_min_ack_wait_and_up_to_the_delay():
+    backoff = delivery.Backoff()
+    waits = []
+    for _ in range(7):
+        waits.append(backoff.ack_wait())
+        backoff.failed(0.0)
+    # a busy master's late answer is never taken for a loss (no duplicate); while the master
+    # is away the engine waits inside the request, at most 30 s at a time
+    assert waits == [5, 5, 5, 8, 16, 30, 30]
+
+
+def test_a_master_that_never_answers_is_tried_a_bounded_number_of_times():
+    # the engine's loop under a simulated clock: every attempt waits its ack_wait, then fails
+    backoff, now, attempts = delivery.Backoff(), 0.0, 0
+    while now < 3600:
+        if backoff.ready(now):
+            attempts += 1
+            started, now = now, now + backoff.ack_wait()
+            backoff.failed(started)
+        else:
+            now = backoff.due
+    assert 115 <= attempts <= 125  # ~ one per 30 s once at the cap, never a hot loop
+
+
+def test_backoff_rejects_nonsense():
+    with pytest.raises(ValueError):
+        delivery.Backoff(first=0)
+    with pytest.raises(ValueError):
+        delivery.Backoff(first=5, cap=1)
+
+
+def test_reported_transition_changes_only_when_needed():
+    reported, changed = delivery.reported_transition({}, "/c", None)
+    assert (reported, changed) == ({}, False)
+    reported, changed = delivery.reported_transition(reported, "/c", "d1")
+    assert (reported, changed) == ({"/c": "d1"}, True)
+    same, changed = delivery.reported_transition(reported, "/c", "d1")
+    assert changed is False and same == {"/c": "d1"}
+    gone, changed = delivery.reported_transition(reported, "/c", None)
+    assert (gone, changed) == ({}, True) and reported == {"/c": "d1"}  # no mutation in place
+
+
+def test_reported_file_round_trip_and_junk(tmp_path):
+    path = tmp_path / "cache" / "cinder_ha" / "watch_reported.json"
+    assert delivery.load_reported(str(path)) == {}
+    delivery.save_reported(str(path), {"/etc/cinder/cinder.conf": "ab"})
+    assert delivery.load_reported(str(path)) == {"/etc/cinder/cinder.conf": "ab"}
+    assert oct(path.parent.stat().st_mode & 0o777) == "0o700"
+    assert [p.name for p in path.parent.iterdir()] == ["watch_reported.json"]  # no temp file left
+    for junk in ("{not json", "[1, 2]", '{"/c": 3}'):
+        path.write_text(junk)
+        assert delivery.load_reported(str(path)) == {}
+    assert delivery.load_reported(None) == {}
+    delivery.save_reported(None, {"/c": "x"})  # no file configured: nothing written
+
+
+def test_engine_uses_the_shared_delivery_logic(engine):
+    assert engine.delivery.Backoff is not None and engine.delivery.__name__ == "cinder_ha_delivery"

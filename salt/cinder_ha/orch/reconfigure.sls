@@ -1,9 +1,9 @@
 {#- Full reconfiguration after a pillar change: cinder_ha applied to the controllers once.
 
-    Run by the reactor on the tag cinder_ha/reconfigure:
-        salt-run event.send cinder_ha/reconfigure        (on the master)
-        salt-call event.send cinder_ha/reconfigure       (on any minion)
-    or by hand:  salt-run state.orchestrate cinder_ha.orch.reconfigure
+    An operator command on the master, never an event: any minion can put any tag and id
+    on the bus (see README, "Reactor trust model"), so the reactor ignores (and logs) the
+    tag cinder_ha/reconfigure.
+        salt-run state.orchestrate cinder_ha.orch.reconfigure
 
     The controllers are the minions with a cinder_ha pillar; the master option (or
     orchestration pillar) cinder_ha_orch_tgt overrides that compound target. One node at
