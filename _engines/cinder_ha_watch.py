@@ -391,6 +391,14 @@ class MasterSender:
 
     EVENT_WAIT = 30  # seconds; a master that answered the probe answers this in milliseconds
 
+    # The engine never signs in before the minion itself has: on a new minion, two sign-ins at
+    # the same moment (the minion's and the engine's, served by two master workers) race to
+    # create the minion's session key on the master, and the minion's own sign-in then fails
+    # ("Decryption failed"; seen on the sandbox's first start). The minion writes the master's
+    # key (minion_master.pub) once its sign-in succeeded: wait for that, plus a margin.
+    FIRST_CONTACT_WAIT = 120  # seconds at most
+    FIRST_CONTACT_MARGIN = 3  # seconds after minion_master.pub appeared
+
     def __init__(self, opts):
         import salt.channel.client  # pylint: disable=import-outside-toplevel
 
@@ -398,6 +406,22 @@ class MasterSender:
         self.opts = dict(opts)  # a plain copy: the tuning below stays in this engine
         self.opts["auth_tries"] = 1  # sign-in bounded by the attempt's timeout, ...
         self.opts["auth_retries"] = 1  # ... not retried forever (the engine retries)
+        self._gate_passed = False
+
+    def _after_the_minions_sign_in(self):
+        if self._gate_passed:
+            return
+        marker = os.path.join(self.opts.get("pki_dir") or "", "minion_master.pub")
+        deadline = time.monotonic() + self.FIRST_CONTACT_WAIT
+        while time.monotonic() < deadline:
+            try:
+                age = time.time() - os.stat(marker).st_mtime
+            except OSError:
+                age = None
+            if age is not None and age >= self.FIRST_CONTACT_MARGIN:
+                break
+            time.sleep(0.5)
+        self._gate_passed = True
 
     def _master_uri(self):
         if not self.opts.get("master_uri"):
@@ -408,6 +432,7 @@ class MasterSender:
         return self.opts["master_uri"]
 
     def __call__(self, tag, data, timeout):
+        self._after_the_minions_sign_in()
         self.opts["auth_timeout"] = max(1, int(timeout))
         probe = {"id": self.opts["id"], "cmd": "_minion_event", "events": []}
         load = {"id": self.opts["id"], "cmd": "_minion_event", "pretag": None, "data": data, "tag": tag}

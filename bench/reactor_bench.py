@@ -46,7 +46,7 @@ def write_configs(base):
     support.make_file_roots(base / "roots", conf)
     (base / "pillar").mkdir()
     publish, ret = free_port(), free_port()
-    master = support.master_overrides(base / "roots", base / "pillar")
+    master = support.master_overrides(base / "roots", base / "pillar", allow=[MINION_ID])  # signed events only
     master.update({"publish_port": publish, "ret_port": ret, "root_dir": str(base / "m"),
                    "sock_dir": str(base / "m" / "sock"), "user": "root", "log_level_logfile": "warning",
                    "log_file": str(base / "master.log")})

@@ -864,11 +864,32 @@ def write_sandbox_pillar(path):
     write_file(path, MARKER + "\n" + json.dumps(pillar, indent=2) + "\n", 0o600)
 
 
+def group_alive(pgid):
+    """Does a live (non-zombie) process of process group `pgid` remain?"""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if fields[0] != "Z" and int(fields[2]) == pgid:
+                return True
+    return False
+
+
 def salt_down():
     for daemon in ("salt-minion", "salt-master"):
         pid = recorded_pid(daemon, daemon)
         if pid:
             stop_pid(daemon, pid, timeout=30)
+            # spawned in its own session: an engine or worker that outlived its parent goes too
+            if group_alive(pid):
+                log(f"{daemon}: processes of its group outlived it: SIGKILL")
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
 
 
 # ---------------------------------------------------------------- main
