@@ -25,7 +25,8 @@ import ipaddress
 import re
 from urllib.parse import quote, unquote, urlsplit
 
-from cinder_ha_secrets import MASK, is_secret_name, mask_url  # the one rule for secrets
+import cinder_ha_secrets as secret_rule  # the one rule for secrets
+from cinder_ha_secrets import MASK, is_secret_name, mask_url
 KEY_RE = re.compile(r"[A-Za-z0-9_.-]+")
 URL_KEYS = {("database", "connection"), ("DEFAULT", "transport_url"),
             ("oslo_messaging_notifications", "transport_url")}
@@ -203,15 +204,12 @@ def _as_values(value):
 # ---------------------------------------------------------------- masking
 
 def mask_value(key, value):
-    """A value as it may be shown: secret-named keys -> ***, URL passwords -> ***."""
+    """A value as it may be shown (text): the shared rule of cinder_ha_secrets."""
     if value is None:
         return None
     if isinstance(value, (list, tuple)):
         return [mask_value(key, v) for v in value]
-    value = str(value)
-    if is_secret_name(key) and value:
-        return MASK
-    return mask_url(value) if "://" in value else value
+    return secret_rule.mask_value(key, str(value))
 
 
 def mask_text(line):

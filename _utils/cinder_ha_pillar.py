@@ -12,7 +12,6 @@ import ipaddress
 import re
 from urllib.parse import quote, urlsplit
 
-import cinder_ha_secrets
 
 DEFAULT_PORT = 8776
 URL_FORMS = {
@@ -22,35 +21,6 @@ URL_FORMS = {
     "legacy_v1": "/v1/%(tenant_id)s",
 }
 
-SCHEMA = {
-    "vip": {"address": None, "netmask": None, "nic": None},
-    "public_vip": {"address": None, "netmask": None, "nic": None},
-    "cinder_api_port": None,
-    "controller": None,
-    "database": {"connection": None, "host": None, "port": None, "user": None, "password": None, "name": None},
-    "sql_connection": None,
-    "rabbitmq": {"hosts": None, "port": None, "user": None, "password": None, "virtual_host": None},
-    "rabbit_host": None,
-    "rabbit_hosts": None,
-    "rabbit_port": None,
-    "rabbit_userid": None,
-    "rabbit_password": None,
-    "rabbit_virtual_host": None,
-    "notifications": {"driver": None, "transport_url": None, "topics": None},
-    "notifier_strategy": None,
-    "keystone": {"auth_url": None, "username": None, "password": None, "project_name": None,
-                 "user_domain_name": None, "project_domain_name": None, "region": None,
-                 "cacert": None, "insecure": None, "timeout": None},
-    "endpoints": {"url_form": None, "service_types": None, "interfaces": None, "retire_legacy": None,
-                  "service_name": None, "description": None},
-    "agent": {"source": None, "source_hash": None, "binary": None, "config": None, "user": None, "pid": None,
-              "monitor_interval": None, "monitor_timeout": None, "start_timeout": None, "stop_timeout": None,
-              "os_username": None, "os_password": None, "os_tenant_name": None, "keystone_get_token_url": None,
-              "os_auth_url": None, "os_project_name": None, "os_user_domain_name": None,
-              "os_project_domain_name": None, "additional_parameters": None, "secret_mode": None},
-    "cinder_conf": {"path": None, "extra": None},
-    "cluster": {"primitive_id": None, "vip_id": None, "stickiness": None},
-}
 
 
 def _closest(word, choices):
@@ -95,10 +65,16 @@ TYPES = {
                  "cacert": TEXT, "insecure": BOOL, "timeout": NUMBER},
     "endpoints": {"url_form": TEXT, "service_types": LIST, "interfaces": LIST, "retire_legacy": BOOL,
                   "service_name": SCALAR, "description": SCALAR},
-    "agent": {key: SCALAR for key in SCHEMA["agent"]},
+    "agent": {key: SCALAR for key in (
+        "source", "source_hash", "binary", "config", "user", "pid", "monitor_interval", "monitor_timeout",
+        "start_timeout", "stop_timeout", "os_username", "os_password", "os_tenant_name", "keystone_get_token_url",
+        "os_auth_url", "os_project_name", "os_user_domain_name", "os_project_domain_name",
+        "additional_parameters", "secret_mode")},
     "cinder_conf": {"path": TEXT, "extra": MAPPING},
     "cluster": {"primitive_id": TEXT, "vip_id": TEXT, "stickiness": SCALAR},
 }
+# Every key the pillar may hold (unknown keys are errors): the shape of TYPES.
+SCHEMA = {key: ({sub: None for sub in kind} if isinstance(kind, dict) else None) for key, kind in TYPES.items()}
 EXPECTED = {SCALAR: "a string or a number", TEXT: "a string", LIST: "a list (or a comma-separated string)",
             BOOL: "true or false", NUMBER: "a number", MAPPING: "a mapping"}
 # Pacemaker ids are XML IDs; they also become folder names (lrm secrets) and attribute names.
@@ -532,9 +508,3 @@ def endpoint_urls(settings):
         vip = settings["public_vip"] if iface == "public" else settings["vip"]
         urls[iface] = f"http://{url_host(vip['address'])}:{settings['port']}{path}"
     return urls
-
-
-def secret_values(raw):
-    """Every secret in the pillar (by key name, numbers included, and URL passwords), for masking
-    free text. The rule is cinder_ha_secrets'."""
-    return cinder_ha_secrets.secret_values(raw)

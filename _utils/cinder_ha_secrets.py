@@ -50,29 +50,26 @@ def mask_url(text):
 
 
 def mask_value(key, value):
-    """A value as it may be shown: secret-named keys -> ***, URL passwords -> ***."""
+    """A value as it may be shown: secret-named keys -> *** (numbers too), URL passwords -> ***;
+    lists and mappings item by item."""
     if value is None:
         return None
-    if isinstance(value, (list, tuple)):
-        return [mask_value(key, v) for v in value]
     if isinstance(value, dict):
         return masked(value)
+    if isinstance(value, (list, tuple)):
+        return [mask_value(key, v) for v in value]
     if is_secret_name(key) and value != "" and not isinstance(value, bool):
         return MASK
-    text = str(value) if not isinstance(value, (int, float, bool)) else value
-    return mask_url(text) if isinstance(text, str) and "://" in text else value
+    return mask_url(value) if isinstance(value, str) and "://" in value else value
 
 
 def masked(node):
     """A copy of a tree (dicts, lists, scalars) with every secret masked by name and in URLs."""
     if isinstance(node, dict):
-        return {key: mask_value(key, value) if not isinstance(value, (dict, list, tuple)) or is_secret_name(key)
-                and not isinstance(value, dict) else masked(value) for key, value in node.items()}
+        return {key: mask_value(key, value) for key, value in node.items()}
     if isinstance(node, (list, tuple)):
         return [masked(item) for item in node]
-    if isinstance(node, str) and "://" in node:
-        return mask_url(node)
-    return node
+    return mask_url(node) if isinstance(node, str) and "://" in node else node
 
 
 def secret_values(tree):

@@ -22,6 +22,7 @@ import time
 
 import pytest
 
+from tests.agent_support import wait_for
 from tests.reactor_support import PROJECT, load
 
 CONF_TAG = "cinder_ha/conf/changed"
@@ -80,7 +81,7 @@ def h4_minion(h4_master, h4_paths):
     log_file = os.path.join(factory.config["root_dir"], factory.config["log_file"])
     factory.h4_log = (log_file, os.path.getsize(log_file) if os.path.exists(log_file) else 0)
     with factory.started(start_timeout=120):
-        assert wait_until(lambda: engine_starts(factory) == 1, 60), "the cinder_ha_watch engine did not start"
+        assert wait_for(lambda: engine_starts(factory) == 1, 60, step=0.05), "the cinder_ha_watch engine did not start"
         time.sleep(1)  # let it add its watches and run its start-up check
         yield factory
 
@@ -94,16 +95,6 @@ def engine_starts(minion):
             return handle.read().count(", alert spool ")  # the engine's start-up line
     except FileNotFoundError:
         return 0
-
-
-def wait_until(predicate, timeout, step=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(step)
-    return predicate()
 
 
 def events(event_listener, master, tag, since):
@@ -157,7 +148,7 @@ def spool_alert(spool, name, task):
 def test_edit_with_the_master_up_arrives_once_and_signed(h4_paths, h4_minion, h4_master, event_listener):
     since = time.time()
     digest = edit(h4_paths["conf"], "debug = true\n")
-    got = wait_until(lambda: events(event_listener, h4_master, CONF_TAG, since), 20)
+    got = wait_for(lambda: events(event_listener, h4_master, CONF_TAG, since), 20, step=0.05)
     assert got, "no drift event"
     MEASURED["edit_to_event_master_up"] = stamp_seconds(got[0]) - since
     time.sleep(2)
@@ -184,7 +175,7 @@ def test_a_drift_made_while_the_master_is_stopped_arrives_once_after_it_is_back(
         time.sleep(OUTAGE)
         assert events(event_listener, h4_master, CONF_TAG, since) == []
     ready = time.time()
-    got = wait_until(lambda: events(event_listener, h4_master, CONF_TAG, since), 60)
+    got = wait_for(lambda: events(event_listener, h4_master, CONF_TAG, since), 60, step=0.05)
     assert got, "the drift made while the master was stopped never reached it"
     MEASURED["master_start_to_drift_event"] = stamp_seconds(got[0]) - started["t"]
     MEASURED["master_ready_to_drift_event"] = stamp_seconds(got[0]) - ready
@@ -220,9 +211,9 @@ def test_an_alert_spooled_while_the_master_is_stopped_arrives_and_only_then_is_d
         watcher = threading.Thread(target=watch_file, args=(first, stop), daemon=True)
         watcher.start()
     try:
-        got = wait_until(lambda: len(events(event_listener, h4_master, ALERT_TAG, since)) >= 2, 60)
+        got = wait_for(lambda: len(events(event_listener, h4_master, ALERT_TAG, since)) >= 2, 60, step=0.05)
         assert got, "the alerts spooled while the master was stopped never reached it"
-        assert wait_until(lambda: not os.listdir(h4_paths["spool"]), 10), os.listdir(h4_paths["spool"])
+        assert wait_for(lambda: not os.listdir(h4_paths["spool"]), 10, step=0.05), os.listdir(h4_paths["spool"])
     finally:
         stop.set()
         watcher.join(5)
@@ -243,14 +234,14 @@ def test_a_drift_made_while_the_minion_is_stopped_is_reported_once(h4_paths, h4_
     with h4_minion.stopped():
         digest = edit(h4_paths["conf"], "debug = minion-away\n")
         time.sleep(1)
-    got = wait_until(lambda: events(event_listener, h4_master, CONF_TAG, since), 60)
+    got = wait_for(lambda: events(event_listener, h4_master, CONF_TAG, since), 60, step=0.05)
     assert got, "the drift made while the minion was stopped was not reported at start-up"
     assert engine_starts(h4_minion) == starts + 1
     time.sleep(2)
     # the drift is still there; a further restart must not report it again
     with h4_minion.stopped():
         pass
-    assert wait_until(lambda: engine_starts(h4_minion) == starts + 2, 30)
+    assert wait_for(lambda: engine_starts(h4_minion) == starts + 2, 30, step=0.05)
     time.sleep(4)  # the restarted engine's start-up check has run by now
     got = events(event_listener, h4_master, CONF_TAG, since)
     assert [(e.data["id"], e.data["data"]) for e in got] == [(h4_minion.id, {"path": h4_paths["conf"], "digest": digest})]

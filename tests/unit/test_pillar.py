@@ -1,5 +1,6 @@
 """Pillar validation and normalization (pure logic)."""
 import cinder_ha_pillar as pillar
+import cinder_ha_secrets as secrets
 
 GOOD = {
     "vip": {"address": "127.0.0.103", "netmask": 32, "nic": "lo"},
@@ -62,7 +63,7 @@ def test_guide_inputs_are_migrated_with_warnings():
 
 def test_secret_values_found_by_key_and_url():
     raw = dict(GOOD, agent={"os_password": "agentpw"})
-    found = pillar.secret_values(raw)
+    found = secrets.secret_values(raw)  # the one rule (cinder_ha_secrets) over the pillar
     assert {"s3cret", "r@bbit:pw%", "pw", "agentpw"} <= set(found)
     assert "127.0.0.103" not in found
 
