@@ -36,13 +36,12 @@ Minion configuration:
           debounce: 0.08                       # seconds
 """
 import hashlib
-import importlib
 import json
 import logging
 import os
-import re
-import sys
 import time
+
+from cinder_ha_lib import delivery, events
 
 try:
     import pyinotify
@@ -53,37 +52,10 @@ except ImportError:  # pragma: no cover - pyinotify is a dependency of the packa
 
 log = logging.getLogger(__name__)
 
-
-def _library(name):
-    """
-    The project's pure logic module ``name``, found as ``cinder_ha.library`` finds it (the
-    ``utils`` folder beside this module's folder: ``saltext_cinder_ha/utils`` in pip mode,
-    ``extmods/utils`` after ``saltutil.sync_all``, ``_utils`` in the repository). Not through
-    ``__salt__``: the tests drive the Watcher without Salt.
-    """
-    base = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    for folder in (os.path.join(base, "utils"), os.path.join(base, "_utils")):
-        if os.path.isfile(os.path.join(folder, name + ".py")):
-            if folder not in sys.path:
-                sys.path.append(folder)  # appended: nothing there shadows a stdlib name
-            break
-    return importlib.import_module(name)
-
-
-try:
-    delivery = _library("cinder_ha_delivery")
-except ImportError as _exc:  # pragma: no cover - shipped beside this module in both install modes
-    delivery = None
-    _DELIVERY_ERROR = str(_exc)
-
 __virtualname__ = "cinder_ha_watch"
 
-CONF_TAG = "cinder_ha/conf/changed"
-ALERT_TAG = "cinder_ha/cluster/resource"
 DEFAULT_CONF = "/etc/cinder/cinder.conf"
 ABSENT = "absent"  # reported digest of a watched file that was removed
-ALERT_KEYS = ("kind", "rsc", "task", "rc", "target_rc", "status", "desc", "node", "timestamp",
-              "interval", "attribute_name", "attribute_value", "recipient")
 MAX_ALERT_BYTES = 64 * 1024
 RESCAN_SECONDS = 5.0  # spool leftovers and vanished directories are retried this often
 
@@ -91,9 +63,6 @@ RESCAN_SECONDS = 5.0  # spool leftovers and vanished directories are retried thi
 def __virtual__():
     if not HAS_PYINOTIFY:
         return (False, "cinder_ha_watch: the pyinotify library is not installed (pip install pyinotify)")
-    if delivery is None:
-        return (False, f"cinder_ha_watch: cinder_ha_delivery not found beside the engine ({_DELIVERY_ERROR}): "
-                       "run saltutil.sync_all (formula mode) or reinstall the package")
     return __virtualname__
 
 
@@ -134,18 +103,7 @@ def should_report(current, recorded, last_reported):
 
 def sanitize_alert(raw):
     """Keep only the known alert fields, as short strings: event data are data, never commands."""
-    if not isinstance(raw, dict):
-        return None
-    clean = {}
-    for key in ALERT_KEYS:
-        value = raw.get(key)
-        if value is None:
-            continue
-        clean[key] = str(value)[:256]
-    rsc = clean.get("rsc")
-    if rsc is not None and not re.fullmatch(r"[A-Za-z0-9_.:-]{1,128}", rsc):
-        return None
-    return clean or None
+    return events.clean_fields(raw, events.ALERT_FIELDS)
 
 
 def read_alert_file(path):
@@ -280,7 +238,7 @@ class Watcher:
         if not self.backoff.ready(time.monotonic()):  # the link is down: wait for the retry
             self.pending[path] = self.backoff.due
             return False
-        if self._deliver(CONF_TAG, {"path": path, "digest": current}, path):
+        if self._deliver(events.CONF_TAG, {"path": path, "digest": current}, path):
             self._remember(path, remembered)
             log.info("cinder_ha_watch: outside change of %s reported (sha256 %s)", path, current[:12])
             return True
@@ -299,7 +257,7 @@ class Watcher:
             path = os.path.join(self.alert_spool, name)
             alert = read_alert_file(path)
             if alert is not None:
-                if not self.backoff.ready(time.monotonic()) or not self._deliver(ALERT_TAG, alert, name):
+                if not self.backoff.ready(time.monotonic()) or not self._deliver(events.RESOURCE_TAG, alert, name):
                     # kept in order: later alerts wait behind it
                     self.spool_due = self.backoff.due
                     return sent

@@ -27,6 +27,9 @@ import subprocess
 import tempfile
 import time
 
+from cinder_ha_lib import conf, pillar
+from cinder_ha_lib.errors import CinderHaError, InvalidPillar
+
 log = logging.getLogger(__name__)
 
 __virtualname__ = "cinder_conf"
@@ -38,9 +41,6 @@ NEW_FILE_GROUP = "cinder"
 def __virtual__():
     return __virtualname__
 
-
-def _lib():
-    return __salt__["cinder_ha.library"]("cinder_ha_conf")
 
 
 def _error(message):
@@ -73,27 +73,23 @@ def _desired(options=None):
         return options
     # the pillar itself (no public function returns secrets), normalized by the pure logic
     raw = __salt__["pillar.get"]("cinder_ha", {}, unmask=True)
-    settings, errors, _warnings = __salt__["cinder_ha.library"]("cinder_ha_pillar").normalize(raw)
+    settings, errors, _warnings = pillar.normalize(raw)
     if errors:
-        raise _error("invalid cinder_ha pillar:\n  - " + "\n  - ".join(errors))
-    try:
-        return _lib().desired_options(settings)
-    except ValueError as exc:
-        raise _error(str(exc)) from None
+        raise InvalidPillar(errors)
+    return conf.desired_options(settings)  # ConfError when cinder_conf:extra contradicts the pillar
 
 
 def _plan(name, options):
-    lib = _lib()
     try:
         wanted = _desired(options)
-    except Exception as exc:  # an invalid pillar: its errors name keys, never values
-        return lib, None, "", None, [line.strip(" -") for line in str(exc).splitlines() if line.strip(" -")]
+    except CinderHaError as exc:  # an invalid pillar: its errors name keys, never values
+        return None, "", None, exc.problems
     text, data = _read(name)
-    plan = lib.plan(text, wanted)
-    return lib, plan, text, data, plan.errors
+    plan = conf.plan(text, wanted)
+    return plan, text, data, plan.errors
 
 
-def _report(name, lib, plan, text, data, errors):
+def _report(name, plan, text, data, errors):
     report = {
         "path": name,
         "exists": data is not None,
@@ -107,7 +103,7 @@ def _report(name, lib, plan, text, data, errors):
         report["migrations"] = plan.migrations
         if plan.changed:
             report["changes"] = plan.masked_changes()
-            report["diff"] = lib.masked_diff(text, plan.new_text, name)
+            report["diff"] = conf.masked_diff(text, plan.new_text, name)
     return report
 
 
@@ -146,8 +142,8 @@ def apply(name, options=None, expected_digest=None):
 
         salt '*' cinder_conf.apply /etc/cinder/cinder.conf
     """
-    lib, plan, text, data, errors = _plan(name, options)
-    report = _report(name, lib, plan, text, data, errors)
+    plan, text, data, errors = _plan(name, options)
+    report = _report(name, plan, text, data, errors)
     if errors:
         raise _error(f"{name} left unchanged:\n  - " + "\n  - ".join(errors))
     if expected_digest is not None and report["digest"] != expected_digest:
@@ -377,7 +373,7 @@ def running_process(pid_file):
         result["problem"] = f"no start record for pid {pid} (started by an older agent?)"
         return result
     try:
-        record = _lib().parse_start_record(data.decode("utf-8", "replace"))
+        record = conf.parse_start_record(data.decode("utf-8", "replace"))
     except ValueError as exc:
         result["problem"] = str(exc)
         return result
@@ -411,7 +407,6 @@ def restart_needed(name, pid_file, planned=False, options=None):
 
         salt '*' cinder_conf.restart_needed /etc/cinder/cinder.conf /run/resource-agents/p_cinder-api.pid
     """
-    lib = _lib()
     process = running_process(pid_file)
     result = {"needed": False, "basis": None, "pid": process["pid"], "config": name, "changes": {}, "reason": ""}
     if process["pid"] is None:
@@ -425,7 +420,7 @@ def restart_needed(name, pid_file, planned=False, options=None):
 
     def current_text():
         if planned and os.path.abspath(config) == os.path.abspath(name):
-            _unused, plan, text, _data, errors = _plan(name, options)
+            plan, text, _data, errors = _plan(name, options)
             if plan is not None and not errors:
                 return plan.new_text, plan.changed
             return text, False
@@ -436,7 +431,7 @@ def restart_needed(name, pid_file, planned=False, options=None):
         if snapshot is not None and _sha256(snapshot) == record["sha256"]:
             result["basis"] = "start record"
             text, _would_write = current_text()
-            result["changes"] = lib.effective_changes(snapshot.decode("utf-8", "surrogateescape"), text)
+            result["changes"] = conf.effective_changes(snapshot.decode("utf-8", "surrogateescape"), text)
             result["needed"] = bool(result["changes"])
             keys = ", ".join(result["changes"])
             result["reason"] = (f"what cinder reads from {config} differs from what cinder-api (pid {pid}) "
@@ -475,7 +470,7 @@ def _interpreter(binary):
             first = handle.readline(512)
     except OSError as exc:
         return None, f"{binary} cannot be read ({exc.strerror}): is cinder installed?"
-    argv = _lib().shebang_argv(first.rstrip(b"\r\n"))
+    argv = conf.shebang_argv(first.rstrip(b"\r\n"))
     if not argv:
         return None, f"{binary} is not a script (no #! line): its Python cannot be checked"
     names = [os.path.basename(argv[0])] + ([os.path.basename(argv[1])] if len(argv) > 1 and
@@ -502,13 +497,12 @@ def driver_check(name, binary="/usr/bin/cinder-api", options=None):
 
         salt '*' cinder_conf.driver_check /etc/cinder/cinder.conf /usr/bin/cinder-api
     """
-    lib = _lib()
     result = {"ok": None, "interpreter": None, "module": None, "scheme": None, "comment": ""}
-    _unused, plan, text, _data, errors = _plan(name, options)
+    plan, text, _data, errors = _plan(name, options)
     if plan is not None and not errors:
         text = plan.new_text
-    urls = lib.parse(text).effective().get("database", {}).get("connection")
-    driver = lib.db_driver(lib.unescape(urls[-1])) if urls else None
+    urls = conf.parse(text).effective().get("database", {}).get("connection")
+    driver = conf.db_driver(conf.unescape(urls[-1])) if urls else None
     if driver is None:
         result["comment"] = f"no database URL of a known dialect in {name}: driver not checked"
         return result

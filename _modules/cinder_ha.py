@@ -8,41 +8,29 @@ CLI Example:
 
     salt '*' cinder_ha.validate
     salt '*' cinder_ha.status
+    salt '*' cinder_ha.cluster_objects
 """
-import importlib
+import copy
+import hashlib
+import json
 import logging
-import os
-import sys
 import time
-import urllib.error
-import urllib.request
+
+from cinder_ha_lib import catalog, formula, probe, secret_rule, urls
+from cinder_ha_lib import pillar as pillar_rules  # the name pillar is the functions' argument
+from cinder_ha_lib.errors import InvalidPillar
 
 log = logging.getLogger(__name__)
 
 __virtualname__ = "cinder_ha"
+# The controller choice is read once per run, while the formula renders (a few seconds). A
+# minion without multiprocessing (or salt-call in process) keeps __context__ between jobs:
+# the cluster's DC may have changed since, so an older answer is asked again.
+CONTROLLER_TTL = 30
 
 
 def __virtual__():
     return __virtualname__
-
-
-def library(name):
-    """
-    Internal: the project's pure logic module ``name`` (``cinder_ha_pillar``, ``cinder_ha_cib``...).
-
-    It ships as plain Python in the ``utils`` folder beside this module's folder in both
-    install modes (``saltext_cinder_ha/utils`` after ``pip install``, ``extmods/utils``
-    after ``saltutil.sync_all``). Salt's utils loader skips extension packages, so
-    ``__utils__`` cannot serve pip mode; modules and states call this instead. The folder
-    is appended (not prepended) to ``sys.path``, so nothing there can shadow a stdlib name.
-    """
-    base = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    for folder in (os.path.join(base, "utils"), os.path.join(base, "_utils")):
-        if os.path.isfile(os.path.join(folder, name + ".py")):
-            if folder not in sys.path:
-                sys.path.append(folder)
-            break
-    return importlib.import_module(name)
 
 
 def _pillar(pillar=None):
@@ -52,13 +40,34 @@ def _pillar(pillar=None):
     return __salt__["pillar.get"]("cinder_ha", {}, unmask=True)
 
 
+def _digest(raw):
+    """A key for ``raw`` (the cinder_ha pillar): another pillar, another key. None if unhashable."""
+    try:
+        text = json.dumps(raw, sort_keys=True, default=repr)
+    except (TypeError, ValueError):
+        return None
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _normalized(raw):
+    """``pillar_rules.normalize(raw)``, computed once per run (``__context__``) for each pillar
+    content: every SLS of a run that imports map.jinja reads the same answer."""
+    key = _digest(raw)
+    if key is None:
+        return pillar_rules.normalize(raw)
+    cache = __context__.setdefault("cinder_ha.normalized", {})
+    if key not in cache:
+        cache[key] = pillar_rules.normalize(raw)
+    return copy.deepcopy(cache[key])
+
+
 def _revealed(pillar=None):
     """The normalized settings, secrets included: for this module's own use only."""
     from salt.exceptions import CommandExecutionError
 
-    result, errors, _warnings = library("cinder_ha_pillar").normalize(_pillar(pillar))
+    result, errors, _warnings = _normalized(_pillar(pillar))
     if errors:
-        raise CommandExecutionError("invalid cinder_ha pillar:\n  - " + "\n  - ".join(errors))
+        raise CommandExecutionError(str(InvalidPillar(errors)))
     return result
 
 
@@ -79,7 +88,7 @@ def settings(pillar=None, reveal=False):
         salt '*' cinder_ha.settings
     """
     del reveal
-    return library("cinder_ha_secrets").masked(_revealed(pillar))
+    return secret_rule.masked(_revealed(pillar))
 
 
 def validate(pillar=None):
@@ -93,7 +102,7 @@ def validate(pillar=None):
 
         salt '*' cinder_ha.validate
     """
-    _settings, errors, warnings = library("cinder_ha_pillar").normalize(_pillar(pillar))
+    _settings, errors, warnings = _normalized(_pillar(pillar))
     return {"valid": not errors, "errors": errors, "warnings": warnings}
 
 
@@ -104,7 +113,8 @@ def controller(pillar=None):
     The controller is the minion named by pillar ``cinder_ha:controller``, else the node that
     is the Pacemaker DC right now (one per cluster). Never raises: with Pacemaker stopped on
     this node, or during an election (no DC), the answer says so and the formula renders a
-    visible failure for the cluster part instead of a silent skip. Computed once per run.
+    visible failure for the cluster part instead of a silent skip. Computed once per run and
+    per ``cinder_ha`` pillar content (``__context__``, at most ``CONTROLLER_TTL`` seconds old).
 
     CLI Example:
 
@@ -112,9 +122,11 @@ def controller(pillar=None):
 
         salt '*' cinder_ha.controller
     """
-    if pillar is None and "cinder_ha.controller" in __context__:
-        return __context__["cinder_ha.controller"]
     raw = _pillar(pillar) or {}
+    key = _digest(raw)
+    cache = __context__.setdefault("cinder_ha.controller", {})
+    if key is not None and key in cache and time.monotonic() - cache[key][0] < CONTROLLER_TTL:
+        return dict(cache[key][1])
     named = raw.get("controller") if isinstance(raw, dict) else None
     role = __salt__["crm.role"]() if "crm.role" in __salt__ else {
         "running": False, "node": None, "dc": None, "is_dc": False, "error": "the crm module is not loaded"}
@@ -131,15 +143,80 @@ def controller(pillar=None):
                              "applies the cluster objects and the catalog in this run; apply again")
     else:
         answer.update(is_controller=role["is_dc"], reason=f"{role['dc']} is the DC")
-    if pillar is None:
-        __context__["cinder_ha.controller"] = answer
+    if key is not None:
+        cache[key] = (time.monotonic(), dict(answer))
     return answer
+
+
+def _formula_file(path, tplroot):
+    """A YAML file of the formula's state tree (``salt://<tplroot>/<path>``), or None if absent."""
+    import salt.utils.yaml
+
+    text = __salt__["cp.get_file_str"](f"salt://{tplroot}/{path}")
+    return salt.utils.yaml.safe_load(text) if text else None
+
+
+def parameters(pillar=None, tplroot="cinder_ha"):
+    """
+    The formula's parameters as map.jinja merges them: ``parameters/defaults.yaml``, then
+    ``parameters/os_family/<os_family>.yaml`` if there is one, then pillar
+    ``cinder_ha:lookup``. Read from the file server (the formula's state tree).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' cinder_ha.parameters
+    """
+    merged = dict((_formula_file("parameters/defaults.yaml", tplroot) or {}).get("values") or {})
+    os_file = f"parameters/os_family/{__grains__.get('os_family')}.yaml"
+    if f"{tplroot}/{os_file}" in __salt__["cp.list_master"](prefix=f"{tplroot}/parameters/"):
+        merged.update((_formula_file(os_file, tplroot) or {}).get("values") or {})
+    merged.update(_revealed(pillar).get("lookup") or {})
+    return merged
+
+
+def cluster_objects(params=None, pillar=None):
+    """
+    The cluster objects ``cinder_ha.cluster`` keeps in the CIB (the list ``crm.configured``
+    takes): VIP, cinder-api primitive, colocation, order, alert, lrm secret rules. Secret
+    parameters are named by their pillar key (``{"pillar": "cinder_ha:agent:os_password"}``),
+    never by value, so the list may be shown, cached and rendered into an SLS.
+
+    params
+        The formula parameters (map.jinja passes its own; default: ``cinder_ha.parameters``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' cinder_ha.cluster_objects
+    """
+    settings = secret_rule.masked(_revealed(pillar))
+    return formula.cluster_objects(settings, params if params is not None else parameters(pillar))
+
+
+def cluster_object_ids(params=None, pillar=None, secret_rules=False):
+    """
+    Every CIB object id ``cinder_ha.cluster`` may create (what ``cinder_ha.clean`` removes),
+    constraints first; with ``secret_rules`` only the lrm secret location rules.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' cinder_ha.cluster_object_ids
+    """
+    settings = secret_rule.masked(_revealed(pillar))
+    if secret_rules:
+        return list(formula.secret_rule_ids(settings["cluster"]))
+    return formula.object_ids(settings, params if params is not None else parameters(pillar))
 
 
 def http_probe(url, timeout=5):
     """
-    GET ``url`` once: ``{"url", "status", "ms", "error"}``. Any HTTP answer below 500
-    counts as the API answering (``/v3`` without a token answers 401 or 300).
+    GET ``url`` once: ``{"url", "answers", "status", "ms", "error"}``. Any HTTP answer
+    means cinder-api listens (``/v3`` without a token answers 401 or 300).
 
     CLI Example:
 
@@ -147,16 +224,7 @@ def http_probe(url, timeout=5):
 
         salt '*' cinder_ha.http_probe http://127.0.0.103:8776/healthcheck
     """
-    started = time.monotonic()
-    status, error = None, None
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, method="GET"), timeout=timeout) as resp:
-            status = resp.status
-    except urllib.error.HTTPError as exc:
-        status = exc.code
-    except (OSError, ValueError) as exc:
-        error = str(getattr(exc, "reason", exc))
-    return {"url": url, "status": status, "ms": round((time.monotonic() - started) * 1000, 1), "error": error}
+    return probe.http_get(url, timeout=timeout)
 
 
 def probe_catalog(service_type="block-storage", region=None, interface="public", timeout=90):
@@ -179,21 +247,21 @@ def probe_catalog(service_type="block-storage", region=None, interface="public",
                            f"{' for region ' + region if region else ''}."}
     deadline = time.monotonic() + float(timeout)
     while True:
-        probe = http_probe(url)
-        if probe["status"] is not None and probe["status"] < 500:
-            return {"answers": True, "url": url, "status": probe["status"],
-                    "comment": f"The catalog's {interface} {service_type} URL {url} answers (HTTP {probe['status']})."}
+        answer = http_probe(url)
+        if answer["status"] is not None and answer["status"] < 500:
+            return {"answers": True, "url": url, "status": answer["status"],
+                    "comment": f"The catalog's {interface} {service_type} URL {url} answers (HTTP {answer['status']})."}
         if time.monotonic() >= deadline:
-            return {"answers": False, "url": url, "status": probe["status"],
+            return {"answers": False, "url": url, "status": answer["status"],
                     "comment": f"The catalog's {interface} {service_type} URL {url} did not answer within "
-                               f"{timeout}s (last: {probe['error'] or 'HTTP %s' % probe['status']})."}
+                               f"{timeout}s (last: {answer['error'] or 'HTTP %s' % answer['status']})."}
         time.sleep(0.5)
 
 
 def _catalog_matches(conf):
     """Does the Keystone catalog hold exactly the pillar's endpoints? (a no-op plan = yes)"""
     pending = {}
-    for index, service_type in enumerate(conf["endpoints"]["service_types"]):
+    for service_type in conf["endpoints"]["service_types"]:
         name = conf["endpoints"]["service_name"] + ("" if service_type == "block-storage" else "v3")
         try:
             plan = __salt__["cinder_keystone.plan"](service_type, urls=conf["endpoint_urls"],
@@ -202,15 +270,31 @@ def _catalog_matches(conf):
             pending[service_type] = str(exc)
             continue
         if plan["actions"]:
-            pending[service_type] = [library("cinder_ha_catalog").describe(a) for a in plan["actions"]]
+            pending[service_type] = [catalog.describe(a) for a in plan["actions"]]
     return {"matches": not pending, "pending": pending, "urls": conf["endpoint_urls"]}
+
+
+def _clone_status(cluster):
+    """cluster:mode cloned: each instance (node, role, failed), and which one serves the VIP."""
+    resources = __salt__["crm.status"]()["resources"]
+    clone = resources.get(cluster["clone_id"]) or {}
+    vip = resources.get(cluster["vip_id"]) or {}
+    vip_nodes = vip.get("nodes", []) if vip.get("active") else []
+    instances = [{"node": node, "role": instance["role"], "failed": instance["failed"],
+                  "holds_vip": node in vip_nodes}
+                 for instance in clone.get("instances", []) for node in (instance["nodes"] or [None])]
+    return {"id": cluster["clone_id"], "instances": instances,
+            "running_on": sorted(i["node"] for i in instances if i["node"] and i["role"] == "Started"),
+            "vip_on": vip_nodes[0] if vip_nodes else None}
 
 
 def status():
     """
     Where ``p_cinder-api`` and its VIP run, whether the API answers on the VIP, whether
     the Keystone catalog matches the pillar, recent resource failures and the last moves
-    the cluster reported. Each part reports its own error instead of failing the whole.
+    the cluster reported. With ``cluster:mode cloned`` also ``clone``: every instance (its
+    node, role, failed) and which one holds the VIP. Each part reports its own error instead
+    of failing the whole.
 
     CLI Example:
 
@@ -230,10 +314,98 @@ def status():
 
     part("node", __salt__["crm.node_name"])
     part("resources", lambda: {rsc: __salt__["crm.locate"](rsc) for rsc in (cluster["primitive_id"], cluster["vip_id"])})
-    host = library("cinder_ha_pillar").url_host(vip["address"])
+    if cluster.get("mode") == "cloned":
+        part("clone", lambda: _clone_status(cluster))
+    host = urls.url_host(vip["address"])
     part("api", lambda: http_probe(f"http://{host}:{conf['port']}/healthcheck"))
     part("catalog", lambda: _catalog_matches(conf))
     part("failures", lambda: __salt__["crm.failures"]())
     if "cinder_ha_events.recent" in __salt__:
         part("recent_moves", lambda: __salt__["cinder_ha_events.recent"](10))
     return report
+
+
+# ---------------------------------------------------------------- cloned mode: the VIP on the loopback
+
+ARP_SYSCTLS = {"arp_ignore": "1", "arp_announce": "2"}
+_SYSCTL_DIR = "/proc/sys/net/ipv4/conf/all"
+
+
+def _ip(args, timeout=10):
+    import subprocess  # pylint: disable=import-outside-toplevel
+
+    # an argument list, never a shell: the address is data
+    return subprocess.run(["ip"] + args, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def _prefix(address):
+    return f"{address}/{128 if ':' in address else 32}"
+
+
+def loopback_vip(address):
+    """
+    Whether ``address`` is on ``lo`` and ARP is silent for it (cloned mode's real-server
+    setup): ``{"on_loopback": bool, "arp": {name: value}, "arp_silent": bool}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' cinder_ha.loopback_vip 198.18.0.10
+    """
+    found = _ip(["-o", "addr", "show", "dev", "lo"])
+    if found.returncode != 0:
+        raise _error(f"ip addr show dev lo failed: {found.stderr.strip()[-300:]}")
+    words = found.stdout.split()
+    arp = {}
+    for name in ARP_SYSCTLS:
+        with open(f"{_SYSCTL_DIR}/{name}", encoding="ascii") as handle:
+            arp[name] = handle.read().strip()
+    return {"on_loopback": _prefix(address) in words, "arp": arp, "arp_silent": arp == ARP_SYSCTLS}
+
+
+def set_loopback_vip(address, present=True, clone_id=None, wait=60):
+    """
+    Put ``address`` on ``lo`` with ARP silenced (``present=True``), or take it off. Taking
+    it off waits up to ``wait`` seconds for the clone ``clone_id`` to leave the CIB, so no
+    instance still running loses the address it listens on. Commands get argument lists,
+    the sysctls are written as files: nothing goes through a shell.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' cinder_ha.set_loopback_vip 198.18.0.10
+        salt '*' cinder_ha.set_loopback_vip 198.18.0.10 present=False clone_id=cl_p_cinder-api
+    """
+    import subprocess  # pylint: disable=import-outside-toplevel
+
+    before = loopback_vip(address)
+    if present:
+        for name, value in ARP_SYSCTLS.items():
+            if before["arp"][name] != value:
+                with open(f"{_SYSCTL_DIR}/{name}", "w", encoding="ascii") as handle:
+                    handle.write(value)
+        if not before["on_loopback"]:
+            done = _ip(["addr", "add", _prefix(address), "dev", "lo"])
+            if done.returncode != 0:
+                raise _error(f"ip addr add {_prefix(address)} dev lo failed: {done.stderr.strip()[-300:]}")
+    elif before["on_loopback"]:
+        if clone_id:
+            deadline = time.monotonic() + float(wait)
+            while time.monotonic() < deadline:
+                query = subprocess.run(["cibadmin", "--query", "--xpath", f"//clone[@id='{clone_id}']"],
+                                       capture_output=True, text=True, timeout=30, check=False)
+                if query.returncode != 0:  # no such clone (any more)
+                    break
+                time.sleep(1)
+        done = _ip(["addr", "del", _prefix(address), "dev", "lo"])
+        if done.returncode != 0:
+            raise _error(f"ip addr del {_prefix(address)} dev lo failed: {done.stderr.strip()[-300:]}")
+    return loopback_vip(address)
+
+
+def _error(message):
+    from salt.exceptions import CommandExecutionError  # pylint: disable=import-outside-toplevel
+
+    return CommandExecutionError(message)

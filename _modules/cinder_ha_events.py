@@ -22,16 +22,14 @@ import logging
 import os
 import re
 import subprocess
-import urllib.error
-import urllib.request
+
+from cinder_ha_lib import events, pillar, probe
 
 log = logging.getLogger(__name__)
 
 __virtualname__ = "cinder_ha_events"
 
 KEEP = 200
-EVENT_KEYS = ("kind", "rsc", "task", "rc", "target_rc", "status", "desc", "node", "timestamp", "interval")
-RSC_RE = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 CLUSTER_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"}
 
 
@@ -45,12 +43,7 @@ def _moves_file():
 
 def _clean(event):
     """Only the known fields, as short strings (event data come from the network)."""
-    if not isinstance(event, dict):
-        return {}
-    clean = {key: str(event[key])[:256] for key in EVENT_KEYS if event.get(key) is not None}
-    if "rsc" in clean and not RSC_RE.fullmatch(clean["rsc"]):
-        clean.pop("rsc")
-    return clean
+    return events.clean_fields(event) or {}
 
 
 def record(event):
@@ -70,7 +63,7 @@ def record(event):
 
 
 def _append(entry):
-    entry["recorded"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
+    entry["recorded"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
     path = _moves_file()
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     # the reactor may run two of these at once (a stop and a start): one writer at a time
@@ -117,7 +110,7 @@ def recent(limit=10):
 def _settings():
     # the pillar itself, normalized by the pure logic (no public function returns secrets)
     raw = __salt__["pillar.get"]("cinder_ha", {}, unmask=True)
-    settings, errors, _warnings = __salt__["cinder_ha.library"]("cinder_ha_pillar").normalize(raw)
+    settings, errors, _warnings = pillar.normalize(raw)
     if errors:  # no or invalid pillar: the check says so instead of failing
         log.debug("cinder_ha_events: no usable cinder_ha pillar: %s", errors)
         return None
@@ -144,19 +137,6 @@ def _locate(resource):
     return result
 
 
-def _http_get(url):
-    result = {"via": "http", "url": url}
-    try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            result["status"] = resp.status
-    except urllib.error.HTTPError as exc:
-        result["status"] = exc.code  # any HTTP answer means cinder-api listens (401 without a token)
-    except (OSError, ValueError) as exc:
-        result["error"] = str(exc)[:300]
-    result["answers"] = "status" in result
-    return result
-
-
 def _probe(settings):
     """
     Does the catalog URL answer? What a client does when cinder_keystone is there (fresh
@@ -164,7 +144,7 @@ def _probe(settings):
     """
     if not settings:
         return {"via": "none", "answers": False, "error": "no valid cinder_ha pillar: catalog URL unknown"}
-    urls = __salt__["cinder_ha.library"]("cinder_ha_pillar").endpoint_urls(settings)
+    urls = pillar.endpoint_urls(settings)
     interface = "internal" if "internal" in urls else next(iter(urls), "public")
     url = urls.get(interface)
     errors = []
@@ -172,10 +152,10 @@ def _probe(settings):
         try:
             found = __salt__["cinder_keystone.catalog_lookup"](
                 service_type=settings["endpoints"]["service_types"][0], interface=interface, probe_url=True)
-            probe = found.get("probe") or {}
+            answer = found.get("probe") or {}
             return {"via": "cinder_keystone.catalog_lookup", "interface": interface, "found": found.get("found"),
-                    "url": found.get("url"), "answers": bool(probe.get("answers")), "status": probe.get("status"),
-                    "error": probe.get("error")}
+                    "url": found.get("url"), "answers": bool(answer.get("answers")), "status": answer.get("status"),
+                    "error": answer.get("error")}
         except Exception as exc:  # Keystone away: still say whether the pillar's URL answers
             errors.append(f"catalog lookup: {str(exc)[:300]}")
     if not url:
@@ -186,7 +166,7 @@ def _probe(settings):
         except Exception as exc:
             result = {"via": "cinder_keystone.probe", "url": url, "answers": False, "error": str(exc)[:300]}
     else:
-        result = _http_get(url)
+        result = dict(probe.http_get(url), via="http")
     if errors:
         result["catalog_error"] = "; ".join(errors)
     return result
@@ -206,9 +186,11 @@ def check(resource=None):
     settings = _settings()
     if resource is None:
         resource = settings["cluster"]["primitive_id"] if settings else "p_cinder-api"
-    if not RSC_RE.fullmatch(str(resource)):
+    if not events.RSC_RE.fullmatch(str(resource)):
         return {"resource": str(resource)[:128], "error": "not a resource id"}
-    return {"resource": resource, "location": _locate(resource), "probe": _probe(settings)}
+    # a clone instance (cluster:mode cloned) may be reported as <primitive>:<n>: where the
+    # primitive's instances run is the answer (crm.locate lists every node with one)
+    return {"resource": resource, "location": _locate(str(resource).split(":", 1)[0]), "probe": _probe(settings)}
 
 
 def handle_move(event=None):

@@ -4,8 +4,11 @@ The Block Storage entries of the Keystone v3 catalog, on keystoneauth1.
 Credentials: every function takes ``auth`` (a dict with auth_url, username, password,
 project_name, user_domain_name, project_domain_name, region, cacert, insecure, timeout).
 Without it the ``keystone`` part of the ``cinder_ha`` pillar is used, so SLS files never
-carry the password. One keystoneauth1 session (v3 password auth) serves a whole run.
-Passwords and tokens never appear in returns, comments or log lines.
+carry the password. One keystoneauth1 session (v3 password auth) serves a whole run:
+one token, the service list read once, each service's endpoints read once (filtered by
+Keystone: ``GET /v3/endpoints?service_id=...&region_id=...``), and the catalog lookup
+reads that same token's catalog unless the run changed the catalog (then, and only then,
+it takes a fresh token). Passwords and tokens never appear in returns, comments or log lines.
 
 Admin API calls go to the ``auth_url`` itself (``.../v3/services``...), not to an identity
 endpoint looked up in the catalog: the catalog is what this module edits.
@@ -25,8 +28,12 @@ import logging
 import os
 import stat
 import time
+import urllib.parse
 
 from salt.exceptions import CommandExecutionError
+
+from cinder_ha_lib import catalog
+from cinder_ha_lib.probe import http_get
 
 try:
     from keystoneauth1 import exceptions as ks_exc
@@ -55,9 +62,6 @@ def __virtual__():
         return (False, "cinder_keystone: the Python library keystoneauth1 is not installed (pip install keystoneauth1)")
     return __virtualname__
 
-
-def _catalog():
-    return __salt__["cinder_ha.library"]("cinder_ha_catalog")
 
 
 # ---------------------------------------------------------------- credentials and session
@@ -94,17 +98,43 @@ def _new_session(auth):
                             project_name=auth["project_name"], user_domain_name=auth["user_domain_name"],
                             project_domain_name=auth["project_domain_name"])
     verify = False if auth["insecure"] else (auth["cacert"] or True)
-    return ks_session.Session(auth=plugin, verify=verify, timeout=auth["timeout"],
-                              app_name="cinder-ha", app_version="0.1")
+    session = ks_session.Session(auth=plugin, verify=verify, timeout=auth["timeout"],
+                                 app_name="cinder-ha", app_version="0.1")
+    session.session.hooks["response"].append(_count_request)  # tokens included: one requests.Session
+    return session
+
+
+def _count_request(response, *_args, **_kwargs):
+    """Count each Keystone request of this run as "METHOD /path" (no query: ids and names stay out)."""
+    what = f"{response.request.method} {urllib.parse.urlsplit(response.request.url).path}"
+    counted = __context__.get("cinder_keystone.requests", {})
+    __context__["cinder_keystone.requests"] = {**counted, what: counted.get(what, 0) + 1}  # runs copy __context__
+
+
+def request_count():
+    """
+    Internal (bench, tests): the Keystone requests this module sent in this loader (in a state
+    run: in this run), as ``{"POST /v3/auth/tokens": 1, "GET /v3/services": 1, ...}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' cinder_keystone.request_count
+    """
+    return dict(__context__.get("cinder_keystone.requests", {}))
 
 
 def _state(auth):
-    """Per-run state in ``__context__``: the session and the cached listings, keyed by the credentials."""
+    """Per-run state in ``__context__``, keyed by the credentials: the session (its token), the
+    cached listings (``endpoints`` by (service id, region or None for every region)) and
+    ``wrote``: whether this run changed the catalog since the session's token was issued."""
     key = hashlib.sha256(json.dumps(auth, sort_keys=True, default=str).encode()).hexdigest()
     runs = __context__.setdefault(_CTX, {})
     now = time.monotonic()
     if key not in runs or now - runs[key]["born"] > RUN_LIFETIME:
-        runs[key] = {"session": _new_session(auth), "services": None, "endpoints": {}, "born": now}
+        runs[key] = {"session": _new_session(auth), "services": None, "endpoints": {}, "born": now,
+                     "wrote": False}
     return runs[key]
 
 
@@ -128,8 +158,17 @@ def _explain(exc, auth, doing):
     return f"Keystone request failed while {doing}: {type(exc).__name__}: {exc}"
 
 
+def _wrote():
+    """This run changes the catalog: every session's token now predates it (any credentials).
+    Called before the request: a failed one may still have changed the catalog."""
+    for run in __context__.get(_CTX, {}).values():
+        run["wrote"] = True
+
+
 def _call(auth, method, path, doing, body=None, params=None):
     state = _state(auth)
+    if method != "GET":
+        _wrote()
     try:
         resp = state["session"].request(auth["auth_url"] + path, method, json=body, params=params,
                                          raise_exc=True)
@@ -147,12 +186,21 @@ def _services(auth, fresh=False):
     return state["services"]
 
 
-def _endpoints_of(auth, service_id, fresh=False):
+def _endpoints_of(auth, service_id, region=None, fresh=False):
+    """The endpoints of one service (in ``region`` only, when given), filtered by Keystone."""
     state = _state(auth)
-    if fresh or service_id not in state["endpoints"]:
-        state["endpoints"][service_id] = _call(auth, "GET", "/endpoints", f"listing endpoints of {service_id}",
-                                               params={"service_id": service_id})["endpoints"]
-    return state["endpoints"][service_id]
+    key = (service_id, region)
+    every_region = state["endpoints"].get((service_id, None))
+    if not fresh and region and key not in state["endpoints"] and every_region is not None:
+        state["endpoints"][key] = [e for e in every_region if e.get("region_id") == region]
+    if fresh or key not in state["endpoints"]:
+        params = {"service_id": service_id}
+        if region:
+            params["region_id"] = region
+        where = f" in {region}" if region else ""
+        state["endpoints"][key] = _call(auth, "GET", "/endpoints", f"listing endpoints of {service_id}{where}",
+                                        params=params)["endpoints"]
+    return state["endpoints"][key]
 
 
 def _remember(auth, service=None, endpoint=None, gone_service=None, gone_endpoint=None):
@@ -163,12 +211,13 @@ def _remember(auth, service=None, endpoint=None, gone_service=None, gone_endpoin
     if gone_service is not None:
         if state["services"] is not None:
             state["services"] = [s for s in state["services"] if s["id"] != gone_service]
-        state["endpoints"].pop(gone_service, None)
-    for sid, cached in list(state["endpoints"].items()):
+        for key in [k for k in state["endpoints"] if k[0] == gone_service]:
+            del state["endpoints"][key]
+    for (sid, region), cached in list(state["endpoints"].items()):
         kept = [e for e in cached if e["id"] not in (gone_endpoint, endpoint and endpoint["id"])]
-        if endpoint is not None and endpoint["service_id"] == sid:
+        if endpoint is not None and endpoint["service_id"] == sid and region in (None, endpoint.get("region_id")):
             kept.append(endpoint)
-        state["endpoints"][sid] = kept
+        state["endpoints"][(sid, region)] = kept
 
 
 def _public(record):
@@ -187,9 +236,9 @@ def service_get(service_type, name=None, auth=None):
         salt '*' cinder_keystone.service_get block-storage cinder
     """
     auth = _auth(auth)
-    found = _catalog().find_services(_services(auth, fresh=True), service_type, name)
+    found = catalog.find_services(_services(auth, fresh=True), service_type, name)
     if len(found) > 1:
-        raise CommandExecutionError(_catalog().resolve_service(found, service_type, name)[1])
+        raise CommandExecutionError(catalog.resolve_service(found, service_type, name)[1])
     return _public(found[0]) if found else None
 
 
@@ -205,10 +254,9 @@ def service_ensure(service_type, name, description=None, enabled=True, auth=None
         salt '*' cinder_keystone.service_ensure block-storage cinder description="OpenStack Block Storage"
     """
     auth = _auth(auth)
-    cat = _catalog()
-    found = cat.find_services(_services(auth), service_type, name)
+    found = catalog.find_services(_services(auth), service_type, name)
     if len(found) > 1:
-        raise CommandExecutionError(cat.resolve_service(found, service_type, name)[1])
+        raise CommandExecutionError(catalog.resolve_service(found, service_type, name)[1])
     wanted = {"enabled": bool(enabled)}
     if description is not None:
         wanted["description"] = description
@@ -249,7 +297,8 @@ def _host_lock(path, timeout):
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise CommandExecutionError(f"another catalog change on this host held {path} for {timeout}s")
+                    raise CommandExecutionError(
+                        f"another catalog change on this host held {path} for {timeout}s") from None
                 time.sleep(0.05)
         try:
             yield
@@ -274,7 +323,9 @@ def catalog_lock(timeout=300):
 
 def _delete_if_present(auth, path):
     """DELETE that treats 'already gone' as done (a racing controller may have deleted it)."""
-    resp = _state(auth)["session"].request(auth["auth_url"] + path, "DELETE", raise_exc=False)
+    state = _state(auth)
+    _wrote()
+    resp = state["session"].request(auth["auth_url"] + path, "DELETE", raise_exc=False)
     if resp.status_code not in (204, 404):
         raise CommandExecutionError(f"deleting {path}: HTTP {resp.status_code}")
 
@@ -283,7 +334,7 @@ def _one_copy_after_create(auth, service_type, name):
     """Keystone accepts duplicates, and two controllers may create at the same moment: list
     again after a create and keep the lowest id. Every racing run agrees on that choice, and
     the run whose create came last always sees every copy, so exactly one survives."""
-    found = _catalog().find_services(_services(auth, fresh=True), service_type, name)  # sorted by id
+    found = catalog.find_services(_services(auth, fresh=True), service_type, name)  # sorted by id
     for extra in found[1:]:
         _delete_if_present(auth, f"/services/{extra['id']}")
         _remember(auth, gone_service=extra["id"])
@@ -294,12 +345,12 @@ def _one_copy_after_create(auth, service_type, name):
 def _one_copy_of_created_endpoints(auth, created):
     """After creates, the same reasoning for endpoints: re-list and drop duplicates of each key."""
     removed = []
-    for service_id in sorted({a["service_id"] for a in created}):
-        desired = {(a["service_type"], a["interface"], a["region"]): a["url"]
-                   for a in created if a["service_id"] == service_id}
-        types = {a["service_type"]: service_id for a in created if a["service_id"] == service_id}
-        current = _endpoints_of(auth, service_id, fresh=True)
-        for action in _catalog().plan_endpoints(desired, types, current):
+    for service_id, region in sorted({(a["service_id"], a["region"]) for a in created}):
+        mine = [a for a in created if a["service_id"] == service_id and a["region"] == region]
+        desired = {(a["service_type"], a["interface"], a["region"]): a["url"] for a in mine}
+        types = {a["service_type"]: service_id for a in mine}
+        current = _endpoints_of(auth, service_id, region, fresh=True)
+        for action in catalog.plan_endpoints(desired, types, current):
             if action["action"] == "delete":
                 _delete_if_present(auth, f"/endpoints/{action['endpoint_id']}")
                 _remember(auth, gone_endpoint=action["endpoint_id"])
@@ -422,21 +473,20 @@ def plan(service_type="block-storage", urls=None, region=None, service_name=None
 
         salt '*' cinder_keystone.plan block-storage urls='{public: http://192.0.2.10:8776/v3, internal: http://192.0.2.11:8776/v3}'
     """
-    cat = _catalog()
-    desired, errors, warnings = cat.desired_urls(urls)
+    desired, errors, warnings = catalog.desired_urls(urls)
     if errors:
         raise CommandExecutionError("bad endpoint URL(s): " + "; ".join(errors))
     auth = _auth(auth)
     region = region or auth["region"]
-    service, error = cat.resolve_service(_services(auth), service_type, service_name)
-    if error and service_pending and not cat.find_services(_services(auth), service_type, service_name):
+    service, error = catalog.resolve_service(_services(auth), service_type, service_name)
+    if error and service_pending and not catalog.find_services(_services(auth), service_type, service_name):
         service = {"id": None, "type": service_type, "name": service_name}
         current = []
     elif error:
         raise CommandExecutionError(error)
     else:
-        current = _endpoints_of(auth, service["id"])
-    actions = cat.plan_endpoints({(service_type, iface, region): url for iface, url in desired.items()},
+        current = _endpoints_of(auth, service["id"], region)
+    actions = catalog.plan_endpoints({(service_type, iface, region): url for iface, url in desired.items()},
                                  {service_type: service["id"]}, current)
     if any(a["action"] == "create" for a in actions) and not any(e.get("region_id") == region for e in current):
         _region_exists(auth, region)  # only when nothing proves it: a no-op costs no extra request
@@ -454,15 +504,17 @@ def legacy_plan(region=None, service_types=None, legacy_types=None, auth=None):
 
         salt '*' cinder_keystone.legacy_plan RegionOne
     """
-    cat = _catalog()
     auth = _auth(auth)
     region = region or auth["region"]
-    service_types = list(service_types or cat.BLOCK_STORAGE_TYPES)
-    legacy_types = list(legacy_types or cat.LEGACY_SERVICE_TYPES)
+    service_types = list(service_types or catalog.BLOCK_STORAGE_TYPES)
+    legacy_types = list(legacy_types or catalog.LEGACY_SERVICE_TYPES)
     relevant = [s for s in _services(auth) if s.get("type") in service_types + legacy_types]
-    endpoints = [e for s in relevant for e in _endpoints_of(auth, s["id"])]
+    # a legacy service goes as a whole only when no other region uses it: all its endpoints;
+    # of the current services only this region's count (the list endpoints_present already read)
+    endpoints = [e for s in relevant
+                 for e in _endpoints_of(auth, s["id"], None if s.get("type") in legacy_types else region)]
     return {"region": region,
-            "actions": cat.plan_legacy(relevant, endpoints, region, service_types, legacy_types)}
+            "actions": catalog.plan_legacy(relevant, endpoints, region, service_types, legacy_types)}
 
 
 def apply_plan(actions, auth=None):
@@ -495,7 +547,7 @@ def apply_plan(actions, auth=None):
                 raise CommandExecutionError(f"unknown action {kind!r}")
         except CommandExecutionError as exc:
             return {"done": done, "failed": action, "error": str(exc), "pending": actions[index + 1:]}
-        log.info("cinder_keystone: %s", _catalog().describe(action, done=True))
+        log.info("cinder_keystone: %s", catalog.describe(action, done=True))
         done.append(action)
     created = [a for a in done if a["action"] == "create"]
     if created:
@@ -533,22 +585,19 @@ def probe(url, timeout=5, auth=None):
         target = _fill_template(str(url), session)
     except ks_exc.ClientException as exc:
         raise CommandExecutionError(_explain(exc, auth, "filling the URL template")) from None
-    started = time.monotonic()
-    try:
-        resp = session.request(target, "GET", authenticated=False, raise_exc=False, timeout=timeout,
-                               connect_retries=0)
-    except ks_exc.ClientException as exc:
-        return {"url": target, "answers": False, "status": None,
-                "ms": round((time.monotonic() - started) * 1000, 1), "error": f"{type(exc).__name__}: {exc}"}
-    return {"url": target, "answers": True, "status": resp.status_code,
-            "ms": round((time.monotonic() - started) * 1000, 1), "error": None}
+    tls = auth or {}
+    return http_get(target, timeout=timeout, cafile=tls.get("cacert"), insecure=bool(tls.get("insecure")))
 
 
 def catalog_lookup(service_type="block-storage", interface="public", region=None, probe_url=False, auth=None):
     """
-    What a client that knows only Keystone finds: a fresh token's catalog, then
-    ``get_endpoint(service_type, interface, region)``. Returns ``{"found", "url", ...}``,
+    What a client that knows only Keystone finds: a token's catalog, then
+    ``get_endpoint(service_type, interface, region)``. Returns ``{"found", "url", "fresh_token", ...}``,
     with ``probe`` (see ``probe``) when ``probe_url=True``.
+
+    The token is the run's own (no request at all when the run already has one), unless this
+    run changed the catalog since that token was issued: its catalog predates the change, so
+    the session authenticates again first (``fresh_token: True``) and keeps the new token.
 
     CLI Example:
 
@@ -558,15 +607,47 @@ def catalog_lookup(service_type="block-storage", interface="public", region=None
     """
     auth = _auth(auth)
     region = region or auth["region"]
-    session = _new_session(auth)  # fresh token: a cached one carries the catalog from before this run's writes
-    result = {"service_type": service_type, "interface": interface, "region": region}
+    state = _state(auth)
+    session = state["session"]
+    fresh = state["wrote"]
+    if fresh:
+        session.invalidate()  # the next token request brings a catalog that includes this run's writes
+    result = {"service_type": service_type, "interface": interface, "region": region, "fresh_token": fresh}
     try:
         url = session.get_endpoint(service_type=service_type, interface=interface, region_name=region)
     except ks_exc.EndpointNotFound:
         url = None
     except ks_exc.ClientException as exc:
         raise CommandExecutionError(_explain(exc, auth, "fetching a token with its catalog")) from None
+    state["wrote"] = False  # the session's token now postdates every write of this run
     result.update(found=bool(url), url=url)
     if url and probe_url:
         result["probe"] = probe(url, auth=auth)
     return result
+
+
+# ---------------------------------------------------------------- removal (cinder_ha.clean)
+
+def clean_plan(services, region=None, auth=None):
+    """
+    What ``catalog_absent`` would remove in ``region``: for each ``{service_type: name}`` of
+    ``services``, the service with its endpoints when it has none in another region, otherwise
+    only its endpoints in ``region``. Other services, other regions are never in the plan.
+    Reads only.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' cinder_keystone.clean_plan '{block-storage: cinder}' region=RegionOne
+    """
+    auth = _auth(auth)
+    region = region or auth["region"]
+    # fresh listings: a removal never plans from what an earlier job of this minion cached
+    relevant = [s for s in _services(auth, fresh=True) if services.get(s.get("type")) == s.get("name")]
+    endpoints = [e for s in relevant for e in _endpoints_of(auth, s["id"], fresh=True)]
+    actions = catalog.plan_legacy(relevant, endpoints, region, current_types=(), legacy_types=tuple(services))
+    for action in actions:
+        action["reason"] = ("cinder_ha.clean" if action["action"] == "delete_service"
+                            else "cinder_ha.clean (the service keeps its endpoints in other regions)")
+    return {"region": region, "actions": actions}

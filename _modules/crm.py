@@ -2,7 +2,9 @@
 Pacemaker cluster configuration and operation for the cinder-ha formula.
 
 Reads go through Pacemaker's C tools (``cibadmin -Q``, ``crm_mon``, ``crm_resource``,
-``crm_verify``, ``crm_simulate``: 10-25 ms each); the CIB is read once per state run.
+``crm_verify``, ``crm_simulate``: 10-25 ms each). A state run reads the cluster once: the
+CIB once (``cache_token``), ``crm_mon`` and ``crm_node --name`` once (``reuse``); any change
+made through this module drops what was read.
 A set of objects is written as ONE CIB patch (``crm_diff`` + ``cibadmin --patch`` on stdin)
 that carries the epoch it was computed against: a concurrent writer makes it fail
 ("Update was older than existing configuration") and it is re-read, re-compared and
@@ -21,6 +23,7 @@ CLI Example:
     salt '*' crm.show p_cinder-api
     salt '*' crm.restart p_cinder-api
 """
+import copy
 import errno
 import fcntl
 import glob
@@ -34,6 +37,8 @@ import subprocess
 import tempfile
 import time
 
+from cinder_ha_lib import cib, secret_rule
+
 log = logging.getLogger(__name__)
 
 __virtualname__ = "crm"
@@ -44,6 +49,10 @@ TOOLS = ("cibadmin", "crm_resource", "crm_mon", "crm_verify", "crm_simulate", "c
 # What cibadmin says when the CIB moved on since it was read (re-read and retry).
 CONFLICT_MARKERS = ("older than existing", "application of an update diff failed", "diff_resync")
 PATCH_CONFLICT_RCS = (103, 205, 206)
+# How old a crm_mon snapshot or node name may be when a state run reuses it (``reuse=True``):
+# it was taken earlier in the same run (map.jinja's crm.role), and a change made through this
+# module drops it at once.
+RUN_REUSE = 10
 
 
 def __virtual__():
@@ -53,9 +62,6 @@ def __virtual__():
                        "(install pacemaker-cli-utils)")
     return __virtualname__
 
-
-def _lib():
-    return __salt__["cinder_ha.library"]("cinder_ha_cib")
 
 
 def _env():
@@ -67,15 +73,18 @@ def _env():
 
 
 def _run(args, stdin=None, timeout=60):
-    """Run one cluster tool (argument list, no shell); counted for the bench."""
+    """Run one cluster tool (argument list, no shell); counted for the bench and the tests."""
     __context__["crm.subprocesses"] = __context__.get("crm.subprocesses", 0) + 1
+    tool = " ".join(args[:2])  # e.g. "cibadmin --query": never a value (those come later, or on stdin)
+    counted = __context__.get("crm.tools", {})
+    __context__["crm.tools"] = {**counted, tool: counted.get(tool, 0) + 1}  # a new dict: runs copy __context__
     try:
         proc = subprocess.run(args, input=stdin, capture_output=True, text=True, timeout=timeout,
                               env=_env(), check=False)
     except subprocess.TimeoutExpired:
         return subprocess.CompletedProcess(args, 124, "", f"{args[0]} timed out after {timeout} s")
-    proc.stdout = _lib().strip_ansi(proc.stdout)
-    proc.stderr = _lib().strip_ansi(proc.stderr)
+    proc.stdout = cib.strip_ansi(proc.stdout)
+    proc.stderr = cib.strip_ansi(proc.stderr)
     return proc
 
 
@@ -111,12 +120,26 @@ def _read_cib(refresh=True, cache_token=None):
 
 
 def _forget_cib():
+    """Drop what this run read: the CIB and the crm_mon snapshot (after a change, or a wait)."""
     __context__.pop(_cache_key(), None)
+    __context__.pop(_status_key(), None)
+
+
+def _status_key():
+    return "crm.status:" + _cache_key()
+
+
+def _reused(key, reuse):
+    """The value kept under ``key`` when ``reuse`` and it is at most RUN_REUSE seconds old."""
+    kept = __context__.get(key)
+    if reuse and kept and time.monotonic() - kept[0] <= RUN_REUSE:
+        return kept[1]
+    return None
 
 
 def _masked_params(params):
-    secret_name = __salt__["cinder_ha.library"]("cinder_ha_secrets").is_secret_name
-    return {name: (value if value == _lib().LRM_VALUE or not secret_name(name) else _lib().MASK)
+    secret_name = secret_rule.is_secret_name
+    return {name: (value if value == cib.LRM_VALUE or not secret_name(name) else cib.MASK)
             for name, value in params.items()}
 
 
@@ -131,17 +154,17 @@ def show(object_id, cache_token=None):
 
         salt '*' crm.show p_cinder-api
     """
-    obj = _lib().find_object(_lib().parse_cib(_read_cib(refresh=cache_token is None, cache_token=cache_token)),
+    obj = cib.find_object(cib.parse_cib(_read_cib(refresh=cache_token is None, cache_token=cache_token)),
                              object_id)
     if obj and obj["tag"] == "primitive":
-        obj = dict(obj, agent=_lib().agent_name(obj), params=_masked_params(obj["params"]))
+        obj = dict(obj, agent=cib.agent_name(obj), params=_masked_params(obj["params"]))
     return obj
 
 
 # ---------------------------------------------------------------- secrets kept out of the CIB
 
 def _secrets_dir(secrets_dir=None):
-    return secrets_dir or __opts__.get("crm.secrets_dir") or _lib().SECRETS_DIR
+    return secrets_dir or __opts__.get("crm.secrets_dir") or cib.SECRETS_DIR
 
 
 def _read_private(path):
@@ -161,7 +184,6 @@ def _read_private(path):
 
 def _secret_signs(objects, secrets_dir):
     """{(rsc, param): md5 the node holds}, None where the value and .sign disagree or are missing."""
-    lib = _lib()
     signs = {}
     for obj in objects:
         if obj["tag"] != "primitive" or obj.get("secret_mode") != "lrm":
@@ -172,7 +194,7 @@ def _secret_signs(objects, secrets_dir):
         for name in obj["secret_params"]:
             value = _read_private(os.path.join(folder, name)) if folder_ok else None
             sign = _read_private(os.path.join(folder, name) + ".sign") if value is not None else None
-            signs[(obj["id"], name)] = sign if sign is not None and sign == lib.md5_hex(value) else None
+            signs[(obj["id"], name)] = sign if sign is not None and sign == cib.md5_hex(value) else None
     return signs
 
 
@@ -222,7 +244,6 @@ def _write_secret_folder(secrets_dir, rsc, values):
     not in ``values`` are carried over. A host-local flock on the secrets folder serialises
     writers on this node.
     """
-    lib = _lib()
     base = _secrets_dir(secrets_dir)
     os.makedirs(base, mode=0o700, exist_ok=True)
     os.chmod(base, 0o700)
@@ -242,7 +263,7 @@ def _write_secret_folder(secrets_dir, rsc, values):
                             _write_new_private(os.path.join(new, entry.name), handle.read())
             for name, value in sorted(values.items()):
                 _write_new_private(os.path.join(new, name), value.encode("utf-8"))
-                _write_new_private(os.path.join(new, name + ".sign"), lib.md5_hex(value).encode("ascii"))
+                _write_new_private(os.path.join(new, name + ".sign"), cib.md5_hex(value).encode("ascii"))
             _fsync_dir(new)
             if os.path.lexists(final):
                 _exchange(new, final)  # `new` now names the old folder, removed below
@@ -261,12 +282,11 @@ def _lrm_secrets(obj):
 
 def _store_secrets(objects, signs, secrets_dir):
     """Write the lrm secret folder of each primitive whose files are missing or hold other values."""
-    lib = _lib()
     for obj in objects:
         if obj["tag"] != "primitive" or obj.get("secret_mode") != "lrm":
             continue
         secrets = _lrm_secrets(obj)
-        stale = [name for name, value in secrets.items() if signs.get((obj["id"], name)) != lib.md5_hex(value)]
+        stale = [name for name, value in secrets.items() if signs.get((obj["id"], name)) != cib.md5_hex(value)]
         if not stale:
             continue
         _write_secret_folder(secrets_dir, obj["id"], secrets)
@@ -276,17 +296,16 @@ def _store_secrets(objects, signs, secrets_dir):
 
 def _check_secret_values(rsc, secrets):
     """Refuse values Pacemaker could never read back (named, never shown)."""
-    problems = [problem for problem in (_lib().secret_value_problem(rsc, name, value)
+    problems = [problem for problem in (cib.secret_value_problem(rsc, name, value)
                                         for name, value in sorted(secrets.items())) if problem]
     if problems:
         _fail("secret files left unchanged: " + "; ".join(problems))
 
 
 def _secret_args(rsc, secrets):
-    lib = _lib()
     try:
-        lib._check_id(rsc, "resource")  # also keeps the folder name inside the secrets folder
-    except lib.ModelError as exc:
+        cib._check_id(rsc, "resource")  # also keeps the folder name inside the secrets folder
+    except cib.ModelError as exc:
         _fail(str(exc))
     if not isinstance(secrets, dict) or not secrets:
         _fail(f"{rsc}: secrets must be a non-empty mapping of parameter: value")
@@ -315,7 +334,7 @@ def store_secrets(rsc, secrets, secrets_dir=None, test=False):
     obj = {"tag": "primitive", "id": rsc, "secret_mode": "lrm", "params": dict(secrets),
            "secret_params": sorted(secrets)}
     signs = _secret_signs([obj], secrets_dir)
-    changed = sorted(name for name, value in secrets.items() if signs.get((rsc, name)) != _lib().md5_hex(value))
+    changed = sorted(name for name, value in secrets.items() if signs.get((rsc, name)) != cib.md5_hex(value))
     if changed and not test:
         _store_secrets([obj], signs, secrets_dir)
     return changed
@@ -345,10 +364,9 @@ def publish_secrets_digest(rsc, secrets, node=None, test=False):
 
         salt '*' crm.publish_secrets_digest p_cinder-api '{os_password: ...}'   # prefer crm.secrets_present
     """
-    lib = _lib()
     secrets = _secret_args(rsc, secrets)
     node = node or node_name()
-    name, digest = lib.secrets_attribute(rsc), lib.secrets_digest(rsc, secrets)
+    name, digest = cib.secrets_attribute(rsc), cib.secrets_digest(rsc, secrets)
     old = _node_attribute_query(node, name)
     result = {"node": node, "attribute": name, "old": old, "new": digest, "changed": old != digest}
     if result["changed"] and not test:
@@ -369,24 +387,23 @@ def _secret_values(objects):
 
 def _agent_problems(objects):
     """Missing agents (named with their path) and parameters the agent does not declare."""
-    lib = _lib()
     problems = []
     for obj in objects:
         if obj["tag"] != "primitive" or obj["class"] != "ocf":
             continue
-        agent = lib.agent_name(obj)
+        agent = cib.agent_name(obj)
         key = "crm.metadata:" + agent
         if key not in __context__:
-            if not os.path.exists(lib.agent_path(obj)):
+            if not os.path.exists(cib.agent_path(obj)):
                 __context__[key] = None
             else:
                 proc = _run(["crm_resource", "--show-metadata", agent], timeout=30)
-                __context__[key] = lib.parse_metadata(proc.stdout) if proc.returncode == 0 else proc
+                __context__[key] = cib.parse_metadata(proc.stdout) if proc.returncode == 0 else proc
         meta = __context__[key]
         if meta is None:
-            problems.append(f"{obj['id']}: agent {agent} not found: {lib.agent_path(obj)} does not exist")
+            problems.append(f"{obj['id']}: agent {agent} not found: {cib.agent_path(obj)} does not exist")
         elif isinstance(meta, subprocess.CompletedProcess):
-            problems.append(f"{obj['id']}: agent {agent} ({lib.agent_path(obj)}) gave no valid "
+            problems.append(f"{obj['id']}: agent {agent} ({cib.agent_path(obj)}) gave no valid "
                             f"meta-data: {_output(meta)}")
         else:
             unknown = sorted(set(obj["params"]) - set(meta["parameters"]))
@@ -400,7 +417,7 @@ def _verify_file(path):
     proc = _run(["crm_verify", "--xml-file", path, "-VV"], timeout=60)
     if proc.returncode == 124:  # _run's timeout: an unchecked candidate is not a valid one
         return [f"crm_verify did not finish: {_output(proc)}"], []
-    errors, warnings = _lib().verify_messages(_output(proc), path)
+    errors, warnings = cib.verify_messages(_output(proc), path)
     # rc 78 also means "warnings only"; errors are what crm_verify calls errors.
     if proc.returncode != 0 and not errors and "Errors found" in _output(proc):
         errors = [_output(proc)]
@@ -423,7 +440,7 @@ def _check_file(new_path, old_path, secrets):
         warnings = [w for w in warnings if w not in old_warnings]
         warnings += [f"already in the CIB before this change: {e}" for e in errors if e in old_errors]
         errors = [e for e in errors if e not in old_errors]
-    mask = _lib().mask
+    mask = cib.mask
     return [mask(e, secrets) for e in errors], [mask(w, secrets) for w in warnings]
 
 
@@ -432,7 +449,7 @@ def _predict(path):
     proc = _run(["crm_simulate", "--xml-file", path, "--simulate"], timeout=60)
     if proc.returncode != 0:
         return [f"crm_simulate failed: {_output(proc)}"]
-    return _lib().transition_summary(proc.stdout)
+    return cib.transition_summary(proc.stdout)
 
 
 def _patch(old_path, new_path):
@@ -458,12 +475,11 @@ def _transaction(build, test, cache_token, retries, on_commit=None, after_commit
     patch (secret files the new CIB needs), ``after_commit(parsed)`` only once the patch is in
     (secret files the old CIB needed). Returns the result dict of configure/delete.
     """
-    lib = _lib()
     result = {"result": True, "changes": {}, "comment": "", "actions": [], "warnings": [], "attempts": 0}
     for attempt in range(1, retries + 1):
         result["attempts"] = attempt
         text = _read_cib(refresh=attempt > 1 or cache_token is None, cache_token=cache_token)
-        parsed = lib.parse_cib(text)
+        parsed = cib.parse_cib(text)
         steps, candidate, secrets = build(parsed)
         result["changes"] = {step["id"]: dict(step["changes"], **{"action": step["action"]}) for step in steps}
         if not steps:
@@ -484,14 +500,14 @@ def _transaction(build, test, cache_token, retries, on_commit=None, after_commit
             with open(old_path, "w", encoding="utf-8") as handle:
                 handle.write(text)
             with open(new_path, "w", encoding="utf-8") as handle:
-                handle.write(lib.to_xml(candidate))
-            errors, warnings = _check_file(new_path, old_path, secrets)
+                handle.write(cib.to_xml(candidate))
+            errors, warnings = cib.expected_verify_errors(steps, *_check_file(new_path, old_path, secrets))
             result["warnings"] = warnings
             if errors:
                 result.update(result=False, comment="CIB left unchanged: crm_verify rejects the change:\n  "
                               + "\n  ".join(errors))
                 return result
-            result["actions"] = [lib.mask(a, secrets) for a in _predict(new_path)]
+            result["actions"] = [cib.mask(a, secrets) for a in _predict(new_path)]
             if test:
                 result.update(result=None, comment="would change the CIB")
                 return result
@@ -509,7 +525,7 @@ def _transaction(build, test, cache_token, retries, on_commit=None, after_commit
                 after_commit(parsed)
             return result
         if outcome == "error":
-            result.update(result=False, changes={}, comment=lib.mask(message, secrets))
+            result.update(result=False, changes={}, comment=cib.mask(message, secrets))
             return result
         log.info("crm: concurrent CIB change (attempt %s of %s), re-reading", attempt, retries)
         time.sleep(random.uniform(0.05, 0.3 * attempt))
@@ -517,22 +533,21 @@ def _transaction(build, test, cache_token, retries, on_commit=None, after_commit
     return result
 
 
-def _local_secret_attributes(desired, node):
+def _local_secret_attributes(desired, node, reuse=False):
     """
     For each ``secrets_of`` location: THIS node's digest attribute, set in the same patch as
     the rule. This node holds the secrets (configure writes them here before committing), and
     publishing its new digest separately, before or after the rule, would leave it ineligible
     for a moment: Pacemaker would stop the resource here on every password change.
     """
-    lib = _lib()
     wanted = {}
     for obj in desired:
         if obj["tag"] == "location" and obj.get("secrets_digest"):
             wanted[obj["secrets_attribute"]] = obj["secrets_digest"]
     if not wanted:
         return []
-    node = node or node_name()
-    return [lib.node_attribute(node, name, digest) for name, digest in sorted(wanted.items())]
+    node = node or node_name(reuse=reuse)
+    return [cib.node_attribute(node, name, digest) for name, digest in sorted(wanted.items())]
 
 
 def configure(objects, test=False, secrets_dir=None, cache_token=None, retries=6, node=None):
@@ -550,20 +565,19 @@ def configure(objects, test=False, secrets_dir=None, cache_token=None, retries=6
 
         salt '*' crm.configure '[{primitive: p_x, agent: Dummy, params: {fake: 1}}]' test=True
     """
-    lib = _lib()
     try:
-        desired = lib.normalize_objects(objects)
-    except lib.ModelError as exc:
-        return {"result": False, "changes": {}, "comment": f"invalid objects: {lib.mask(str(exc), [])}",
+        desired = cib.normalize_objects(objects)
+    except cib.ModelError as exc:
+        return {"result": False, "changes": {}, "comment": f"invalid objects: {cib.mask(str(exc), [])}",
                 "actions": [], "warnings": []}
     secrets = _secret_values(desired)
-    desired = desired + _local_secret_attributes(desired, node)
+    desired = desired + _local_secret_attributes(desired, node, reuse=cache_token is not None)
     signs = _secret_signs(desired, secrets_dir)
     # Agent checks cost a subprocess each: only when something is to change.
     checked = {}
 
     def build(parsed):
-        steps = lib.plan(desired, parsed, signs)
+        steps = cib.plan(desired, parsed, signs)
         if not steps:
             return steps, None, secrets
         if "problems" not in checked:
@@ -571,16 +585,16 @@ def configure(objects, test=False, secrets_dir=None, cache_token=None, retries=6
         if checked["problems"]:
             raise _Rejected("; ".join(checked["problems"]))
         try:
-            return steps, lib.apply_objects(parsed["root"], desired, parsed), secrets
-        except lib.ModelError as exc:
-            raise _Rejected(str(exc))
+            return steps, cib.apply_objects(parsed["root"], desired, parsed), secrets
+        except cib.ModelError as exc:
+            raise _Rejected(str(exc)) from None
 
     try:
         result = _transaction(build, test, cache_token, retries,
                               on_commit=lambda parsed: _store_secrets(desired, signs, secrets_dir))
     except _Rejected as exc:
         return {"result": False, "changes": {}, "actions": [], "warnings": [],
-                "comment": "CIB left unchanged: " + lib.mask(str(exc), secrets)}
+                "comment": "CIB left unchanged: " + cib.mask(str(exc), secrets)}
     return result
 
 
@@ -613,18 +627,17 @@ def delete(object_ids, test=False, cache_token=None, retries=6, secrets_dir=None
 
         salt '*' crm.delete '[p_x, c_x]'
     """
-    lib = _lib()
     if isinstance(object_ids, str):
         object_ids = [object_ids]
 
     def build(parsed):
-        present = [oid for oid in object_ids if lib.find_object(parsed, oid)]
+        present = [oid for oid in object_ids if cib.find_object(parsed, oid)]
         gone = set(present)
         for oid in present:
-            gone.update(lib.references(parsed, oid))
-        steps = [{"id": oid, "tag": lib.find_object(parsed, oid)["tag"], "action": "delete",
+            gone.update(cib.references(parsed, oid))
+        steps = [{"id": oid, "tag": cib.find_object(parsed, oid)["tag"], "action": "delete",
                   "changes": {"removed": True}} for oid in sorted(gone)]
-        return steps, (lib.remove_objects(parsed["root"], present) if present else None), []
+        return steps, (cib.remove_objects(parsed["root"], present) if present else None), []
 
     def drop_secrets(_parsed):
         for oid in object_ids:
@@ -649,15 +662,18 @@ def verify():
         salt '*' crm.verify
     """
     proc = _run(["crm_verify", "--live-check", "-VV"], timeout=60)
-    errors, warnings = _lib().verify_messages(_output(proc))
+    errors, warnings = cib.verify_messages(_output(proc))
     if proc.returncode != 0 and not errors and "Errors found" in _output(proc):
         errors = [_output(proc)]
     return {"valid": not errors, "errors": errors, "warnings": warnings}
 
 
-def status():
+def status(reuse=False):
     """
     ``crm_mon --output-as=xml`` as ``{"dc", "nodes": {...}, "resources": {id: {role, nodes,...}}}``.
+    Every read is kept for the run; ``reuse=True`` (the formula's states) takes the one this
+    run already made instead of running ``crm_mon`` again, when it is at most ``RUN_REUSE``
+    seconds old and no change went through this module since. The default reads afresh.
 
     CLI Example:
 
@@ -665,15 +681,20 @@ def status():
 
         salt '*' crm.status
     """
+    kept = _reused(_status_key(), reuse)
+    if kept is not None:
+        return copy.deepcopy(kept)
     proc = _run(["crm_mon", "--one-shot", "--output-as=xml", "--inactive"], timeout=30)
     if proc.returncode != 0:
         _fail(f"crm_mon failed (rc {proc.returncode}): {_output(proc)}")
-    return _lib().crm_mon_status(proc.stdout)
+    parsed = cib.crm_mon_status(proc.stdout)
+    __context__[_status_key()] = (time.monotonic(), parsed)
+    return copy.deepcopy(parsed)
 
 
-def locate(rsc):
+def locate(rsc, reuse=False):
     """
-    Names of the nodes where ``rsc`` runs ([] when stopped).
+    Names of the nodes where ``rsc`` runs ([] when stopped). ``reuse``: see ``crm.status``.
 
     CLI Example:
 
@@ -681,7 +702,7 @@ def locate(rsc):
 
         salt '*' crm.locate p_cinder-api
     """
-    resource = status()["resources"].get(rsc)
+    resource = status(reuse=reuse)["resources"].get(rsc)
     if resource is None:
         _fail(f"resource {rsc} is not in the cluster")
     return resource["nodes"] if resource["active"] else []
@@ -700,9 +721,24 @@ def failures():
     return status()["failures"]
 
 
-def node_name():
+def node_name(reuse=False):
+    """
+    This node's name in the cluster (``crm_node --name``; the host name when Pacemaker does not
+    answer). ``reuse``: the name this run already read (see ``crm.status``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' crm.node_name
+    """
+    kept = _reused("crm.node_name", reuse)
+    if kept is not None:
+        return kept
     proc = _run(["crm_node", "--name"], timeout=15)
-    return proc.stdout.strip() if proc.returncode == 0 and proc.stdout.strip() else socket.gethostname()
+    name = proc.stdout.strip() if proc.returncode == 0 and proc.stdout.strip() else socket.gethostname()
+    __context__["crm.node_name"] = (time.monotonic(), name)
+    return name
 
 
 def is_dc():
@@ -722,7 +758,8 @@ def role():
     """
     This node's part in the cluster, without raising: ``{"running": bool, "node": name,
     "dc": name or None, "is_dc": bool, "error": str or None}``. ``running`` is False when
-    Pacemaker does not answer on this node; ``dc`` is None during an election.
+    Pacemaker does not answer on this node; ``dc`` is None during an election. Reads afresh;
+    the states of the same run reuse what it read (``reuse``, see ``crm.status``).
 
     CLI Example:
 
@@ -740,6 +777,7 @@ def role():
 
 def _resource_call(args, what, timeout=60):
     proc = _run(args, timeout=timeout)
+    _forget_cib()  # an operator action: what this run read is history
     if proc.returncode != 0:
         _fail(f"{what} failed (rc {proc.returncode}): {_output(proc)}")
     return _output(proc)
@@ -759,8 +797,9 @@ def wait(timeout="60s"):
 
 
 def _settle(timeout):
-    seconds = max(1, (_lib().duration_ms(timeout) or 60000) // 1000)
+    seconds = max(1, (cib.duration_ms(timeout) or 60000) // 1000)
     proc = _run(["crm_resource", "--wait", f"--timeout={seconds}s"], timeout=seconds + 15)
+    _forget_cib()  # the cluster moved on while we waited
     return proc.returncode == 0
 
 
@@ -775,7 +814,10 @@ def restart(rsc, wait=True, timeout="120s"):
 
         salt '*' crm.restart p_cinder-api
     """
-    seconds = (_lib().duration_ms(timeout) or 120000) // 1000
+    seconds = (cib.duration_ms(timeout) or 120000) // 1000
+    if cib.clone_of(cib.parse_cib(_read_cib()), rsc) is not None:
+        # an instance of a clone (cluster:mode cloned): this node's only, one node at a time
+        return rolling_restart(rsc, timeout=f"{max(seconds, 300)}s")
     args = ["crm_resource", "--restart", "--resource", rsc, f"--timeout={seconds}s"]
     _resource_call(args, f"restart of {rsc}", timeout=seconds + 30)
     if wait:
@@ -856,6 +898,278 @@ def online(node=None):
     return _resource_call(["crm_standby", "--node", node or node_name(), "--update", "off"], "online")
 
 
-def subprocess_count():
-    """Internal (bench): cluster tool processes started by this module in this loader."""
+# ---------------------------------------------------------------- clones: one instance at a time
+
+ROLLING_LOCK = "cinder_ha-rolling-{rsc}"
+# After the VIP left this node: clients' ARP caches follow the holder's gratuitous ARP, and the
+# requests that reached this node meanwhile (the VIP parked on its loopback, IPaddr2
+# lvs_support) are answered by the instance here before it stops.
+VIP_GRACE_SECONDS = 2
+
+
+def _instances(clone):
+    """Nodes where an instance of ``clone`` runs (crm_mon), [] when none or unknown."""
+    entry = status()["resources"].get(clone) or {}
+    return [node for instance in entry.get("instances", []) if instance["active"] and not instance["failed"]
+            for node in instance["nodes"]]
+
+
+def _ban_xml(rsc, node, score, until):
+    """A location constraint: ``rsc`` scored ``score`` on ``node`` until ``until`` (then void)."""
+    lock = ROLLING_LOCK.format(rsc=rsc)
+    return (f'<rsc_location id="{lock}" rsc="{rsc}"><rule id="{lock}-rule" score="{score}" boolean-op="and">'
+            f'<expression id="{lock}-node" attribute="#uname" operation="eq" value="{node}"/>'
+            f'<date_expression id="{lock}-until" operation="lt" end="{until}"/></rule></rsc_location>')
+
+
+def _lock_holder(rsc):
+    """(node, expired) of the rolling-restart constraint of ``rsc``, or None when there is none."""
+    import datetime
+    import xml.etree.ElementTree as ET
+
+    lock = ROLLING_LOCK.format(rsc=rsc)
+    proc = _run(["cibadmin", "--query", "--xpath", f"//rsc_location[@id='{lock}']"], timeout=30)
+    if proc.returncode != 0:
+        return None
+    element = ET.fromstring(proc.stdout)
+    node = element.find("rule/expression")
+    until = element.find("rule/date_expression")
+    try:
+        end = datetime.datetime.strptime(until.get("end"), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
+        expired = end <= datetime.datetime.now(datetime.UTC)
+    except (AttributeError, TypeError, ValueError):
+        expired = True
+    return (node.get("value") if node is not None else None), expired
+
+
+def _drop_ban(rsc):
+    _run(["cibadmin", "--delete", "--xml-text", f'<rsc_location id="{ROLLING_LOCK.format(rsc=rsc)}"/>'], timeout=30)
+    _forget_cib()
+
+
+def _set_ban(rsc, score):
+    proc = _run(["cibadmin", "--modify", "--xml-text",
+                 f'<rule id="{ROLLING_LOCK.format(rsc=rsc)}-rule" score="{score}"/>'], timeout=30)
+    if proc.returncode != 0:
+        _fail(f"could not set the rolling-restart rule of {rsc} to {score} (rc {proc.returncode}): {_output(proc)}")
+
+
+def _wait_for(predicate, deadline, what, clone=None):
+    while not predicate():
+        if clone and clone not in status()["resources"]:
+            _fail(f"clone {clone} was removed while waiting for {what} (cluster:mode switched meanwhile?): "
+                  "the next apply decides again")
+        if time.monotonic() >= deadline:
+            _fail(f"timed out waiting for {what}")
+        time.sleep(0.5)
+
+
+def _colocated_with(parsed, clone):
+    """Resources placed with ``clone`` (the VIP): they leave a node before its instance stops."""
+    return sorted(obj["resources"][0] for (tag, _oid), obj in parsed["objects"].items()
+                  if tag == "colocation" and obj["resources"][1] == clone)
+
+
+def _runs_elsewhere(rsc, node):
+    entry = status()["resources"].get(rsc) or {}
+    return bool(entry.get("active")) and node not in entry.get("nodes", [])
+
+
+def rolling_restart(rsc, node=None, timeout="300s"):
+    """
+    Restart THIS node's (``node``'s) instance of ``rsc`` when ``rsc`` is the primitive of a
+    clone, one instance of the cluster at a time, never with the VIP on it:
+
+    1. take the cluster-wide lock: the location constraint ``cinder_ha-rolling-<clone>``
+       (score 0: no effect yet), created with ``cibadmin --create``, which fails while another
+       node holds it: that node restarts its instance first, this one waits;
+    2. whatever is colocated with the clone (the VIP) and runs here is moved away first (its own
+       ``cinder_ha-rolling-<id>`` ban), then a grace of a few seconds;
+    3. the lock becomes a ban (-INFINITY, this node): the instance stops; then score 0 again:
+       it starts with the configuration on disk;
+    4. once it runs and the cluster has settled, the constraints go. The moved VIP stays where
+       it is (stickiness). Every constraint expires by itself (a date rule) after ``timeout``
+       (plus a minute), so a minion killed half way blocks nothing for ever.
+
+    No other instance running for 30 s (one node, or the others down): restarted in place,
+    which cannot be hidden, and said. Not a clone: ``crm.restart``, which calls this function
+    for the primitive of a clone.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt n2 crm.rolling_restart p_cinder-api
+    """
+    import datetime
+
+    parsed = cib.parse_cib(_read_cib())
+    clone = cib.clone_of(parsed, rsc)
+    if clone is None:
+        return dict(restart(rsc, timeout=timeout), rolling=False)
+    node = node or node_name()
+    seconds = max(60, (cib.duration_ms(timeout) or 300000) // 1000)
+    started = time.monotonic()
+    deadline = started + seconds
+    until = (datetime.datetime.now(datetime.UTC)
+             + datetime.timedelta(seconds=seconds + 60)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    waited_for = None
+    while True:
+        others = [n for n in _instances(clone) if n != node]
+        if others:  # somewhere for the VIP to go
+            proc = _run(["cibadmin", "--create", "--scope", "constraints", "--xml-text",
+                         _ban_xml(clone, node, "0", until)], timeout=30)
+            if proc.returncode == 0:
+                break
+            holder = _lock_holder(clone)
+            if holder and holder[1]:
+                log.warning("crm: removing the expired rolling-restart lock of %s (held by %s)", clone, holder[0])
+                _drop_ban(clone)
+                continue
+            if holder is None and proc.returncode != 108:
+                _fail(f"cibadmin could not create the rolling-restart lock of {clone} (rc {proc.returncode}): "
+                      f"{_output(proc)}")
+            waited_for = holder[0] if holder else waited_for
+        elif time.monotonic() - started >= 30:
+            result = _resource_call(["crm_resource", "--restart", "--resource", clone, "--node", node,
+                                     f"--timeout={seconds}s"], f"restart of {clone} on {node}", timeout=seconds + 30)
+            _settle(f"{seconds}s")
+            return {"restarted": rsc, "clone": clone, "node": node, "rolling": False,
+                    "comment": f"no other instance of {clone} runs: restarted in place ({result[:200]})"}
+        if time.monotonic() >= deadline:
+            _fail(f"another node ({waited_for or 'unknown'}) kept the rolling-restart lock of {clone} "
+                  f"for {seconds}s")
+        time.sleep(1)
+    _forget_cib()
+    moved = []
+    try:
+        for dependent in _colocated_with(parsed, clone):
+            if node not in (status()["resources"].get(dependent) or {}).get("nodes", []):
+                continue
+            _drop_ban(dependent)  # a stale one of an earlier, killed run
+            proc = _run(["cibadmin", "--create", "--scope", "constraints", "--xml-text",
+                         _ban_xml(dependent, node, "-INFINITY", until)], timeout=30)
+            if proc.returncode != 0:
+                _fail(f"could not move {dependent} off {node} (rc {proc.returncode}): {_output(proc)}")
+            moved.append(dependent)
+            _wait_for(lambda d=dependent: _runs_elsewhere(d, node), deadline, f"{dependent} to leave {node}", clone)
+        if moved:
+            time.sleep(VIP_GRACE_SECONDS)
+        _set_ban(clone, "-INFINITY")
+        _wait_for(lambda: node not in _instances(clone), deadline, f"the instance of {clone} on {node} to stop",
+                  clone)
+        _set_ban(clone, "0")
+        _wait_for(lambda: node in _instances(clone), deadline, f"the instance of {clone} on {node} to start again",
+                  clone)
+        _settle(f"{max(5, int(deadline - time.monotonic()))}s")
+    finally:
+        for dependent in moved:
+            _drop_ban(dependent)
+        _drop_ban(clone)
+    return {"restarted": rsc, "clone": clone, "node": node, "rolling": True, "waited_for": waited_for,
+            "moved_first": moved, "nodes": _instances(clone)}
+
+
+def subprocess_count(by_tool=False):
+    """Internal (bench, tests): cluster tool processes started by this module in this loader
+    (in a state run: in this run), in all or, with ``by_tool``, as ``{"cibadmin --query": n, ...}``."""
+    if by_tool:
+        return dict(__context__.get("crm.tools", {}))
     return __context__.get("crm.subprocesses", 0)
+
+
+# ---------------------------------------------------------------- removing what was configured
+
+def purge(object_ids, test=False, cache_token=None, retries=6, timeout="120s"):
+    """
+    Remove objects of every kind (primitives, clones, groups, constraints, locations, alerts),
+    with the constraints that name them, in ONE CIB transaction; then wait (up to ``timeout``)
+    for the cluster to stop the removed resources. Ids not in the CIB are ignored. Secret files
+    are left alone: the stop of a removed resource still reads them (``crm.remove_secrets``
+    after this). With ``test=True`` nothing is written; ``actions`` says what the cluster
+    would do.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' crm.purge '[l_p_x_secrets, c_p_x_with_ip, p_x, p_ip_x, my_alert]' test=True
+    """
+    if isinstance(object_ids, str):
+        object_ids = [object_ids]
+
+    def build(parsed):
+        present = [oid for oid in object_ids
+                   if any(o == oid and tag != "node_attr" for tag, o in parsed["objects"])]
+        if not present:
+            return [], None, []
+        gone = set(present)
+        for oid in present:
+            gone.update(cib.references(parsed, oid))
+        steps = [{"id": oid, "tag": cib.find_object(parsed, oid)["tag"], "action": "delete",
+                  "changes": {"removed": True}} for oid in sorted(gone)]
+        root = cib.remove_objects(parsed["root"], present)
+        alerts = root.find("configuration/alerts")
+        for alert in list(alerts if alerts is not None else []):
+            if alert.tag == "alert" and alert.get("id") in gone:
+                alerts.remove(alert)
+        return steps, root, []
+
+    settled = {}
+
+    def settle(_parsed):
+        settled["ok"] = _settle(timeout)
+
+    result = _transaction(build, test, cache_token, retries, after_commit=settle)
+    if settled and not settled["ok"]:
+        result["warnings"] = list(result.get("warnings") or []) + [
+            f"the cluster had not settled {timeout} after the removal (crm_resource --wait)"]
+    return result
+
+
+def remove_secrets(rsc, secrets_dir=None, node=None, test=False, timeout=120):
+    """
+    Remove THIS node's ``lrm://`` secret folder of ``rsc`` and its permanent node attribute
+    ``cinder_ha_secrets_<rsc>`` (the digest ``crm.secrets_present`` publishes), once ``rsc`` is
+    no longer configured and no longer active on this node (a stop still reads the secrets):
+    waits up to ``timeout`` seconds for that, then refuses. Returns ``{"node", "files",
+    "attribute", "changed"}`` (``files``: the secret names removed, never their values).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' crm.remove_secrets p_cinder-api test=True
+    """
+    node = node or node_name()
+    folder = os.path.join(_secrets_dir(secrets_dir), rsc)
+    files = sorted({name[:-len(".sign")] if name.endswith(".sign") else name
+                    for name in (os.listdir(folder) if os.path.isdir(folder) else [])})
+    attribute = cib.secrets_attribute(rsc)
+    old = _node_attribute_query(node, attribute)
+    result = {"node": node, "files": files, "folder": os.path.isdir(folder),
+              "attribute": {"name": attribute, "present": old is not None},
+              "changed": os.path.isdir(folder) or old is not None}
+    if test or not result["changed"]:
+        return result
+    deadline = time.monotonic() + float(timeout)
+    while True:
+        configured = cib.find_object(cib.parse_cib(_read_cib(refresh=True)), rsc) is not None
+        resource = None if configured else status()["resources"].get(rsc)
+        active_here = bool(resource and resource.get("active") and node in resource.get("nodes", []))
+        if not configured and not active_here:
+            break
+        if time.monotonic() >= deadline:
+            _fail(f"{rsc} is still {'configured in the CIB' if configured else 'active on ' + node} after "
+                  f"{timeout} s: its secret files and node attribute stay (remove the cluster objects first, "
+                  "on the controller)")
+        time.sleep(1)
+    if old is not None:
+        proc = _run(["crm_attribute", "--node", node, "--name", attribute, "--lifetime", "forever", "--delete"],
+                    timeout=30)
+        if proc.returncode != 0:
+            _fail(f"crm_attribute could not delete {attribute} on {node} (rc {proc.returncode}): {_output(proc)}")
+        _forget_cib()
+    if os.path.isdir(folder):
+        shutil.rmtree(folder)
+    return result

@@ -45,8 +45,9 @@ import hashlib
 import json
 import logging
 import os
-import re
 import time
+
+from cinder_ha_lib import events
 
 try:
     import salt.cache
@@ -63,14 +64,8 @@ log = logging.getLogger(__name__)
 
 __virtualname__ = "cinder_ha_reactor"
 
-CONF_TAG = "cinder_ha/conf/changed"
-RESOURCE_TAG = "cinder_ha/cluster/resource"
-TAGS = (CONF_TAG, RESOURCE_TAG)
 # the master adds _stamp after the minion signed; sig is not part of what it signed
 UNSIGNED_KEYS = ("sig", "_stamp")
-ID_RE = re.compile(r"[A-Za-z0-9_.@-]{1,253}")
-RESOURCE_KEYS = ("kind", "rsc", "task", "rc", "target_rc", "status", "desc", "node", "timestamp", "interval")
-RSC_RE = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 DEFAULT_ALLOW = "I@cinder_ha:vip:address"
 DEFAULTS = {
     "allow": None,
@@ -109,9 +104,6 @@ def allow_target(opts):
     return str(allow), "compound"
 
 
-def safe_id(value):
-    """A minion id fit for a log line or a target, else None (event data are data)."""
-    return value if isinstance(value, str) and ID_RE.fullmatch(value) else None
 
 
 def decode_event(event_b64):
@@ -140,22 +132,8 @@ def fresh(ts, now, max_age):
     return isinstance(ts, int) and not isinstance(ts, bool) and abs(now - ts) <= max_age
 
 
-def conf_path_ok(path, conf_names):
-    """An absolute path without ``..`` or empty parts whose file name is a known config name."""
-    if not isinstance(path, str) or not path.startswith("/") or len(path) > 4096:
-        return False
-    parts = path.split("/")
-    return ".." not in parts and "" not in parts[1:] and parts[-1] in conf_names
 
 
-def clean_resource_event(payload):
-    """The known alert fields as short strings (what handle_move gets), or None."""
-    if not isinstance(payload, dict):
-        return None
-    clean = {key: str(payload[key])[:256] for key in RESOURCE_KEYS if payload.get(key) is not None}
-    if "rsc" in clean and not RSC_RE.fullmatch(clean["rsc"]):
-        return None
-    return clean or None
 
 
 def prune(state, now, window):
@@ -288,12 +266,15 @@ def react(tag, event, sig=""):
 
         salt-run cinder_ha_reactor.react cinder_ha/conf/changed "$EVENT_B64" "$SIG_B64"
     """
-    if tag not in TAGS:
+    if tag == events.RECONFIGURE_TAG:
+        return _drop(tag, None, "reconfiguring every controller is an operator command on the master: "
+                                "salt-run state.orchestrate cinder_ha.orch.reconfigure")
+    if tag not in events.JOB_TAGS:
         return _drop(str(tag)[:64], None, "not a cinder_ha job tag")
     view = decode_event(event)
     if view is None:
         return _drop(tag, None, "event data unreadable")
-    minion = safe_id(view.get("id"))
+    minion = events.safe_minion_id(view.get("id"))
     if minion is None:
         return _drop(tag, None, "no valid minion id")
     signature = decode_sig(sig)
@@ -310,13 +291,13 @@ def react(tag, event, sig=""):
         return _drop(tag, minion, "minion not allowed (cinder_ha_reactor:allow)")
 
     payload = view.get("data")
-    if tag == CONF_TAG:
+    if tag == events.CONF_TAG:
         path = payload.get("path") if isinstance(payload, dict) else None
-        if not conf_path_ok(path, list(conf["conf_names"])):
+        if not events.conf_path_ok(path, list(conf["conf_names"])):
             return _drop(tag, minion, "path is not an absolute path to a known config file name")
         fun, kwarg = "state.apply", {"mods": str(conf["conf_sls"]), "queue": True}
     else:
-        clean = clean_resource_event(payload)
+        clean = events.clean_fields(payload)
         if clean is None:
             return _drop(tag, minion, "no usable cluster event fields")
         fun, kwarg = "cinder_ha_events.handle_move", {"event": clean}

@@ -19,7 +19,7 @@ __virtualname__ = "cinder_conf"
 
 
 def __virtual__():
-    if "cinder_conf.check" in __salt__ and "cinder_ha.library" in __salt__:
+    if "cinder_conf.check" in __salt__:
         return __virtualname__
     return (False, "cinder_conf/cinder_ha execution modules not loaded")
 
@@ -45,9 +45,9 @@ def managed(name, options=None, binary=None):
         ``{section: {key: value}}`` to manage instead of the pillar's (a list value is a
         multi-valued option).
     binary
-        The cinder-api program. When given, the state fails before writing anything if the
-        Python on its ``#!`` line cannot import the driver of the ``[database] connection``
-        URL (a pip installed cinder has no PyMySQL for ``mysql+pymysql://``). Skipped, with
+        The cinder-api program. When given and the file is to change, the state fails before
+        writing anything if the Python on its ``#!`` line cannot import the driver of the
+        ``[database] connection`` URL (a pip installed cinder has no PyMySQL for ``mysql+pymysql://``). Skipped, with
         a note, when the program is missing or not a Python script.
 
     .. code-block:: yaml
@@ -71,7 +71,9 @@ def managed(name, options=None, binary=None):
         ret["comment"] = f"{name} left unchanged; fix these first:" + _bullets(report["errors"])
         return ret
     driver = ""
-    if binary:
+    # Only before a write: an unchanged file is what cinder-api already runs with, and the
+    # check starts cinder's Python (the largest cost of a no-op run).
+    if binary and report["changed"]:
         checked = __salt__["cinder_conf.driver_check"](name, binary, options)
         if checked["ok"] is False:
             ret["result"] = False

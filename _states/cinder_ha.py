@@ -78,9 +78,12 @@ def restarted_through_cluster(name, config="/etc/cinder/cinder.conf", pid_file=N
     """
     ret = {"name": name, "result": True, "changes": {}, "comment": ""}
     pid_file = pid_file or f"/run/resource-agents/{name}.pid"
-    here = __salt__["crm.node_name"]()
+    # In a state run, the cluster as this run already read it (map.jinja's crm.role): no second
+    # crm_mon for a no-op. A change made through the crm module since then drops that read.
+    reuse = bool(globals().get("__instance_id__"))
+    here = __salt__["crm.node_name"](reuse=reuse)
     try:
-        running_on = __salt__["crm.locate"](name)
+        running_on = __salt__["crm.locate"](name, reuse=reuse)
     except CommandExecutionError:
         running_on = []  # not declared yet (first run): nothing runs the old configuration
     if here not in running_on:
@@ -134,4 +137,51 @@ def api_answers(name="block-storage", region=None, interface="public", timeout=9
     answer = __salt__["cinder_ha.probe_catalog"](name, region=region, interface=interface, timeout=timeout)
     ret["result"] = answer["answers"]
     ret["comment"] = answer["comment"]
+    return ret
+
+
+def loopback_vip(name, present=True, clone_id=None):
+    """
+    Cloned mode's real-server setup: the VIP ``name`` on ``lo`` of every node, never
+    announced in ARP (``arp_ignore=1``, ``arp_announce=2``), so each instance can bind it and
+    a node the VIP just left still answers what reaches it. ``present: False`` takes it off
+    (after a switch back to active_passive), once the clone ``clone_id`` has left the CIB.
+    The runtime values only: make the sysctls permanent in the host's configuration.
+
+    .. code-block:: yaml
+
+        cinder_ha-cluster-vip-on-loopback:
+          cinder_ha.loopback_vip:
+            - name: 198.18.0.10
+            - present: true
+    """
+    ret = {"name": name, "result": True, "changes": {}, "comment": ""}
+    try:
+        now = __salt__["cinder_ha.loopback_vip"](name)
+    except CommandExecutionError as exc:
+        ret["result"] = False
+        ret["comment"] = str(exc)
+        return ret
+    wanted = {"on_loopback": bool(present)}
+    if present:
+        wanted["arp_silent"] = True
+    differs = {key: {"old": now[key], "new": value} for key, value in wanted.items() if now[key] != value}
+    if not differs:
+        ret["comment"] = f"{name} is {'on' if present else 'not on'} lo{' with ARP silent' if present else ''}."
+        return ret
+    if __opts__["test"]:
+        ret["result"] = None
+        ret["changes"] = differs
+        ret["comment"] = f"{name} would be {'put on' if present else 'taken off'} lo."
+        return ret
+    try:
+        after = __salt__["cinder_ha.set_loopback_vip"](name, present=present, clone_id=clone_id)
+    except CommandExecutionError as exc:
+        ret["result"] = False
+        ret["comment"] = str(exc)
+        return ret
+    ret["changes"] = differs
+    ret["result"] = all(after[key] == value for key, value in wanted.items())
+    ret["comment"] = f"{name} {'put on' if present else 'taken off'} lo." if ret["result"] else \
+        f"{name}: lo still not as wanted: {after}"
     return ret

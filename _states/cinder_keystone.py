@@ -34,6 +34,8 @@ import functools
 
 from salt.exceptions import CommandExecutionError
 
+from cinder_ha_lib import catalog
+
 __virtualname__ = "cinder_keystone"
 
 
@@ -46,9 +48,6 @@ def __virtual__():
 def _ret(name):
     return {"name": name, "result": True, "changes": {}, "comment": ""}
 
-
-def _catalog():
-    return __salt__["cinder_ha.library"]("cinder_ha_catalog")
 
 
 def _serialized(state):
@@ -95,7 +94,7 @@ def service_present(name, service_type="block-storage", description=None, enable
 
 
 def _report(ret, what, plan_out, applied, test):
-    cat = _catalog()
+    cat = catalog
     warnings = list(plan_out.get("warnings", []))
     if warnings:
         ret["warnings"] = warnings
@@ -164,7 +163,7 @@ def endpoints_present(name, urls, region=None, service_name=None, probe=False, a
         applied = __salt__["cinder_keystone.apply_plan"](plan_out["actions"], auth=auth)
     _report(ret, what, plan_out, applied, test)
     if probe and not test and ret["result"]:
-        desired = _catalog().desired_urls(urls)[0]
+        desired = catalog.desired_urls(urls)[0]
         lines = []
         for iface, url in sorted(desired.items()):
             answer = __salt__["cinder_keystone.probe"](url, auth=auth)
@@ -190,17 +189,42 @@ def legacy_absent(name, region=None, service_types=None, legacy_types=None, auth
             - name: block-storage
             - region: RegionOne
     """
+    if service_types is None:
+        service_types = sorted({name, *catalog.BLOCK_STORAGE_TYPES})
+    return _planned_removal(name, "Legacy Block Storage entries", "cinder_keystone.legacy_plan", auth,
+                            region=region, service_types=service_types, legacy_types=legacy_types)
+
+
+def _planned_removal(name, what, planner, auth, **plan_args):
+    """Plan with ``planner`` (a read), then carry the deletions out unless test=True; report."""
     ret = _ret(name)
     test = bool(__opts__["test"])
-    if service_types is None:
-        service_types = sorted({name, *_catalog().BLOCK_STORAGE_TYPES})
     try:
-        plan_out = __salt__["cinder_keystone.legacy_plan"](region=region, service_types=service_types,
-                                                          legacy_types=legacy_types, auth=auth)
+        plan_out = __salt__[planner](auth=auth, **plan_args)
     except CommandExecutionError as exc:
-        ret.update(result=False, comment=f"Legacy Block Storage entries not planned (nothing changed): {exc}")
+        ret.update(result=False, comment=f"{what} not planned (nothing changed): {exc}")
         return ret
     applied = None
     if plan_out["actions"] and not test:
         applied = __salt__["cinder_keystone.apply_plan"](plan_out["actions"], auth=auth)
-    return _report(ret, f"Legacy Block Storage entries in {plan_out['region']}", plan_out, applied, test)
+    return _report(ret, f"{what} in {plan_out['region']}", plan_out, applied, test)
+
+
+@_serialized
+def catalog_absent(name, services, region=None, auth=None):
+    """
+    Remove, in ``region``, the catalog entries ``cinder_ha`` made: each service of
+    ``services`` (``{service_type: name}``) with its endpoints, or, when the service still has
+    endpoints in another region, only its endpoints in ``region``. Nothing else is touched.
+    ``test=True`` lists every deletion.
+
+    .. code-block:: yaml
+
+        cinder_ha-clean-catalog-absent:
+          cinder_keystone.catalog_absent:
+            - name: block-storage
+            - services: {block-storage: cinder}
+            - region: RegionOne
+    """
+    return _planned_removal(name, "Block Storage catalog entries", "cinder_keystone.clean_plan", auth,
+                            services=services, region=region)

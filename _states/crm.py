@@ -262,6 +262,8 @@ def secrets_present(name, secrets, secrets_dir=None, publish=True, node=None):
         lines.append(f"secret files of {name} already hold these values")
     if publish:
         try:
+            if node is None and _token():  # in a state run: the name this run already read
+                node = __salt__["crm.node_name"](reuse=True)
             published = __salt__["crm.publish_secrets_digest"](name, secrets, node=node, test=test)
         except CommandExecutionError as exc:
             ret.update(result=False, comment="\n".join(lines + [
@@ -293,3 +295,66 @@ def absent(name, ids=None):
     if outcome["result"] and not outcome["changes"]:
         outcome["comment"] = "already absent"
     return _ret(name, outcome)
+
+
+def purged(name, ids, timeout="120s"):
+    """
+    The objects ``ids`` (primitives, clones, groups, constraints, locations, alerts) absent,
+    with the constraints that name them, removed in ONE CIB transaction; the cluster stops
+    removed resources (waited for up to ``timeout``). Secret files stay: ``crm.secrets_absent``
+    after this removes them. ``test=True`` lists every object that would go and what the
+    cluster would do.
+
+    .. code-block:: yaml
+
+        cinder_ha-clean-cluster-objects-absent:
+          crm.purged:
+            - ids: [l_p_cinder-api_secrets, c_p_cinder-api_with_ip, o_ip_before_p_cinder-api,
+                    p_cinder-api, p_ip_cinder-api, cinder_ha_salt]
+    """
+    outcome = __salt__["crm.purge"](ids, test=__opts__["test"], cache_token=_token(), timeout=timeout)
+    if outcome["result"] and not outcome["changes"]:
+        outcome["comment"] = "already absent"
+    return _ret(name, outcome)
+
+
+def secrets_absent(name, secrets_dir=None, node=None, timeout=120):
+    """
+    THIS node's ``lrm://`` secret folder of resource ``name`` and its node attribute
+    ``cinder_ha_secrets_<name>`` absent, once ``name`` is no longer configured and no longer
+    active here (waited for up to ``timeout`` seconds: the stop of a removed resource still
+    reads its secrets). Apply on every node, after ``crm.purged`` on the controller.
+
+    .. code-block:: yaml
+
+        cinder_ha-clean-cluster-secrets-absent:
+          crm.secrets_absent:
+            - name: p_cinder-api
+            - require:
+              - crm: cinder_ha-clean-cluster-objects-absent
+    """
+    from salt.exceptions import CommandExecutionError
+
+    ret = {"name": name, "result": True, "changes": {}, "comment": ""}
+    test = __opts__["test"]
+    try:
+        out = __salt__["crm.remove_secrets"](name, secrets_dir=secrets_dir, node=node, test=test, timeout=timeout)
+    except CommandExecutionError as exc:
+        ret.update(result=False, comment=str(exc))
+        return ret
+    if not out["changed"]:
+        ret["comment"] = f"no secret files nor node attribute of {name} on {out['node']}"
+        return ret
+    verb = "would remove" if test else "removed"
+    lines = []
+    if out["folder"]:
+        ret["changes"]["secret files"] = out["files"]
+        lines.append(f"{verb} the secret files of {name} ({', '.join(out['files']) or 'empty folder'})")
+    if out["attribute"]["present"]:
+        label = f"node attribute {out['attribute']['name']}@{out['node']}"
+        ret["changes"][label] = "removed"
+        lines.append(f"{verb} {label}")
+    ret["comment"] = "\n".join(lines)
+    if test:
+        ret["result"] = None
+    return ret

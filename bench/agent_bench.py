@@ -3,7 +3,7 @@
   - time of one monitor call, healthcheck only and with credentials (Keystone v3 token + GET /v3/);
   - recovery time after kill -9 of cinder-api under the live cluster, monitor interval 30 s and 5 s.
 
-Uses the t3 instance (127.0.0.113:18763, /srv/cinder-ha/t3) and resource id t3_bench_cinder-api.
+Uses the private instance (127.0.0.113:18763, /srv/cinder-ha/agent-instance) and resource id agent_bench_cinder-api.
 
     PYTHONPATH=/srv/cinder-ha/site /srv/cinder-ha/venv/salt/bin/python bench/agent_bench.py [--rounds-30 2] [--rounds-5 3]
 """
@@ -16,9 +16,9 @@ import sys
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
-from tests import agent_support as support  # noqa: E402
+from tests.support import agent as support  # noqa: E402
 
-RSC = "t3_bench_cinder-api"
+RSC = "agent_bench_cinder-api"
 
 
 def time_monitor(params, calls):
@@ -64,7 +64,8 @@ def bench_recovery(facts, interval, rounds):
             old = set(support.cinder_pids())
             killed = time.monotonic()
             os.kill(min(old), signal.SIGKILL)
-            back = support.wait_for(lambda: (set(support.cinder_pids()) - old) and support.healthcheck(0.5) == 200,
+            back = support.wait_for(lambda: (set(support.cinder_pids()) - old)  # noqa: B023 (waited for here)
+                                    and support.healthcheck(0.5) == 200,
                                     interval + 90, step=0.1)
             if not back:
                 raise SystemExit(f"no recovery within {interval + 90} s")

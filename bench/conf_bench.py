@@ -11,11 +11,11 @@ import time
 
 PROJECT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
-sys.path.insert(0, str(PROJECT / "_utils"))
+sys.path.insert(0, str(PROJECT / "_utils"))  # cinder_ha_lib from this tree
 
-import cinder_ha_conf  # noqa: E402
-from tests.conf_support import sample_conf  # noqa: E402
+from cinder_ha_lib import conf as cinder_ha_conf  # noqa: E402
 from tests.conftest import minion_config  # noqa: E402
+from tests.support.conf import sample_conf  # noqa: E402
 
 DESIRED = {
     "DEFAULT": {"osapi_volume_listen": "127.0.0.115", "osapi_volume_listen_port": 18765,

@@ -15,10 +15,10 @@ import time
 
 PROJECT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
-sys.path.insert(0, str(PROJECT / "_utils"))
+sys.path.insert(0, str(PROJECT / "_utils"))  # cinder_ha_lib from this tree
 
 from tests.conftest import minion_config  # noqa: E402
-from tests.keystone_support import KeystoneAdmin, admin_auth, count_requests  # noqa: E402
+from tests.support.keystone import KeystoneAdmin, admin_auth, count_requests  # noqa: E402
 
 
 def high(svc_name, region, auth, urls):

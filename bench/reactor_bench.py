@@ -2,7 +2,7 @@
 """Edit-to-corrected latency of the cinder_ha reactor path, and jobs per edit (issue 8).
 
 Starts its own salt-master (reactor: cinder_ha/* -> dispatch.sls) and salt-minion (engine
-cinder_ha_watch on a temp cinder.conf; the test state of tests/reactor_support.py plays
+cinder_ha_watch on a temp cinder.conf; the test state of tests/support/reactor.py plays
 cinder_ha.config) on free loopback ports, makes N outside edits (alternating an in-place
 append and `sed -i`), and prints per edit: engine event at the master, reactor job published,
 file corrected, and how many state jobs the edit caused (counted on the master event bus).
@@ -25,10 +25,10 @@ import time
 
 PROJECT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
-from tests import reactor_support as support  # noqa: E402
+from tests.support import reactor as support  # noqa: E402
 
 BIN = pathlib.Path(sys.executable).parent
-MINION_ID = "t8-bench"
+MINION_ID = "reactor-bench"
 
 
 def free_port():

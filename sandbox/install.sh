@@ -7,6 +7,7 @@
 #     venv/keystone  real Keystone + gunicorn
 #     venv/cinder    real cinder-api
 #     venv/salt      Salt, pytest-salt-factories and this project (`pip install .`)
+#     venv/lint      ruff and salt-lint (scripts/lint)
 #
 # Each step is skipped when its stamp file says it is done with the same inputs,
 # so a second run costs a few seconds.
@@ -23,6 +24,7 @@ KEYSTONE_PIP=("keystone==30.0.0" "gunicorn>=23,<28")
 # mysql+pymysql:// URL needs PyMySQL in the same interpreter.
 CINDER_PIP=("cinder==29.0.0" "PyMySQL>=1.0")
 SALT_PIP=("setuptools>=68" "wheel" "salt==3008.4" "pyinotify>=0.9.6" "keystoneauth1>=5.0" "pytest>=8" "pytest-salt-factories==1.0.5")
+LINT_PIP=("ruff==0.17.5" "salt-lint==0.9.2")
 APT_PKGS=(pacemaker pacemaker-cli-utils crmsh corosync resource-agents libxml2-utils iproute2 procps psmisc
           curl python3-venv bridge-utils util-linux mariadb-server mariadb-client rabbitmq-server)
 
@@ -97,10 +99,11 @@ install_project() {
 
 PY=$(pick_python) || { log "no Python >= 3.11 with venv found (apt-get install python3-venv)"; exit 1; }
 install_apt
-# The three venvs are independent: build them in parallel (2 cores, mostly network-bound).
+# The venvs are independent: build them in parallel (2 cores, mostly network-bound).
 make_venv keystone "${KEYSTONE_PIP[@]}" & k=$!
 make_venv cinder "${CINDER_PIP[@]}" & c=$!
 make_venv salt "${SALT_PIP[@]}" & s=$!
-wait $k; wait $c; wait $s
+make_venv lint "${LINT_PIP[@]}" & l=$!
+wait $k; wait $c; wait $s; wait $l
 install_project
 log "done: venvs in $SANDBOX/venv, logs in $SANDBOX/log"

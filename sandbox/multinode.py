@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
 """Three (or N) cinder-ha controller nodes on one machine, each in its own namespaces.
 
-    multinode.py up [--nodes 3] [--token MS] [--formula [--monitor 5s] [--stickiness 100]]
+    multinode.py up [--nodes 3] [--token MS] [--formula [--monitor 5s] [--stickiness 100]
+                    [--mode active_passive|cloned]]
                     [--master-addr 198.18.0.254 --master-ret-port P --master-publish-port P]
     multinode.py apply                salt '*' state.apply cinder_ha through the multinode master
+    multinode.py reconfigure [--mode M] [--option SECTION:KEY=VALUE]
+                                      a new pillar (cluster:mode, a cinder.conf option), then apply
     multinode.py down                 stop everything; leaves no namespace, link, mount or process
     multinode.py status               nodes, links, crm_mon
     multinode.py exec NODE -- CMD...  run CMD inside all of NODE's namespaces (nsenter)
@@ -536,22 +539,35 @@ def load_sandbox():
     return module
 
 
-def formula_pillar(facts, monitor="5s", stickiness=100, **overrides):
+MODES = ("active_passive", "cloned")
+
+
+def formula_pillar(facts, monitor="5s", stickiness=100, mode="active_passive", options=None, nodes=3,
+                   **overrides):
     """The cinder_ha pillar of the three nodes: the single-node sandbox's pillar (real MariaDB,
     RabbitMQ and Keystone, the authenticated monitor with an lrm secret) with the nodes' VIP on
-    eth0 and every service reached through the relay on 198.18.0.254."""
+    eth0 and every service reached through the relay on 198.18.0.254. `mode`: pillar
+    cluster:mode (cloned: an instance per node, the stickiness goes to the VIP). `options`:
+    more cinder.conf options, {section: {key: value}} (the bench's "config change")."""
     keystone_url = f"http://{HOST_ADDR}:{KEYSTONE_PORT}/v3"
+    extra_conf = {"keystone_authtoken": {"region_name": REGION}}
+    for section, keys in (options or {}).items():
+        extra_conf.setdefault(section, {}).update(keys)
+    if mode == "cloned":
+        cluster = {"mode": "cloned", "vip_stickiness": stickiness, "nodes": node_names(nodes)}
+    else:
+        cluster = {"stickiness": stickiness}
     pillar = load_sandbox().sandbox_pillar(
         facts, vip=VIP, netmask=24, nic="eth0", keystone_url=keystone_url, db_host=HOST_ADDR,
         rabbit_host=HOST_ADDR,
         # cinder-api validates tokens at the identity endpoint of its region's catalog:
         # RegionOne's is on loopback, out of the nodes' reach
-        extra_conf={"keystone_authtoken": {"region_name": REGION}},
+        extra_conf=extra_conf,
         keystone={"region": REGION},
         agent={"user": CINDER_USER, "monitor_interval": monitor},
         endpoints={"service_types": ["block-storage"]},
         # the failover tests and the bench measure moves away from a failed node, not back
-        cluster={"stickiness": stickiness},
+        cluster=cluster,
         **overrides)
     return pillar
 
@@ -784,6 +800,24 @@ def set_standby(node, standby, via=None):
               check=True, timeout=20)
 
 
+FAULTS = ("kill", "powercut", "partition", "standby")
+
+
+def inject_fault(kind, node):
+    """One fault on `node` (tests, bench): kill -9 of its cinder-api, a power cut, a partition
+    (its switch port down) or `crm node standby`."""
+    if kind == "kill":
+        kill_cinder_api(node)
+    elif kind == "powercut":
+        power_cut(node)
+    elif kind == "partition":
+        set_partitioned(node, True)
+    elif kind == "standby":
+        set_standby(node, True)
+    else:
+        raise MultinodeError(f"not a fault: {kind!r} (one of {', '.join(FAULTS)})")
+
+
 def restart_node(node, timeout=90):
     state = load_state()
     stop_node(node, state, graceful=True)
@@ -839,7 +873,7 @@ def cmd_up(args):
     view = wait_online(names, names[0], timeout=args.timeout)
     log(f"{len(names)} nodes online, DC {view['dc']}, after {time.monotonic() - started:.1f}s")
     if args.formula:
-        formula_up(state, names, monitor=args.monitor, stickiness=args.stickiness)
+        formula_up(state, names, monitor=args.monitor, stickiness=args.stickiness, mode=args.mode)
         log(f"formula applied, API answering on the VIP, {time.monotonic() - started:.1f}s after start")
     return 0
 
@@ -853,7 +887,7 @@ def salt_master_argv(*args):
     return [os.path.join(SANDBOX, "venv", "salt", "bin", args[0]), "-c", os.path.join(MASTER_DIR, "etc"), *args[1:]]
 
 
-def formula_up(state, names, monitor="5s", stickiness=100):
+def formula_up(state, names, monitor="5s", stickiness=100, mode="active_passive"):
     """salt-master on 198.18.0.254, the pillar, the region, then salt '*' state.apply cinder_ha."""
     sandbox = load_sandbox()
     facts = sandbox.facts()
@@ -862,7 +896,9 @@ def formula_up(state, names, monitor="5s", stickiness=100):
     ret_port, publish_port = state["master"]["ret_port"], state["master"]["publish_port"]
     shutil.rmtree(MASTER_DIR, ignore_errors=True)
     pillar_dir = os.path.join(MASTER_DIR, "pillar")
-    write_pillar(pillar_dir, formula_pillar(facts, monitor=monitor, stickiness=stickiness))
+    state["formula_pillar"] = {"monitor": monitor, "stickiness": stickiness, "mode": mode, "options": {},
+                               "nodes": len(names)}
+    write_pillar(pillar_dir, formula_pillar(facts, **state["formula_pillar"]))
     os.makedirs(os.path.join(MASTER_DIR, "etc"))
     config = master_config(ret_port, publish_port, pillar_dir, root_dir=os.path.join(MASTER_DIR, "root"))
     write_file(os.path.join(MASTER_DIR, "etc", "master"), json.dumps(config, indent=2) + "\n")
@@ -888,6 +924,22 @@ def formula_up(state, names, monitor="5s", stickiness=100):
         raise MultinodeError(f"minions answering: {sorted(answered)} of {names}")
     formula_apply()
     wait_answering(timeout=120)
+
+
+def wait_minion(name, timeout=120):
+    """Until the node's minion answers the formula's master (after a node restart: a job published
+    before it reconnects never reaches it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        res = subprocess.run(salt_master_argv("salt", "--out=json", "--static", "--timeout=5", name, "test.ping"),
+                             capture_output=True, text=True, timeout=60, env=clean_env())
+        try:
+            if json.loads(res.stdout or "{}").get(name) is True:
+                return
+        except ValueError:
+            pass
+        time.sleep(1)
+    raise MultinodeError(f"minion {name} does not answer after {timeout}s")
 
 
 def formula_apply(target="*"):
@@ -923,6 +975,38 @@ def formula_down(state):
             region_absent(load_sandbox().facts())
         except OSError as exc:
             log(f"could not remove the catalog region {REGION}: {exc}")
+
+
+def reconfigure(mode=None, options=None, target="*"):
+    """A new pillar for the formula's master (cluster:mode, more cinder.conf options), then
+    state.apply cinder_ha (the master renders the pillar on each run). Returns the runs."""
+    state = load_state()
+    if not state.get("salt_master"):
+        raise MultinodeError("not up with --formula")
+    settings = dict(state["formula_pillar"])
+    if mode:
+        settings["mode"] = mode
+    if options is not None:
+        settings["options"] = options
+    write_pillar(os.path.join(MASTER_DIR, "pillar"), formula_pillar(load_sandbox().facts(), **settings))
+    state["formula_pillar"] = settings
+    save_state(state)
+    subprocess.run(salt_master_argv("salt", "--out=quiet", "--timeout=60", target, "saltutil.refresh_pillar", "wait=True"),
+                   capture_output=True, text=True, timeout=120, env=clean_env())
+    return formula_apply(target)
+
+
+def cmd_reconfigure(args):
+    options = {}
+    for item in args.option or []:
+        where, _, value = item.partition("=")
+        section, _, key = where.partition(":")
+        if not (section and key and value):
+            raise MultinodeError(f"--option SECTION:KEY=VALUE, got {item!r}")
+        options.setdefault(section, {})[key] = value
+    reconfigure(mode=args.mode, options=options if args.option else None)
+    log("reconfigured and applied: no failed state")
+    return 0
 
 
 def cmd_apply(args):
@@ -1036,8 +1120,14 @@ def main(argv=None):
     p.add_argument("--formula", action="store_true",
                    help="a salt-master on 198.18.0.254 and salt '*' state.apply cinder_ha (the formula builds it all)")
     p.add_argument("--monitor", default="5s", help="with --formula: pillar agent:monitor_interval")
-    p.add_argument("--stickiness", type=int, default=100, help="with --formula: pillar cluster:stickiness")
+    p.add_argument("--stickiness", type=int, default=100,
+                   help="with --formula: pillar cluster:stickiness (cloned: cluster:vip_stickiness)")
+    p.add_argument("--mode", choices=MODES, default="active_passive", help="with --formula: pillar cluster:mode")
     p.set_defaults(func=cmd_up)
+    p = sub.add_parser("reconfigure")
+    p.add_argument("--mode", choices=MODES)
+    p.add_argument("--option", action="append", help="a cinder.conf option SECTION:KEY=VALUE (repeatable)")
+    p.set_defaults(func=cmd_reconfigure)
     p = sub.add_parser("apply")
     p.add_argument("target", nargs="?", default="*")
     p.set_defaults(func=cmd_apply)

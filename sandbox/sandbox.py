@@ -93,13 +93,18 @@ def cmdline(pid):
 
 
 def pids_named(name):
-    """Pids whose executable name is `name` (like pgrep -x)."""
+    """
+    Pids whose executable name is `name` (like pgrep -x), in this pid namespace only: the
+    three-node cluster's daemons (sandbox/multinode.py) run in namespaces of their own, with
+    their own network and files, and are no other cluster on this host.
+    """
+    here = os.readlink("/proc/self/ns/pid")
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 with open(f"/proc/{entry}/comm") as f:
-                    if f.read().strip() == name:
+                    if f.read().strip() == name and os.readlink(f"/proc/{entry}/ns/pid") == here:
                         found.append(int(entry))
             except OSError:
                 pass

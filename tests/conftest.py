@@ -9,7 +9,6 @@ import os
 import pathlib
 import shutil
 import subprocess
-import sys
 
 import pytest
 
@@ -17,8 +16,6 @@ PROJECT = pathlib.Path(__file__).resolve().parent.parent
 SANDBOX = pathlib.Path(os.environ.get("CINDER_HA_SANDBOX", "/srv/cinder-ha"))
 TIERS = ("unit", "functional", "integration", "multinode")
 
-# Pure logic lives in _utils/ and imports nothing from Salt: unit tests import it directly.
-sys.path.insert(0, str(PROJECT / "_utils"))
 
 
 def pytest_collection_modifyitems(config, items):

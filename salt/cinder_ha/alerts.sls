@@ -1,23 +1,34 @@
 {#- The Pacemaker alert agent of the reactor path (see files/alert/cinder_ha_alert) and its
-    spool directory. The CIB alert object that calls it is declared with the cluster
-    objects (crm.configured):
-        alert cinder_ha_salt /usr/share/pacemaker/alerts/cinder_ha_alert select resources
+    spool directory (parameters alert_agent, alert_spool). The CIB alert object that calls it
+    is declared with the cluster objects (cinder_ha.cluster_objects):
+        alert <alert_id> <alert_agent> select resources
             attributes cinder_ha_resources="<primitive_id> <vip_id>"
-            to /var/lib/cinder-ha/alerts
--#}
-cinder_ha_alert_agent:
+            to <alert_spool>
+    Removed by cinder_ha.clean. -#}
+{%- set tplroot = tpldir.split("/")[0] %}
+{%- from tplroot ~ "/map.jinja" import check, cinder_ha with context %}
+include:
+  - {{ tplroot }}.validate
+{%- if check.valid %}
+
+{{ tplroot }}-alerts-agent-file-managed:
   file.managed:
-    - name: /usr/share/pacemaker/alerts/cinder_ha_alert
-    - source: salt://cinder_ha/files/alert/cinder_ha_alert
+    - name: {{ cinder_ha.alert_agent | json }}
+    - source: {{ ("salt://" ~ tplroot ~ "/" ~ cinder_ha.alert_agent_source) | json }}
     - user: root
     - group: root
     - mode: '0755'
     - makedirs: True
+    - require:
+      - sls: {{ tplroot }}.validate
 
-cinder_ha_alert_spool:
+{{ tplroot }}-alerts-spool-directory:
   file.directory:
-    - name: /var/lib/cinder-ha/alerts
-    - user: hacluster
-    - group: haclient
+    - name: {{ cinder_ha.alert_spool | json }}
+    - user: {{ cinder_ha.alert_spool_user | json }}
+    - group: {{ cinder_ha.alert_spool_group | json }}
     - mode: '0750'
     - makedirs: True
+    - require:
+      - sls: {{ tplroot }}.validate
+{%- endif %}

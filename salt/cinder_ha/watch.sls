@@ -1,6 +1,7 @@
 {#- Configure the cinder_ha_watch minion engine (drift of cinder.conf, cluster alerts) on
-    this minion. The engine starts with the minion: after the first change here, restart
-    salt-minion once (a state cannot restart the minion that runs it reliably).
+    this minion: <folder of the minion config>/minion.d/<engine_conf>. The engine starts with
+    the minion: after the first change here, restart salt-minion once (a state cannot restart
+    the minion that runs it reliably). Removed by cinder_ha.clean.
 
     Master side (once, then restart salt-master):
         signing_algorithm: PKCS1v15-SHA1
@@ -8,15 +9,16 @@
           - 'cinder_ha/*':
             - salt://cinder_ha/reactor/dispatch.sls
 -#}
+{%- set tplroot = tpldir.split("/")[0] %}
+{%- from tplroot ~ "/map.jinja" import check, cinder_ha with context %}
 include:
-  - cinder_ha.alerts
+  - {{ tplroot }}.validate
+{%- if check.valid %}
+  - {{ tplroot }}.alerts
 
-{%- set conf_path = salt['pillar.get']('cinder_ha:cinder_conf:path', '/etc/cinder/cinder.conf') %}
-{%- set minion_d = salt['file.dirname'](salt['config.get']('conf_file') or '/etc/salt/minion') ~ '/minion.d' %}
-
-cinder_ha_watch_engine:
+{{ tplroot }}-watch-engine-config-managed:
   file.serialize:
-    - name: {{ minion_d ~ '/cinder_ha_watch.conf' }}
+    - name: {{ cinder_ha.engine_conf_path | json }}
     - serializer: yaml
     - makedirs: True
     - mode: '0644'
@@ -26,7 +28,8 @@ cinder_ha_watch_engine:
         engines:
           - cinder_ha_watch:
               paths:
-                - {{ conf_path }}
-              alert_spool: /var/lib/cinder-ha/alerts
+                - {{ cinder_ha.cinder_conf.path | json }}
+              alert_spool: {{ cinder_ha.alert_spool | json }}
     - require:
-      - file: cinder_ha_alert_spool
+      - sls: {{ tplroot }}.alerts
+{%- endif %}

@@ -2,7 +2,7 @@
 the real Keystone: ocf-tester with the guide's and the modern parameters, monitor return codes,
 stop edge cases, secrets. Plus the formula's agent state through a real masterless salt-call.
 
-Private instance: /srv/cinder-ha/t3 config, 127.0.0.113:18763 (see tests/agent_support.py).
+Private instance: /srv/cinder-ha/agent-instance config, 127.0.0.113:18763 (see tests/support/agent.py).
 """
 import hashlib
 import json
@@ -17,8 +17,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from tests import agent_support as support
 from tests.conftest import PROJECT, SANDBOX
+from tests.support import agent as support
 
 RETIRED_PARAMS = {"binary", "config", "user", "pid", "url", "keystone_get_token_url", "os_username", "os_password",
                   "os_tenant_name", "additional_parameters"}
@@ -43,7 +43,7 @@ def instance():
 
 @pytest.fixture
 def stopped(instance, sandbox_facts):
-    """Each test starts and ends with the t3 instance stopped (even when the test fails)."""
+    """Each test starts and ends with the private instance stopped (even when the test fails)."""
     support.kill_instance()
     yield instance
     support.run_agent("stop", support.modern_params(sandbox_facts), timeout=120)
@@ -52,7 +52,7 @@ def stopped(instance, sandbox_facts):
 
 def ocf_tester(params):
     """ocf-tester with the password in the environment, not on ocf-tester's own command line."""
-    args = ["ocf-tester", "-n", "t3_cinder-api"]
+    args = ["ocf-tester", "-n", "agent_cinder-api"]
     extra_env = {}
     for key, value in params.items():
         if key == "os_password":
@@ -114,7 +114,7 @@ def test_monitor_codes_and_v2_url_against_real_keystone(stopped, sandbox_facts):
     assert "is Keystone v2.0 (removed in Queens): using its v3 equivalent http://127.0.0.1:5000/v3/auth/tokens" \
         in probe.stderr
     # the authenticated check reached cinder with a real token (cinder logs the user id)
-    cinder_log = (support.T3 / "log" / "cinder-api.log").read_text()
+    cinder_log = (support.INSTANCE_DIR / "log" / "cinder-api.log").read_text()
     assert [line for line in cinder_log.splitlines() if '"GET /v3/ HTTP/1.1" status: 200' in line]
 
     # wrong password: logged, but Keystone's answer is no reason to restart cinder
@@ -266,7 +266,7 @@ def test_start_records_what_the_daemon_runs_with(stopped, conf_restored):
     for path in (RECORD, SNAPSHOT):  # the copy holds passwords: root's alone
         st = os.lstat(path)
         assert stat.S_ISREG(st.st_mode) and (st.st_uid, st.st_mode & 0o777) == (0, 0o600), path
-    assert not [name for name in os.listdir("/run/resource-agents") if name.startswith(".t3_cinder-api")]
+    assert not [name for name in os.listdir("/run/resource-agents") if name.startswith(".agent_cinder-api")]
 
 
 def test_monitor_checks_the_recorded_address_whatever_the_config_says(stopped, conf_restored, tmp_path):
@@ -350,12 +350,12 @@ def test_no_record_in_a_folder_others_may_write(stopped, tmp_path):
     shared = tmp_path / "shared"
     shared.mkdir()
     os.chmod(shared, 0o1777)
-    params = dict(noauth_params(), pid=str(shared / "t3.pid"))
+    params = dict(noauth_params(), pid=str(shared / "agent.pid"))
     try:
         started = support.run_agent("start", params)
         assert started.returncode == 0, started.stderr
         assert "is not root's alone: no start record" in started.stderr
-        assert sorted(os.listdir(shared)) == ["t3.pid"]
+        assert sorted(os.listdir(shared)) == ["agent.pid"]
         assert support.run_agent("monitor", params, CRM_meta_interval=5000).returncode == 0
     finally:
         support.run_agent("stop", params)
@@ -380,7 +380,7 @@ def salt_call_agent_state(tmp_path, pillar):
     (pillar_dir / "top.sls").write_text("base:\n  '*':\n    - cinder_ha\n")
     (pillar_dir / "cinder_ha.sls").write_text(json.dumps({"cinder_ha": pillar}))
     (conf / "minion").write_text(
-        f"file_client: local\nid: t3-minion\nroot_dir: {tmp_path}/root\n"
+        f"file_client: local\nid: agent-minion\nroot_dir: {tmp_path}/root\n"
         f"file_roots:\n  base:\n    - {PROJECT}/salt\n    - {PROJECT}\n"
         f"pillar_roots:\n  base:\n    - {pillar_dir}\n"
     )
@@ -390,7 +390,7 @@ def salt_call_agent_state(tmp_path, pillar):
     try:
         return result, json.loads(result.stdout)["local"]
     except (ValueError, KeyError):
-        raise AssertionError(f"salt-call rc={result.returncode}: {result.stdout[-2000:]} {result.stderr[-2000:]}")
+        raise AssertionError(f"salt-call rc={result.returncode}: {result.stdout[-2000:]} {result.stderr[-2000:]}") from None
 
 
 def state_by_id(ret, state_id):
@@ -400,13 +400,13 @@ def state_by_id(ret, state_id):
 def test_agent_state_installs_the_project_agent(tmp_path):
     with support.agent_file_removed():
         result, ret = salt_call_agent_state(tmp_path, GOOD_PILLAR)
-        installed = state_by_id(ret, "cinder_ha ocf agent installed")
+        installed = state_by_id(ret, "cinder_ha-agent-file-managed")
         assert installed["result"] is True, installed["comment"]
         assert support.AGENT_PATH.read_bytes() == support.AGENT_SOURCE.read_bytes()
         assert oct(support.AGENT_PATH.stat().st_mode & 0o7777) == "0o755"
         assert result.returncode == 0
         _, again = salt_call_agent_state(tmp_path, GOOD_PILLAR)
-        assert state_by_id(again, "cinder_ha ocf agent installed")["changes"] == {}
+        assert state_by_id(again, "cinder_ha-agent-file-managed")["changes"] == {}
 
 
 def test_url_source_without_hash_fails_validation_and_installs_nothing(tmp_path):
@@ -414,10 +414,10 @@ def test_url_source_without_hash_fails_validation_and_installs_nothing(tmp_path)
         pillar = dict(GOOD_PILLAR, agent={"source": "https://127.0.0.1:9/cinder-api"})
         result, ret = salt_call_agent_state(tmp_path, pillar)
         assert result.returncode != 0
-        valid = state_by_id(ret, "cinder_ha pillar is valid")
+        valid = state_by_id(ret, "cinder_ha-validate-pillar-valid")
         assert valid["result"] is False and "source_hash" in valid["comment"]
         # nothing else renders on an invalid pillar (or, rendered, it fails on the requisite)
-        installed = [v for v in ret.values() if v.get("__id__") == "cinder_ha ocf agent installed"]
+        installed = [v for v in ret.values() if v.get("__id__") == "cinder_ha-agent-file-managed"]
         assert all(v["result"] is False for v in installed)
         assert not support.AGENT_PATH.exists()
         assert "s3cret" not in result.stdout + result.stderr
@@ -427,9 +427,9 @@ def test_console_log_never_written_through_a_planted_link(stopped):
     """root opens the daemon's console log, so never in cinder's log folder: a link planted
     there (cinder owns it) makes root create or append to nothing; the console log lives next
     to the pid file, in root's own folder."""
-    planted = support.T3 / "log" / "cinder-api.console.log"
+    planted = support.INSTANCE_DIR / "log" / "cinder-api.console.log"
     missing = pathlib.Path("/root/cinder-ha-console-canary")
-    existing = support.T3 / "root-owned-canary"
+    existing = support.INSTANCE_DIR / "root-owned-canary"
     existing.write_text("untouched\n")
     os.chown(existing, 0, 0)
     os.chmod(existing, 0o644)
@@ -443,7 +443,7 @@ def test_console_log_never_written_through_a_planted_link(stopped):
             assert started.returncode == 0, started.stderr
             assert not missing.exists()
             assert existing.read_text() == "untouched\n"
-            console = pathlib.Path(support.PID_FILE).parent / "t3_cinder-api.console.log"
+            console = pathlib.Path(support.PID_FILE).parent / "agent_cinder-api.console.log"
             assert console.exists() and not console.is_symlink() and console.stat().st_uid == 0
         finally:
             support.run_agent("stop", noauth_params())

@@ -8,8 +8,7 @@ from unittest import mock
 
 import pytest
 
-from tests.conf_support import (DB_PASSWORD, GUIDE_CONF, RABBIT_PASSWORD, oslo_read,
-                                only_legacy_lines_removed)
+from tests.support.conf import DB_PASSWORD, GUIDE_CONF, RABBIT_PASSWORD, only_legacy_lines_removed, oslo_read
 
 LISTEN = {"DEFAULT": {"osapi_volume_listen": "192.168.42.103", "osapi_volume_listen_port": 8776}}
 PILLAR_DB_PASSWORD = "pillar-db-pw%$'\"x"

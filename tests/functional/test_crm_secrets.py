@@ -9,10 +9,10 @@ import time
 
 import pytest
 
-from tests import crm_support as cib
+from tests.support import crm as cib
 
 PASSWORD = "S3cr$t 'one' `x`"
-ATTRIBUTE = "cinder_ha_secrets_t4_api"
+ATTRIBUTE = "cinder_ha_secrets_crm_api"
 
 
 @pytest.fixture
@@ -36,14 +36,14 @@ def crm(loaders, offline):
 
 def objects(password=PASSWORD):
     return [
-        {"primitive": "t4_ip", "agent": "ocf:heartbeat:Dummy", "params": {"fake": "ip"}},
-        {"primitive": "t4_api", "agent": "ocf:pacemaker:Dummy", "params": {"passwd": password},
+        {"primitive": "crm_ip", "agent": "ocf:heartbeat:Dummy", "params": {"fake": "ip"}},
+        {"primitive": "crm_api", "agent": "ocf:pacemaker:Dummy", "params": {"passwd": password},
          "secret_params": ["passwd"], "secret_mode": "lrm"},
-        {"colocation": "t4_c_api_with_ip", "resources": ["t4_api", "t4_ip"]},
-        {"order": "t4_o_ip_before_api", "first": "t4_ip", "then": "t4_api"},
-        {"location": "t4_l_api_secrets", "resource": "t4_api", "secrets_of": "t4_api",
+        {"colocation": "crm_c_api_with_ip", "resources": ["crm_api", "crm_ip"]},
+        {"order": "crm_o_ip_before_api", "first": "crm_ip", "then": "crm_api"},
+        {"location": "crm_l_api_secrets", "resource": "crm_api", "secrets_of": "crm_api",
          "resource_discovery": "never"},
-        {"location": "t4_l_ip_secrets", "resource": "t4_ip", "secrets_of": "t4_api"},
+        {"location": "crm_l_ip_secrets", "resource": "crm_ip", "secrets_of": "crm_api"},
     ]
 
 
@@ -60,56 +60,56 @@ def location(object_id):
 
 
 def digest(password=PASSWORD):
-    import cinder_ha_cib
+    from cinder_ha_lib import cib
 
-    return cinder_ha_cib.secrets_digest("t4_api", {"passwd": password})
+    return cib.secrets_digest("crm_api", {"passwd": password})
 
 
 def test_rule_and_this_nodes_digest_land_in_one_transaction_and_a_rerun_changes_nothing(states, crm, tmp_path):
     secrets = tmp_path / "secrets"
-    created = states.configured(name="t4", objects=objects(), secrets_dir=str(secrets), node="node1")
+    created = states.configured(name="crm", objects=objects(), secrets_dir=str(secrets), node="node1")
     assert created.result is True, created.comment
     assert created.comment.startswith("CIB updated in one transaction")
-    assert set(created.changes["objects"]) == {"t4_ip", "t4_api", "t4_c_api_with_ip", "t4_o_ip_before_api",
-                                               "t4_l_api_secrets", "t4_l_ip_secrets",
+    assert set(created.changes["objects"]) == {"crm_ip", "crm_api", "crm_c_api_with_ip", "crm_o_ip_before_api",
+                                               "crm_l_api_secrets", "crm_l_ip_secrets",
                                                f"{ATTRIBUTE}@node1"}
     cib.assert_no_secret(PASSWORD, created.raw, "the state return")
     cib.assert_no_secret(PASSWORD, cib.query(), "the CIB")
-    api = location("t4_l_api_secrets")
-    assert api.get("resource-discovery") == "never" and api.get("rsc") == "t4_api"
-    assert location("t4_l_ip_secrets").get("resource-discovery") is None
+    api = location("crm_l_api_secrets")
+    assert api.get("resource-discovery") == "never" and api.get("rsc") == "crm_api"
+    assert location("crm_l_ip_secrets").get("resource-discovery") is None
     [rule] = api.findall("rule")
     assert [(e.get("attribute"), e.get("operation"), e.get("value")) for e in rule.findall("expression")] == [
         (ATTRIBUTE, "not_defined", None), (ATTRIBUTE, "ne", digest())]
     assert node_attribute() == digest()
-    assert (secrets / "t4_api" / "passwd").read_text() == PASSWORD
+    assert (secrets / "crm_api" / "passwd").read_text() == PASSWORD
     assert crm.verify()["valid"] is True, crm.verify()
     epoch = cib.epoch()
-    again = states.configured(name="t4", objects=objects(), secrets_dir=str(secrets), node="node1")
+    again = states.configured(name="crm", objects=objects(), secrets_dir=str(secrets), node="node1")
     assert again.result is True and again.changes == {}, again.comment
     assert cib.epoch() == epoch
 
 
 def test_dry_run_of_a_password_change_shows_the_rule_and_attribute_masked(states, tmp_path):
     secrets = str(tmp_path / "secrets")
-    assert states.configured(name="t4", objects=objects(), secrets_dir=secrets, node="node1").result is True
+    assert states.configured(name="crm", objects=objects(), secrets_dir=secrets, node="node1").result is True
     epoch = cib.epoch()
-    dry = states.configured(name="t4", objects=objects("N3w-pass"), secrets_dir=secrets, node="node1", test=True)
+    dry = states.configured(name="crm", objects=objects("N3w-pass"), secrets_dir=secrets, node="node1", test=True)
     assert dry.result is None, dry.comment
     changes = dry.changes["objects"]
-    assert set(changes) == {"t4_api", "t4_l_api_secrets", "t4_l_ip_secrets", f"{ATTRIBUTE}@node1"}
-    assert changes["t4_api"]["secret.passwd"] == {"old": "***", "new": "***"}
+    assert set(changes) == {"crm_api", "crm_l_api_secrets", "crm_l_ip_secrets", f"{ATTRIBUTE}@node1"}
+    assert changes["crm_api"]["secret.passwd"] == {"old": "***", "new": "***"}
     assert changes[f"{ATTRIBUTE}@node1"]["value"] == {"old": digest(), "new": digest("N3w-pass")}
-    assert "rules" in changes["t4_l_api_secrets"]
+    assert "rules" in changes["crm_l_api_secrets"]
     cib.assert_no_secret("N3w-pass", dry.raw, "the state return")
     assert cib.epoch() == epoch
-    assert (tmp_path / "secrets" / "t4_api" / "passwd").read_text() == PASSWORD
+    assert (tmp_path / "secrets" / "crm_api" / "passwd").read_text() == PASSWORD
 
 
 def test_simulated_placement_keeps_api_and_vip_off_a_node_without_the_digest(states, crm, offline, tmp_path):
     """crm_simulate on the committed CIB: a rule-matched node is neither probed nor used."""
     quorum = {"property": {"no-quorum-policy": "ignore"}}  # one simulated node is no quorum
-    assert states.configured(name="t4", objects=objects() + [quorum], secrets_dir=str(tmp_path / "s"),
+    assert states.configured(name="crm", objects=objects() + [quorum], secrets_dir=str(tmp_path / "s"),
                              node="node1").result
     subprocess.run(["crm_attribute", "--node", "node1", "--name", ATTRIBUTE, "--lifetime", "forever",
                     "--update", "stale"], check=True, capture_output=True, env=cib.cib_env(), timeout=30)
@@ -117,20 +117,20 @@ def test_simulated_placement_keeps_api_and_vip_off_a_node_without_the_digest(sta
     proc = subprocess.run(["crm_simulate", "--xml-file", str(offline), "--node-up", "node1", "--simulate",
                            "--save-graph", str(graph)], capture_output=True, text=True, env=cib.env(), timeout=60)
     ops = graph.read_text()
-    assert 't4_api_monitor_0' not in ops and 't4_api_start_0' not in ops, proc.stdout
-    assert 't4_ip_start_0' not in ops, proc.stdout  # the VIP does not start alone
-    assert 't4_ip_monitor_0' in ops  # the VIP is still probed (no secret involved)
+    assert 'crm_api_monitor_0' not in ops and 'crm_api_start_0' not in ops, proc.stdout
+    assert 'crm_ip_start_0' not in ops, proc.stdout  # the VIP does not start alone
+    assert 'crm_ip_monitor_0' in ops  # the VIP is still probed (no secret involved)
     subprocess.run(["crm_attribute", "--node", "node1", "--name", ATTRIBUTE, "--lifetime", "forever",
                     "--update", digest()], check=True, capture_output=True, env=cib.cib_env(), timeout=30)
     proc = subprocess.run(["crm_simulate", "--xml-file", str(offline), "--node-up", "node1", "--simulate",
                            "--save-graph", str(graph)], capture_output=True, text=True, env=cib.env(), timeout=60)
     ops = graph.read_text()
-    assert 't4_api_monitor_0' in ops and 't4_api_start_0' in ops and 't4_ip_start_0' in ops, proc.stdout
+    assert 'crm_api_monitor_0' in ops and 'crm_api_start_0' in ops and 'crm_ip_start_0' in ops, proc.stdout
 
 
 def test_secrets_present_publishes_only_the_digest_once(states, tmp_path):
     secrets = tmp_path / "secrets"
-    first = states.secrets_present(name="t4_api", secrets={"passwd": PASSWORD}, secrets_dir=str(secrets),
+    first = states.secrets_present(name="crm_api", secrets={"passwd": PASSWORD}, secrets_dir=str(secrets),
                                    node="node1")
     assert first.result is True, first.comment
     assert first.changes == {"passwd": "***",
@@ -138,19 +138,19 @@ def test_secrets_present_publishes_only_the_digest_once(states, tmp_path):
     assert node_attribute() == digest()
     cib.assert_no_secret(PASSWORD, first.raw, "the state return")
     epoch = cib.epoch()
-    folder_inode = (secrets / "t4_api").stat().st_ino
-    again = states.secrets_present(name="t4_api", secrets={"passwd": PASSWORD}, secrets_dir=str(secrets),
+    folder_inode = (secrets / "crm_api").stat().st_ino
+    again = states.secrets_present(name="crm_api", secrets={"passwd": PASSWORD}, secrets_dir=str(secrets),
                                    node="node1")
     assert again.result is True and again.changes == {}, again.comment
-    assert cib.epoch() == epoch and (secrets / "t4_api").stat().st_ino == folder_inode
-    unpublished = states.secrets_present(name="t4_api", secrets={"passwd": "other"}, secrets_dir=str(secrets),
+    assert cib.epoch() == epoch and (secrets / "crm_api").stat().st_ino == folder_inode
+    unpublished = states.secrets_present(name="crm_api", secrets={"passwd": "other"}, secrets_dir=str(secrets),
                                          node="node1", publish=False)
     assert unpublished.changes == {"passwd": "***"} and node_attribute() == digest()
 
 
 def test_secrets_present_test_mode_writes_nothing(states, tmp_path):
     secrets = tmp_path / "secrets"
-    dry = states.secrets_present(name="t4_api", secrets={"passwd": PASSWORD}, secrets_dir=str(secrets),
+    dry = states.secrets_present(name="crm_api", secrets={"passwd": PASSWORD}, secrets_dir=str(secrets),
                                  node="node1", test=True)
     assert dry.result is None and "passwd" in dry.changes
     assert not secrets.exists() and node_attribute() is None
@@ -160,12 +160,12 @@ def test_secrets_present_test_mode_writes_nothing(states, tmp_path):
                                        ("trailing ", "whitespace"), ("", "empty")])
 def test_unreadable_values_are_refused_and_nothing_is_written(states, crm, tmp_path, value, why):
     secrets = tmp_path / "secrets"
-    refused = states.secrets_present(name="t4_api", secrets={"passwd": value}, secrets_dir=str(secrets),
+    refused = states.secrets_present(name="crm_api", secrets={"passwd": value}, secrets_dir=str(secrets),
                                      node="node1")
     assert refused.result is False and why in refused.comment and "passwd" in refused.comment
     assert not secrets.exists() and node_attribute() is None
     epoch = cib.epoch()
-    configured = states.configured(name="t4", objects=objects(value), secrets_dir=str(secrets), node="node1")
+    configured = states.configured(name="crm", objects=objects(value), secrets_dir=str(secrets), node="node1")
     assert configured.result is False and why in configured.comment
     assert cib.epoch() == epoch and not secrets.exists()
     if value.strip():
@@ -174,12 +174,12 @@ def test_unreadable_values_are_refused_and_nothing_is_written(states, crm, tmp_p
 
 def test_swap_keeps_other_parameters_modes_and_leaves_no_temporary_folder(crm, tmp_path):
     secrets = tmp_path / "secrets"
-    folder = secrets / "t4_api"
+    folder = secrets / "crm_api"
     folder.mkdir(parents=True, mode=0o700)
     (folder / "other").write_text("kept")  # a parameter this state does not manage (cibsecret's)
     (folder / "other.sign").write_text(hashlib.md5(b"kept").hexdigest())
-    assert crm.store_secrets("t4_api", {"passwd": "one"}, secrets_dir=str(secrets)) == ["passwd"]
-    assert sorted(os.listdir(secrets)) == ["t4_api"]
+    assert crm.store_secrets("crm_api", {"passwd": "one"}, secrets_dir=str(secrets)) == ["passwd"]
+    assert sorted(os.listdir(secrets)) == ["crm_api"]
     assert sorted(os.listdir(folder)) == ["other", "other.sign", "passwd", "passwd.sign"]
     assert (folder / "other").read_text() == "kept"
     for path in folder.iterdir():
@@ -187,9 +187,9 @@ def test_swap_keeps_other_parameters_modes_and_leaves_no_temporary_folder(crm, t
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700 and stat.S_IMODE(secrets.stat().st_mode) == 0o700
     # A value file changed behind our back (its .sign no longer matches) is rewritten.
     (folder / "passwd").write_text("tampered")
-    assert crm.store_secrets("t4_api", {"passwd": "one"}, secrets_dir=str(secrets)) == ["passwd"]
+    assert crm.store_secrets("crm_api", {"passwd": "one"}, secrets_dir=str(secrets)) == ["passwd"]
     assert (folder / "passwd").read_text() == "one"
-    assert crm.store_secrets("t4_api", {"passwd": "one"}, secrets_dir=str(secrets)) == []
+    assert crm.store_secrets("crm_api", {"passwd": "one"}, secrets_dir=str(secrets)) == []
 
 
 def _pair_reader(folder, stop, seen, by_path):
@@ -205,7 +205,7 @@ def _pair_reader(folder, stop, seen, by_path):
             else:  # the folder resolved once: the pair a swap guarantees
                 fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
                 try:
-                    opener = lambda name, flags: os.open(name, flags, dir_fd=fd)  # noqa: E731
+                    opener = lambda name, flags: os.open(name, flags, dir_fd=fd)  # noqa: E731, B023 (used at once)
                     with open("passwd", "rb", opener=opener) as handle:
                         value = handle.read()
                     with open("passwd.sign", "rb", opener=opener) as handle:
@@ -223,8 +223,8 @@ def _pair_reader(folder, stop, seen, by_path):
 
 def test_a_reader_never_sees_a_value_with_another_values_sign(crm, tmp_path):
     secrets = tmp_path / "secrets"
-    folder = str(secrets / "t4_api")
-    crm.store_secrets("t4_api", {"passwd": "value-0"}, secrets_dir=str(secrets))
+    folder = str(secrets / "crm_api")
+    crm.store_secrets("crm_api", {"passwd": "value-0"}, secrets_dir=str(secrets))
     stop = threading.Event()
     swap_seen, path_seen = {}, {}
     readers = [threading.Thread(target=_pair_reader, args=(folder, stop, swap_seen, False)),
@@ -235,7 +235,7 @@ def test_a_reader_never_sees_a_value_with_another_values_sign(crm, tmp_path):
     started = time.monotonic()
     try:
         for number in range(1, writes + 1):
-            assert crm.store_secrets("t4_api", {"passwd": f"value-{number}-" + "x" * (number % 50)},
+            assert crm.store_secrets("crm_api", {"passwd": f"value-{number}-" + "x" * (number % 50)},
                                      secrets_dir=str(secrets)) == ["passwd"]
     finally:
         elapsed = time.monotonic() - started

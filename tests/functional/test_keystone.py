@@ -10,8 +10,7 @@ import secrets
 
 import pytest
 
-from tests.keystone_support import (PROBE_HOST, PROBE_PORT, KeystoneAdmin, admin_auth, closed_port,
-                                    count_requests, probe_server)
+from tests.support.keystone import PROBE_HOST, PROBE_PORT, KeystoneAdmin, admin_auth, closed_port, count_requests, probe_server
 
 INTERNAL_VIP = "127.0.0.117"  # only ever in URLs stored in Keystone; nothing connects to it
 
@@ -101,15 +100,74 @@ def test_fresh_create_then_no_op_costs_one_token_and_one_list_per_service(loader
     assert "nothing to do" in again["block storage endpoints"]["comment"]
     methods = [m for m, _url in seen]
     tokens = [u for m, u in seen if u.endswith("/auth/tokens")]
-    lists = [u for m, u in seen if m == "GET" and u.endswith("/endpoints")]
+    lists = [u for m, u in seen if m == "GET" and "/endpoints?" in u]
     assert tokens and len(tokens) == 1, seen
     assert methods.count("POST") == 1 and "PATCH" not in methods and "DELETE" not in methods, seen
     assert [u for m, u in seen if m == "GET" and u.endswith("/services")] == [ks.url + "/services"], seen
-    # one endpoint list per Block Storage service known to Keystone (ours, plus any the formula made)
+    # one endpoint list per Block Storage service known to Keystone (ours, plus any the formula made),
+    # filtered by Keystone: endpoints_present and legacy_absent share ours (this region's)
     family = [s for s in ks.call("GET", "/services")["services"]
               if s["type"] in ("block-storage", "volumev3", "volume", "volumev2")]
     assert len(lists) == len(family), seen
+    sid = service[0]["id"]
+    assert lists.count(f"{ks.url}/endpoints?region_id={region}&service_id={sid}") == 1, seen
     assert len(seen) == 2 + len(family)
+
+
+def seed(ks, names, endpoint_urls, region):
+    """Services (type: name) with one endpoint per interface in ``region``, made by the admin."""
+    ids = {}
+    for stype, name in names.items():
+        service = ks.service(stype, name, description="OpenStack Block Storage")
+        for iface, url in endpoint_urls.items():
+            ks.endpoint(service["id"], iface, url, region)
+        ids[stype] = service["id"]
+    return ids
+
+
+def test_noop_check_and_catalog_probe_cost_one_token_and_one_list_per_service_type(loaders, ks, region, svc_name,
+                                                                                     auth):
+    """The catalog part of a no-op formula run, both Block Storage types: service_present's and
+    endpoints_present's reads, then the catalog lookup and probe (api_answers) on the run's own token."""
+    names = {"block-storage": svc_name, "volumev3": svc_name + "v3"}
+    ids = seed(ks, names, urls(), region)
+    module = loaders.modules.cinder_keystone
+    with count_requests() as seen, probe_server() as hits:
+        for stype, name in names.items():
+            ensured = module.service_ensure(stype, name, description="OpenStack Block Storage", auth=auth)
+            assert ensured["action"] is None and ensured["service"]["id"] == ids[stype]
+            planned = module.plan(stype, urls(), region=region, service_name=name, auth=auth)
+            assert planned["actions"] == [], planned
+        found = module.catalog_lookup("block-storage", "public", region=region, probe_url=True, auth=auth)
+    assert found["found"] and found["url"] == urls()["public"] and found["fresh_token"] is False
+    assert found["probe"]["answers"] and hits == ["/v3"]
+    # (the token request is sent from within the first GET: order is not the point)
+    assert sorted(seen) == sorted([("POST", f"{ks.url}/auth/tokens"), ("GET", f"{ks.url}/services")] + [
+        ("GET", f"{ks.url}/endpoints?region_id={region}&service_id={ids[stype]}") for stype in names]), seen
+
+
+def test_a_run_that_changed_the_catalog_probes_on_a_fresh_token_and_finds_the_new_url(loaders, ks, region,
+                                                                                        svc_name, auth):
+    old, new = urls(path="/v3/%(project_id)s"), urls()
+    seed(ks, {"block-storage": svc_name}, old, region)
+    module = loaders.modules.cinder_keystone
+    with count_requests() as seen:
+        planned = module.plan("block-storage", new, region=region, service_name=svc_name, auth=auth)
+        assert sorted(a["action"] for a in planned["actions"]) == ["update"] * 3
+        run = next(iter(loaders.context["cinder_keystone"].values()))
+        # the run's token was issued before the change: its catalog still names the old URL
+        before = run["session"].get_endpoint(service_type="block-storage", interface="public", region_name=region)
+        assert before.startswith(f"http://{PROBE_HOST}:{PROBE_PORT}/v3/") and before != new["public"]
+        applied = module.apply_plan(planned["actions"], auth=auth)
+        assert applied["failed"] is None and applied["error"] is None, applied
+        with probe_server() as hits:
+            found = module.catalog_lookup("block-storage", "public", region=region, probe_url=True, auth=auth)
+        again = module.catalog_lookup("block-storage", "internal", region=region, auth=auth)
+    assert found["fresh_token"] is True and found["url"] == new["public"], found
+    assert found["probe"]["answers"] and hits == ["/v3"]
+    assert again["fresh_token"] is False and again["url"] == new["internal"]  # the fresh token serves the rest
+    assert [u for _m, u in seen if u.endswith("/auth/tokens")] == [f"{ks.url}/auth/tokens"] * 2, seen
+    assert [m for m, _u in seen].count("PATCH") == 3
 
 
 def test_url_change_is_a_patch_of_the_same_endpoint(loaders, ks, region, svc_name, auth):
@@ -157,9 +215,10 @@ def test_duplicates_collapse_to_one_and_a_second_region_is_untouched(loaders, ks
 
 def test_two_vips_on_the_right_interfaces_and_a_client_finds_and_reaches_the_catalog(
         loaders, ks, region, svc_name, auth):
-    import cinder_ha_catalog
+    from cinder_ha_lib import urls
 
-    layout = cinder_ha_catalog.urls_for(INTERNAL_VIP, public_vip=PROBE_HOST, port=PROBE_PORT)
+    layout = {iface: urls.endpoint_url(PROBE_HOST if iface == "public" else INTERNAL_VIP, port=PROBE_PORT)
+              for iface in ("public", "internal", "admin")}
     result = run(loaders, sls(svc_name, region, auth, layout))
     assert all(r["result"] is True for r in result.values()), result
     sid = ks.call("GET", "/services", type="block-storage", name=svc_name)["services"][0]["id"]
@@ -197,7 +256,7 @@ def test_project_template_is_filled_by_probe(loaders, auth):
     assert answer["answers"] and answer["status"] == 200
     assert len(hits) == 1 and hits[0].startswith("/v3/") and "%" not in hits[0]
     down = loaders.modules.cinder_keystone.probe(f"http://127.0.0.1:{closed_port()}/v3")
-    assert down["answers"] is False and "ConnectFailure" in down["error"]
+    assert down["answers"] is False and "refused" in down["error"]
 
 
 def test_retire_volumev2_on_request_only_in_its_region(loaders, ks, region, svc_name, auth):
@@ -281,7 +340,8 @@ def test_credentials_from_pillar_and_never_in_output_or_debug_log(loaders, ks, r
                                               {"require": [{"cinder_keystone": "service"}]}],
                           "__sls__": "t6", "__env__": "base"},
         }
-        ran = loaders.modules.state.high(high, pillar=pillar)
+        with probe_server():
+            ran = loaders.modules.state.high(high, pillar=pillar)
         ran = {r["__id__"]: r for r in (ran.raw if hasattr(ran, "raw") else ran).values()}
         created, done = ran["service"], ran["endpoints"]
         module = loaders.modules.cinder_keystone
@@ -294,7 +354,7 @@ def test_credentials_from_pillar_and_never_in_output_or_debug_log(loaders, ks, r
         root.removeHandler(handler)
         root.setLevel(old_level)
     assert created["result"] is True and done["result"] is True, (created["comment"], done["comment"])
-    assert "Probe:" in done["comment"] and "HTTP" in done["comment"]
+    assert "Probe:" in done["comment"] and "HTTP 200" in done["comment"]
     logged = capture.getvalue()
     assert "REQ: curl" in logged, "DEBUG capture saw no keystoneauth1 request lines"
     outputs = json.dumps([created, done], default=str)

@@ -1,9 +1,6 @@
 """The extension is found by Salt's loader in both install modes."""
 import os
 import subprocess
-import sys
-
-import pytest
 
 from tests.conftest import PROJECT, SANDBOX
 
@@ -31,7 +28,7 @@ def test_formula_mode_sync_all_without_the_package(tmp_path):
     assert "'cinder_ha.validate' is not available" in before.stdout + before.stderr
     synced = subprocess.run(salt_call + ["saltutil.sync_all"], env=env, capture_output=True, text=True, timeout=120)
     assert synced.returncode == 0, synced.stderr
-    assert "modules.cinder_ha" in synced.stdout and "utils.cinder_ha_pillar" in synced.stdout
+    assert "modules.cinder_ha" in synced.stdout and "utils.cinder_ha_lib.pillar" in synced.stdout
     after = subprocess.run(salt_call + ["cinder_ha.validate", "pillar={vip: {address: 127.0.0.103}}"],
                            env=env, capture_output=True, text=True, timeout=120)
     assert after.returncode == 0, after.stderr

@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import SANDBOX
 
-DB_PASSWORD = "t12-Db-s3cret"
+DB_PASSWORD = "restart-Db-s3cret"
 CONF = ("[DEFAULT]\n# written by the formula\nosapi_volume_listen = 127.0.0.103\nosapi_volume_listen_port = 8776\n"
         f"[database]\nconnection = mysql+pymysql://cinder:{DB_PASSWORD}@127.0.0.1/cinder\n")
 CINDER_API = SANDBOX / "venv" / "cinder" / "bin" / "cinder-api"
@@ -216,6 +216,18 @@ def test_the_files_own_url_is_checked_and_sqlite_is_fine(loaders, tmp_path, spy_
     ret = loaders.states.cinder_conf.managed(name=str(conf), options={"DEFAULT": {"debug": True}},
                                              binary=str(binary))
     assert ret.result is True and "imports sqlite3" in ret.comment
+
+
+def test_an_unchanged_file_starts_no_python(loaders, tmp_path, spy_python):
+    """Nothing to write: the file is what cinder-api runs with, so the no-op run skips the check."""
+    spy, log = spy_python
+    binary = fake_cinder_api(tmp_path, spy)
+    conf = tmp_path / "cinder.conf"
+    conf.write_text("[DEFAULT]\n")
+    options = {"database": {"connection": f"mysql+pymysql://cinder:{DB_PASSWORD}@127.0.0.1/cinder"}}
+    assert loaders.states.cinder_conf.managed(name=str(conf), options=options).result is True
+    ret = loaders.states.cinder_conf.managed(name=str(conf), options=options, binary=str(binary))
+    assert ret.result is True and ret.changes == {} and not log.exists()
 
 
 def test_no_binary_or_no_python_script_is_not_checked(loaders, tmp_path):

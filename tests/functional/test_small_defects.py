@@ -2,7 +2,6 @@
 crm.delete keeps a secret until its patch is in, a crm_verify that never finished is not a
 pass, the catalog lock lives in root's own folder, and a failed duplicate check after the
 catalog creates is a failed state."""
-import importlib
 import importlib.util
 import os
 import stat
@@ -28,22 +27,22 @@ def module_globals(loaded_function):
 def test_delete_removes_secrets_only_after_its_patch(loaders, offline, tmp_path, monkeypatch):
     crm = loaders.modules.crm
     secrets = tmp_path / "secrets"
-    obj = {"primitive": "t14_del", "agent": "ocf:pacemaker:Dummy", "params": {"passwd": "s3cret"},
+    obj = {"primitive": "trust_del", "agent": "ocf:pacemaker:Dummy", "params": {"passwd": "s3cret"},
            "secret_params": ["passwd"], "secret_mode": "lrm"}
     created = crm.configure([obj], secrets_dir=str(secrets))
     assert created["result"] is True, created
-    assert (secrets / "t14_del" / "passwd").exists()
+    assert (secrets / "trust_del" / "passwd").exists()
     glob = module_globals(crm.delete)
     real_patch = glob["_patch"]
     monkeypatch.setitem(glob, "_patch", lambda old, new: ("error", "cibadmin --patch failed (rc 1): injected"))
-    failed = crm.delete(["t14_del"], secrets_dir=str(secrets))
+    failed = crm.delete(["trust_del"], secrets_dir=str(secrets))
     assert failed["result"] is False
     # the resource is still in the CIB, so its secret must still be on disk
-    assert (secrets / "t14_del" / "passwd").exists()
+    assert (secrets / "trust_del" / "passwd").exists()
     monkeypatch.setitem(glob, "_patch", real_patch)
-    done = crm.delete(["t14_del"], secrets_dir=str(secrets))
+    done = crm.delete(["trust_del"], secrets_dir=str(secrets))
     assert done["result"] is True, done
-    assert not (secrets / "t14_del").exists()
+    assert not (secrets / "trust_del").exists()
 
 
 def test_a_crm_verify_timeout_is_a_failure(loaders, offline, monkeypatch):
@@ -57,10 +56,10 @@ def test_a_crm_verify_timeout_is_a_failure(loaders, offline, monkeypatch):
         return real_run(args, stdin=stdin, timeout=timeout)
 
     monkeypatch.setitem(glob, "_run", slow_verify)
-    ret = crm.configure([{"primitive": "t14_v", "agent": "ocf:pacemaker:Dummy"}])
+    ret = crm.configure([{"primitive": "trust_v", "agent": "ocf:pacemaker:Dummy"}])
     assert ret["result"] is False
     assert "crm_verify did not finish" in ret["comment"]
-    assert "t14_v" not in subprocess.run(["cibadmin", "-Q"], capture_output=True, text=True,
+    assert "trust_v" not in subprocess.run(["cibadmin", "-Q"], capture_output=True, text=True,
                                          env={"PATH": "/usr/sbin:/usr/bin", "CIB_file": str(offline)}).stdout
 
 
@@ -90,7 +89,6 @@ def test_a_failed_duplicate_check_after_creates_fails_the_state():
     spec = importlib.util.spec_from_file_location("keystone_states", PROJECT / "_states" / "cinder_keystone.py")
     states = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(states)
-    states.__salt__ = {"cinder_ha.library": importlib.import_module}
     report = states._report
     action = {"action": "create", "service_type": "block-storage", "interface": "public", "region": "RegionOne",
               "url": "http://127.0.0.103:8776/v3", "service_id": "abc", "endpoint_id": "e1"}

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.reactor_support import load
+from tests.support.reactor import load
 
 PROJECT = pathlib.Path(__file__).resolve().parents[2]
 AGENT = PROJECT / "salt" / "cinder_ha" / "files" / "alert" / "cinder_ha_alert"
@@ -38,7 +38,7 @@ FAST = {"first": 0.2, "cap": 0.8, "min_ack_wait": 0.1}  # the engine's 1..30 s s
 
 @pytest.fixture
 def engine():
-    return load("t8_engine_f", PROJECT / "_engines" / "cinder_ha_watch.py")
+    return load("reactor_engine_f", PROJECT / "_engines" / "cinder_ha_watch.py")
 
 
 @pytest.fixture
@@ -251,11 +251,11 @@ def test_record_and_recent_keep_known_fields_in_order(loaders):
 
 def test_handle_move_checks_after_a_start_on_the_live_cluster(loaders):
     events = loaders.modules.cinder_ha_events
-    entry = events.handle_move({"rsc": "t8_not_there", "task": "start", "rc": "0"})
+    entry = events.handle_move({"rsc": "reactor_not_there", "task": "start", "rc": "0"})
     # no pillar here and no crm module: the check degrades to crm_resource and says why it cannot probe
     assert entry["check"]["location"]["via"] in ("crm_resource", "crm.locate")
     assert entry["check"]["location"].get("running") in (False, None)
     assert "error" in entry["check"]["probe"]
-    assert events.recent(limit=1)[0]["check"]["resource"] == "t8_not_there"
-    stop = events.handle_move({"rsc": "t8_not_there", "task": "stop", "rc": "0"})
+    assert events.recent(limit=1)[0]["check"]["resource"] == "reactor_not_there"
+    stop = events.handle_move({"rsc": "reactor_not_there", "task": "stop", "rc": "0"})
     assert "check" not in stop

@@ -4,7 +4,6 @@ The minion loads this project in pip mode (PYTHONPATH holds `pip install --targe
 found through the salt.loader entry point). Its pillar is the sandbox pillar
 (sandbox/sandbox.py writes it), copied into the master's own pillar_roots.
 """
-import os
 import pathlib
 
 import pytest

@@ -3,7 +3,7 @@
 127.0.0.113:18763, an edit of its config that fails no monitor and restarts nothing, recovery
 after kill -9, no password in any process's argv, clean stop.
 
-Resource id t3_cinder-api; created stopped, deleted in teardown (even on failure).
+Resource id agent_cinder-api; created stopped, deleted in teardown (even on failure).
 """
 import os
 import signal
@@ -12,9 +12,9 @@ import time
 
 import pytest
 
-from tests import agent_support as support
+from tests.support import agent as support
 
-RSC = "t3_cinder-api"
+RSC = "agent_cinder-api"
 MONITOR_INTERVAL = 5  # seconds
 START_TIMEOUT = 60
 
@@ -33,7 +33,7 @@ def guide_resource(sandbox_facts):
     support.delete_primitive(RSC)
     support.kill_instance()
     params = support.guide_params(sandbox_facts)
-    del params["pid"]  # the default: /run/resource-agents/t3_cinder-api.pid
+    del params["pid"]  # the default: /run/resource-agents/agent_cinder-api.pid
     support.create_primitive(RSC, params, monitor_interval=f"{MONITOR_INTERVAL}s")
     try:
         yield params
@@ -56,12 +56,12 @@ def failcount():
 def test_guide_primitive_loads_and_cluster_starts_real_cinder_api(running, sandbox_facts):
     assert support.resource_running_on(RSC) == sandbox_facts["node"]
     pids = support.cinder_pids()
-    assert pids, "no cinder-api process of the t3 instance"
+    assert pids, "no cinder-api process of the private instance"
     assert support.healthcheck() == 200
     cmdline = open(f"/proc/{min(pids)}/cmdline", "rb").read().replace(b"\0", b" ").decode()
     assert str(support.CONF_KEYSTONE) in cmdline
     # let several monitors (with the v2.0 URL, mapped to v3) run: no failure recorded
-    log = support.T3 / "log" / "cinder-api.log"
+    log = support.INSTANCE_DIR / "log" / "cinder-api.log"
     before = log.read_text().count('"GET /v3/ HTTP/1.1" status: 200')
     assert support.wait_for(lambda: log.read_text().count('"GET /v3/ HTTP/1.1" status: 200') >= before + 2,
                             4 * MONITOR_INTERVAL, step=1)
@@ -71,7 +71,7 @@ def test_guide_primitive_loads_and_cluster_starts_real_cinder_api(running, sandb
 
 def test_password_never_in_any_command_line_while_monitors_run(running, sandbox_facts):
     secret = sandbox_facts["keystone_admin_password"]
-    canary = f"t3-canary-{os.getpid()}"
+    canary = f"agent-canary-{os.getpid()}"
     seen_secret, seen_monitor, seen_curl, seen_canary, done = [], [], [], [], threading.Event()
 
     def sample():

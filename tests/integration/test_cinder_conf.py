@@ -3,7 +3,6 @@ guide's legacy keys, cinder-manage and cinder-api use the configured database af
 (and silently did not before). Works in /srv/cinder-ha/t5 only (127.0.0.115:18765)."""
 import json
 import os
-import pathlib
 import shutil
 import signal
 import sqlite3

@@ -1,8 +1,8 @@
 """lrm secrets on the LIVE single-node cluster: a node without the current secret digest is
 neither probed nor used (no failed action), and the resource starts once the node publishes it.
 
-Ids are prefixed t12_, the VIP is 127.0.0.120, cinder-api (the project's agent) listens on
-127.0.0.120:8720 with a copy of cinder.conf under /srv/cinder-ha/t12. Everything (objects, node
+Ids are prefixed formula_, the VIP is 127.0.0.120, cinder-api (the project's agent) listens on
+127.0.0.120:8720 with a copy of cinder.conf under /srv/cinder-ha/secrets-instance. Everything (objects, node
 attribute, secret files) is removed in teardown, even on failure. Run under the live lock:
 flock /tmp/cinder-ha-live.lock pytest tests/integration/test_crm_secrets.py
 """
@@ -16,15 +16,15 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from tests import crm_support as cib
 from tests.conftest import SANDBOX
+from tests.support import crm as cib
 
 pytestmark = pytest.mark.skipif(os.environ.get("CIB_file"), reason="needs the live cluster")
 
-WORK = SANDBOX / "t12"
+WORK = SANDBOX / "secrets-instance"
 VIP, PORT = "127.0.0.120", 8720
-API, IP = "t12_api", "t12_ip"
-IDS = ("t12_l_api_secrets", "t12_l_ip_secrets", "t12_c_api_with_ip", "t12_o_ip_before_api", API, IP)
+API, IP = "formula_api", "formula_ip"
+IDS = ("formula_l_api_secrets", "formula_l_ip_secrets", "formula_c_api_with_ip", "formula_o_ip_before_api", API, IP)
 ATTRIBUTE = "cinder_ha_secrets_" + API
 SECRETS = pathlib.Path("/var/lib/pacemaker/lrm/secrets") / API
 
@@ -46,15 +46,15 @@ def objects(facts, target_role):
          "ops": {"monitor": {"interval": "10s", "timeout": "30s"}, "start": {"timeout": "60s"},
                  "stop": {"timeout": "90s"}},
          "meta": {"target-role": target_role}},
-        {"colocation": "t12_c_api_with_ip", "resources": [API, IP]},
-        {"order": "t12_o_ip_before_api", "first": IP, "then": API},
-        {"location": "t12_l_api_secrets", "resource": API, "secrets_of": API, "resource_discovery": "never"},
-        {"location": "t12_l_ip_secrets", "resource": IP, "secrets_of": API},
+        {"colocation": "formula_c_api_with_ip", "resources": [API, IP]},
+        {"order": "formula_o_ip_before_api", "first": IP, "then": API},
+        {"location": "formula_l_api_secrets", "resource": API, "secrets_of": API, "resource_discovery": "never"},
+        {"location": "formula_l_ip_secrets", "resource": IP, "secrets_of": API},
     ]
 
 
 def cinder_conf_copy(facts):
-    """/etc/cinder/cinder.conf listening on the t12 VIP and port (cinder-api runs as root here)."""
+    """/etc/cinder/cinder.conf listening on the formula VIP and port (cinder-api runs as root here)."""
     WORK.mkdir(mode=0o755, exist_ok=True)
     (WORK / "log").mkdir(exist_ok=True)
     path = WORK / "cinder.conf"
@@ -62,8 +62,8 @@ def cinder_conf_copy(facts):
     path.chmod(0o600)
 
 
-def remove_t12():
-    # Stop first: with the rules deleted before the resources, Pacemaker would start t12_api on a
+def remove_secrets_objects():
+    # Stop first: with the rules deleted before the resources, Pacemaker would start formula_api on a
     # node without its secret ("Unable to load CIB secrets", a hard failure).
     for rsc in (API, IP):
         run("crm_resource", "--resource", rsc, "--meta", "--set-parameter", "target-role",
@@ -97,27 +97,27 @@ def history_details(rsc):
             for op in status.iter("lrm_rsc_op") if op.get("operation_key", "").startswith(rsc + "_")]
 
 
-def t12_state(crm):
+def formula_state(crm):
     status = crm.status()
-    failures = [f for f in status["failures"] if f.get("op_key", "").startswith("t12_")]
+    failures = [f for f in status["failures"] if f.get("op_key", "").startswith("formula_")]
     return {rsc: status["resources"][rsc]["active"] for rsc in (API, IP)}, failures
 
 
 @pytest.fixture
 def live(loaders, sandbox_facts):
-    remove_t12()
+    remove_secrets_objects()
     cinder_conf_copy(sandbox_facts)
     try:
         yield loaders
     finally:
-        remove_t12()
+        remove_secrets_objects()
         shutil.rmtree(WORK, ignore_errors=True)
 
 
 def test_a_node_without_the_current_secret_is_neither_probed_nor_used(live, sandbox_facts):
     crm, states = live.modules.crm, live.states.crm
     password = sandbox_facts["keystone_admin_password"]
-    created = states.configured(name="t12", objects=objects(sandbox_facts, "Stopped"))
+    created = states.configured(name="secrets", objects=objects(sandbox_facts, "Stopped"))
     assert created.result is True, created.comment
     assert f"{ATTRIBUTE}@node1" in created.changes["objects"]  # this node's digest, same transaction
     cib.assert_no_secret(password, [created.raw, cib.query()], "the state return or the CIB")
@@ -139,7 +139,7 @@ def test_a_node_without_the_current_secret_is_neither_probed_nor_used(live, sand
             assert run("crm_attribute", "--node", "node1", "--name", ATTRIBUTE, "--lifetime", "forever",
                        "--update", "0" * 64).returncode == 0
             settle()
-        active, failures = t12_state(crm)
+        active, failures = formula_state(crm)
         assert active == {API: False, IP: False}, (missing_or_stale, active)
         assert failures == [], (missing_or_stale, failures)
         assert history(API) == [], (missing_or_stale, history_details(API), time.time())
@@ -153,7 +153,7 @@ def test_a_node_without_the_current_secret_is_neither_probed_nor_used(live, sand
     assert f"node attribute {ATTRIBUTE}@node1" in present.changes
     cib.assert_no_secret(password, present.raw, "the state return")
     settle()
-    active, failures = t12_state(crm)
+    active, failures = formula_state(crm)
     assert active == {API: True, IP: True} and failures == [], (active, failures)
     assert f"{API}_start_0" in history(API)  # (the probe's record is replaced by the start's)
     with urllib.request.urlopen(f"http://{VIP}:{PORT}/healthcheck", timeout=10) as response:
@@ -162,8 +162,8 @@ def test_a_node_without_the_current_secret_is_neither_probed_nor_used(live, sand
 
     # The formula's next run changes nothing (the operator's target-role aside, declared here).
     epoch = cib.epoch()
-    again = states.configured(name="t12", objects=objects(sandbox_facts, "Started"))
+    again = states.configured(name="secrets", objects=objects(sandbox_facts, "Started"))
     assert set(again.changes.get("objects", {})) <= {API, IP}, again.comment
-    assert states.configured(name="t12", objects=objects(sandbox_facts, "Started")).changes == {}
+    assert states.configured(name="secrets", objects=objects(sandbox_facts, "Started")).changes == {}
     assert states.secrets_present(name=API, secrets={"os_password": password}).changes == {}
     assert cib.epoch()[1] <= epoch[1] + 1

@@ -22,14 +22,14 @@ import time
 
 import pytest
 
-from tests.agent_support import wait_for
-from tests.reactor_support import PROJECT, load
+from tests.support.agent import wait_for
+from tests.support.reactor import PROJECT, load
 
 CONF_TAG = "cinder_ha/conf/changed"
-DIRECT_TAG = "h4/direct"  # not cinder_ha/*: no reactor would act on it
+DIRECT_TAG = "delivery/direct"  # not cinder_ha/*: no reactor would act on it
 ALERT_TAG = "cinder_ha/cluster/resource"
 SIGNING = "PKCS1v15-SHA224"
-MANAGED = "[DEFAULT]\n# managed by the h4 test\ndebug = false\n"
+MANAGED = "[DEFAULT]\n# managed by the delivery test\ndebug = false\n"
 # seconds the master stays down after the edit: a few failed attempts (H4_OUTAGE=45 lets the
 # back-off reach its 16-30 s waits; the delivery delay after the master start stays the same)
 OUTAGE = float(os.environ.get("H4_OUTAGE", "6"))
@@ -41,8 +41,8 @@ def sha256(data):
 
 
 @pytest.fixture(scope="module")
-def h4_paths():
-    base = tempfile.mkdtemp(prefix="h4-")
+def delivery_paths():
+    base = tempfile.mkdtemp(prefix="delivery-")
     paths = {"base": base, "conf": os.path.join(base, "etc", "cinder.conf"), "spool": os.path.join(base, "spool")}
     os.makedirs(os.path.dirname(paths["conf"]))
     os.makedirs(paths["spool"])
@@ -55,21 +55,21 @@ def h4_paths():
 
 
 @pytest.fixture(scope="module")
-def h4_master(salt_factories):
+def delivery_master(salt_factories):
     overrides = {"interface": "127.0.0.1", "auto_accept": True, "signing_algorithm": SIGNING}
-    factory = salt_factories.salt_master_daemon("h4-master", overrides=overrides)
+    factory = salt_factories.salt_master_daemon("delivery-master", overrides=overrides)
     with factory.started(start_timeout=120):
         yield factory
 
 
 @pytest.fixture(scope="module")
-def h4_minion(h4_master, h4_paths):
+def delivery_minion(delivery_master, delivery_paths):
     overrides = {
         "minion_sign_messages": True,
         "signing_algorithm": SIGNING,
-        "engines": [{"cinder_ha_watch": {"paths": [h4_paths["conf"]], "alert_spool": h4_paths["spool"]}}],
+        "engines": [{"cinder_ha_watch": {"paths": [delivery_paths["conf"]], "alert_spool": delivery_paths["spool"]}}],
     }
-    factory = h4_master.salt_minion_daemon("h4-minion", overrides=overrides)
+    factory = delivery_master.salt_minion_daemon("delivery-minion", overrides=overrides)
     # the factory's root dir may be left from an earlier run: a fresh engine state, and the
     # engine's log lines counted from here on
     state_dir = os.path.join(factory.config["cachedir"], "cinder_ha")
@@ -77,9 +77,9 @@ def h4_minion(h4_master, h4_paths):
     os.makedirs(state_dir)
     # the formula's record of its own write: the managed content is no drift
     with open(os.path.join(state_dir, "digests.json"), "w") as handle:
-        json.dump({h4_paths["conf"]: sha256(MANAGED)}, handle)
+        json.dump({delivery_paths["conf"]: sha256(MANAGED)}, handle)
     log_file = os.path.join(factory.config["root_dir"], factory.config["log_file"])
-    factory.h4_log = (log_file, os.path.getsize(log_file) if os.path.exists(log_file) else 0)
+    factory.delivery_log = (log_file, os.path.getsize(log_file) if os.path.exists(log_file) else 0)
     with factory.started(start_timeout=120):
         assert wait_for(lambda: engine_starts(factory) == 1, 60, step=0.05), "the cinder_ha_watch engine did not start"
         time.sleep(1)  # let it add its watches and run its start-up check
@@ -88,7 +88,7 @@ def h4_minion(h4_master, h4_paths):
 
 def engine_starts(minion):
     """How often the engine started (its log line; the minion's log file is kept across restarts)."""
-    path, offset = minion.h4_log
+    path, offset = minion.delivery_log
     try:
         with open(path, errors="replace") as handle:
             handle.seek(offset)
@@ -105,7 +105,7 @@ def events(event_listener, master, tag, since):
 def stamp_seconds(event):
     stamp = event.stamp
     if stamp.tzinfo is None:  # salt stamps are UTC
-        stamp = stamp.replace(tzinfo=datetime.timezone.utc)
+        stamp = stamp.replace(tzinfo=datetime.UTC)
     return stamp.timestamp()
 
 
@@ -145,52 +145,52 @@ def spool_alert(spool, name, task):
     return os.path.join(spool, name)
 
 
-def test_edit_with_the_master_up_arrives_once_and_signed(h4_paths, h4_minion, h4_master, event_listener):
+def test_edit_with_the_master_up_arrives_once_and_signed(delivery_paths, delivery_minion, delivery_master, event_listener):
     since = time.time()
-    digest = edit(h4_paths["conf"], "debug = true\n")
-    got = wait_for(lambda: events(event_listener, h4_master, CONF_TAG, since), 20, step=0.05)
+    digest = edit(delivery_paths["conf"], "debug = true\n")
+    got = wait_for(lambda: events(event_listener, delivery_master, CONF_TAG, since), 20, step=0.05)
     assert got, "no drift event"
     MEASURED["edit_to_event_master_up"] = stamp_seconds(got[0]) - since
     time.sleep(2)
-    got = events(event_listener, h4_master, CONF_TAG, since)
-    assert [(e.data["id"], e.data["data"]) for e in got] == [(h4_minion.id, {"path": h4_paths["conf"], "digest": digest})]
-    assert_signed_by(got[0], h4_minion)
-    restore(h4_paths["conf"])
+    got = events(event_listener, delivery_master, CONF_TAG, since)
+    assert [(e.data["id"], e.data["data"]) for e in got] == [(delivery_minion.id, {"path": delivery_paths["conf"], "digest": digest})]
+    assert_signed_by(got[0], delivery_minion)
+    restore(delivery_paths["conf"])
 
 
 def test_a_drift_made_while_the_master_is_stopped_arrives_once_after_it_is_back(
-        h4_paths, h4_minion, h4_master, event_listener):
+        delivery_paths, delivery_minion, delivery_master, event_listener):
     since = time.time()
     started = {}
     # the engine's sender, driven directly as this minion: what acknowledges delivery
     import salt.config
 
-    sender = load("h4_engine", PROJECT / "_engines" / "cinder_ha_watch.py").MasterSender(
-        salt.config.minion_config(h4_minion.config_file))
-    with h4_master.stopped(before_start_callback=lambda _: started.setdefault("t", time.time())):
-        digest = edit(h4_paths["conf"], "debug = master-away\n")
+    sender = load("delivery_engine", PROJECT / "_engines" / "cinder_ha_watch.py").MasterSender(
+        salt.config.minion_config(delivery_minion.config_file))
+    with delivery_master.stopped(before_start_callback=lambda _: started.setdefault("t", time.time())):
+        digest = edit(delivery_paths["conf"], "debug = master-away\n")
         t0 = time.monotonic()
         assert sender(DIRECT_TAG, {"n": 1}, 2) is False  # master stopped: not acknowledged ...
         MEASURED["direct_send_fails_after"] = time.monotonic() - t0
         time.sleep(OUTAGE)
-        assert events(event_listener, h4_master, CONF_TAG, since) == []
+        assert events(event_listener, delivery_master, CONF_TAG, since) == []
     ready = time.time()
-    got = wait_for(lambda: events(event_listener, h4_master, CONF_TAG, since), 60, step=0.05)
+    got = wait_for(lambda: events(event_listener, delivery_master, CONF_TAG, since), 60, step=0.05)
     assert got, "the drift made while the master was stopped never reached it"
     MEASURED["master_start_to_drift_event"] = stamp_seconds(got[0]) - started["t"]
     MEASURED["master_ready_to_drift_event"] = stamp_seconds(got[0]) - ready
     assert sender(DIRECT_TAG, {"n": 2}, 5) is True  # ... and acknowledged once it is back
     time.sleep(3)  # a duplicate (a retry of an acknowledged event) would show up now
-    got = events(event_listener, h4_master, CONF_TAG, since)
-    assert [(e.data["id"], e.data["data"]) for e in got] == [(h4_minion.id, {"path": h4_paths["conf"], "digest": digest})]
-    assert_signed_by(got[0], h4_minion)
+    got = events(event_listener, delivery_master, CONF_TAG, since)
+    assert [(e.data["id"], e.data["data"]) for e in got] == [(delivery_minion.id, {"path": delivery_paths["conf"], "digest": digest})]
+    assert_signed_by(got[0], delivery_minion)
     # the unacknowledged request was dropped, never delivered late; the acknowledged one arrived once
-    assert [e.data["data"] for e in events(event_listener, h4_master, DIRECT_TAG, since)] == [{"n": 2}]
-    restore(h4_paths["conf"])
+    assert [e.data["data"] for e in events(event_listener, delivery_master, DIRECT_TAG, since)] == [{"n": 2}]
+    restore(delivery_paths["conf"])
 
 
 def test_an_alert_spooled_while_the_master_is_stopped_arrives_and_only_then_is_deleted(
-        h4_paths, h4_minion, h4_master, event_listener):
+        delivery_paths, delivery_minion, delivery_master, event_listener):
     since = time.time()
     started = {}
     gone = {}
@@ -202,50 +202,50 @@ def test_an_alert_spooled_while_the_master_is_stopped_arrives_and_only_then_is_d
                 return
             time.sleep(0.01)
 
-    with h4_master.stopped(before_start_callback=lambda _: started.setdefault("t", time.time())):
-        first = spool_alert(h4_paths["spool"], "100-1-1.json", "stop")
-        second = spool_alert(h4_paths["spool"], "100-1-2.json", "start")
+    with delivery_master.stopped(before_start_callback=lambda _: started.setdefault("t", time.time())):
+        first = spool_alert(delivery_paths["spool"], "100-1-1.json", "stop")
+        second = spool_alert(delivery_paths["spool"], "100-1-2.json", "start")
         time.sleep(OUTAGE)
         assert os.path.exists(first) and os.path.exists(second), "spool file deleted while the master was away"
         stop = threading.Event()
         watcher = threading.Thread(target=watch_file, args=(first, stop), daemon=True)
         watcher.start()
     try:
-        got = wait_for(lambda: len(events(event_listener, h4_master, ALERT_TAG, since)) >= 2, 60, step=0.05)
+        got = wait_for(lambda: len(events(event_listener, delivery_master, ALERT_TAG, since)) >= 2, 60, step=0.05)
         assert got, "the alerts spooled while the master was stopped never reached it"
-        assert wait_for(lambda: not os.listdir(h4_paths["spool"]), 10, step=0.05), os.listdir(h4_paths["spool"])
+        assert wait_for(lambda: not os.listdir(delivery_paths["spool"]), 10, step=0.05), os.listdir(delivery_paths["spool"])
     finally:
         stop.set()
         watcher.join(5)
-    got = events(event_listener, h4_master, ALERT_TAG, since)
+    got = events(event_listener, delivery_master, ALERT_TAG, since)
     MEASURED["master_start_to_alert_event"] = stamp_seconds(got[0]) - started["t"]
     time.sleep(3)
-    got = events(event_listener, h4_master, ALERT_TAG, since)
+    got = events(event_listener, delivery_master, ALERT_TAG, since)
     assert [e.data["data"]["task"] for e in got] == ["stop", "start"]  # one each, in spool order
-    assert all(e.data["id"] == h4_minion.id for e in got)
+    assert all(e.data["id"] == delivery_minion.id for e in got)
     assert "t" in gone and gone["t"] >= stamp_seconds(got[0]), (gone, stamp_seconds(got[0]))
     MEASURED["alert_event_to_spool_delete"] = gone["t"] - stamp_seconds(got[0])
-    assert_signed_by(got[0], h4_minion)
+    assert_signed_by(got[0], delivery_minion)
 
 
-def test_a_drift_made_while_the_minion_is_stopped_is_reported_once(h4_paths, h4_minion, h4_master, event_listener):
+def test_a_drift_made_while_the_minion_is_stopped_is_reported_once(delivery_paths, delivery_minion, delivery_master, event_listener):
     since = time.time()
-    starts = engine_starts(h4_minion)
-    with h4_minion.stopped():
-        digest = edit(h4_paths["conf"], "debug = minion-away\n")
+    starts = engine_starts(delivery_minion)
+    with delivery_minion.stopped():
+        digest = edit(delivery_paths["conf"], "debug = minion-away\n")
         time.sleep(1)
-    got = wait_for(lambda: events(event_listener, h4_master, CONF_TAG, since), 60, step=0.05)
+    got = wait_for(lambda: events(event_listener, delivery_master, CONF_TAG, since), 60, step=0.05)
     assert got, "the drift made while the minion was stopped was not reported at start-up"
-    assert engine_starts(h4_minion) == starts + 1
+    assert engine_starts(delivery_minion) == starts + 1
     time.sleep(2)
     # the drift is still there; a further restart must not report it again
-    with h4_minion.stopped():
+    with delivery_minion.stopped():
         pass
-    assert wait_for(lambda: engine_starts(h4_minion) == starts + 2, 30, step=0.05)
+    assert wait_for(lambda: engine_starts(delivery_minion) == starts + 2, 30, step=0.05)
     time.sleep(4)  # the restarted engine's start-up check has run by now
-    got = events(event_listener, h4_master, CONF_TAG, since)
-    assert [(e.data["id"], e.data["data"]) for e in got] == [(h4_minion.id, {"path": h4_paths["conf"], "digest": digest})]
-    restore(h4_paths["conf"])
+    got = events(event_listener, delivery_master, CONF_TAG, since)
+    assert [(e.data["id"], e.data["data"]) for e in got] == [(delivery_minion.id, {"path": delivery_paths["conf"], "digest": digest})]
+    restore(delivery_paths["conf"])
 
 
 def test_report_measurements():

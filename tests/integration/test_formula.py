@@ -13,7 +13,7 @@ import time
 import pytest
 
 from tests.conftest import SANDBOX, cluster_env
-from tests.formula_support import CLUSTER_IDS, cib_epoch, keystone_get, reset_slate, state_results
+from tests.support.formula import CLUSTER_IDS, cib_epoch, keystone_get, reset_slate, state_results
 
 PROJECT = pathlib.Path(__file__).resolve().parents[2]
 PACEMAKER_LOG = pathlib.Path("/var/log/pacemaker/pacemaker.log")

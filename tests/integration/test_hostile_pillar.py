@@ -8,8 +8,8 @@ import pathlib
 
 import pytest
 
-from tests.formula_support import cib_epoch, keystone_get, state_results
-from tests.unit.test_pillar_hostile import CORPUS
+from tests.support.formula import cib_epoch, keystone_get, state_results
+from tests.unit.cinder_ha_lib.test_pillar_hostile import CORPUS
 
 SECRETS = pathlib.Path("/var/lib/pacemaker/lrm/secrets")
 SLS = ("cinder_ha", "cinder_ha.config", "cinder_ha.cluster", "cinder_ha.catalog", "cinder_ha.agent")
@@ -47,7 +47,7 @@ def test_hostile_value_changes_nothing(path, value, key, salt_cli, salt_minion, 
     ret = salt_cli.run("state.apply", "cinder_ha", f"pillar={override(path, value)}", minion_tgt=salt_minion.id,
                        _timeout=300)
     results = state_results(ret)
-    assert list(results) == ["cinder_ha_|-cinder_ha pillar is valid_|-cinder_ha pillar is valid_|-pillar_valid"], \
+    assert list(results) == ["cinder_ha_|-cinder_ha-validate-pillar-valid_|-cinder_ha-validate-pillar-valid_|-pillar_valid"], \
         f"only the validation state may run: {list(results)}"
     (state,) = results.values()
     assert state["result"] is False

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from tests.conftest import PROJECT, cluster_env
-from tests.formula_support import state_results
+from tests.support.formula import state_results
 
 
 def sandbox(*args):
@@ -44,9 +44,9 @@ def test_config_applies_without_the_cluster(cluster_stopped, salt_cli, salt_mini
 def test_the_whole_formula_says_the_cluster_is_not_running(cluster_stopped, salt_cli, salt_minion):
     results = state_results(salt_cli.run("state.apply", "cinder_ha", minion_tgt=salt_minion.id, _timeout=300))
     by_id = {key.split("_|-")[1]: value for key, value in results.items()}
-    cluster = by_id["cinder_ha cluster not running on this node"]
+    cluster = by_id["cinder_ha-cluster-not-running"]
     assert cluster["result"] is False
     assert "Cluster not running on this node" in cluster["comment"]
-    for own_part in ("cinder_ha pillar is valid", "cinder_ha ocf agent installed", "cinder.conf managed"):
+    for own_part in ("cinder_ha-validate-pillar-valid", "cinder_ha-agent-file-managed", "cinder_ha-config-cinder-conf-managed"):
         assert by_id[own_part]["result"] is True, (own_part, by_id[own_part]["comment"])
     assert not any("Traceback" in v["comment"] for v in results.values())

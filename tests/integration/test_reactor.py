@@ -2,17 +2,17 @@
 
 Own master and minion (module scope): the master's reactor maps cinder_ha/* to
 salt://cinder_ha/reactor/dispatch.sls; its file_roots put a test cinder_ha.config first
-(tests/reactor_support.py); the minion's engine watches a temp cinder.conf, never /etc/cinder.
-The alert test adds its own resource t8_dummy and alert t8_alert to the live cluster and
+(tests/support/reactor.py); the minion's engine watches a temp cinder.conf, never /etc/cinder.
+The alert test adds its own resource reactor_dummy and alert reactor_alert to the live cluster and
 removes both afterwards. The tests with the formula's real cinder_ha.config run a real
-cinder-api (instance t8r, 127.0.0.118:18768) under the cluster as t8_api: a drift the reactor
+cinder-api (instance t8r, 127.0.0.118:18768) under the cluster as reactor_api: a drift the reactor
 undoes never restarts it; a pillar change restarts it exactly once.
 """
 import contextlib
+import grp
 import json
 import os
 import pwd
-import grp
 import shutil
 import subprocess
 import tempfile
@@ -21,18 +21,17 @@ import time
 import pytest
 
 from tests.conftest import sandbox_script
-
-from tests import agent_support
-from tests import reactor_support as support
+from tests.support import agent as agent_support
+from tests.support import reactor as support
 
 CLUSTER_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"}
 JOB_NEW = "salt/job/*/new"
 
 
 @pytest.fixture(scope="module")
-def t8_paths():
+def reactor_paths():
     # under /tmp (1777), not pytest's 0700 tmp dirs: hacluster must reach the alert spool
-    base = tempfile.mkdtemp(prefix="t8-")
+    base = tempfile.mkdtemp(prefix="reactor-")
     os.chmod(base, 0o755)
     paths = {"base": base, "conf": os.path.join(base, "etc", "cinder.conf"),
              "spool": os.path.join(base, "spool"), "roots": os.path.join(base, "roots"),
@@ -52,35 +51,35 @@ def t8_paths():
 
 
 @pytest.fixture(scope="module")
-def t8_master(salt_factories, t8_paths):
+def reactor_master(salt_factories, reactor_paths):
     factory = salt_factories.salt_master_daemon(
-        "t8-master", overrides=support.master_overrides(t8_paths["roots"], t8_paths["pillar"], allow=["t8-minion"],
-                                                        cinder_ha_orch_tgt="t8-minion"))
+        "reactor-master", overrides=support.master_overrides(reactor_paths["roots"], reactor_paths["pillar"], allow=["reactor-minion"],
+                                                        cinder_ha_orch_tgt="reactor-minion"))
     with factory.started(start_timeout=120):
         yield factory
 
 
 @pytest.fixture(scope="module")
-def t8_minion(t8_master, t8_paths):
-    factory = t8_master.salt_minion_daemon(
-        "t8-minion", overrides=support.minion_overrides(t8_paths["conf"], t8_paths["spool"]))
+def reactor_minion(reactor_master, reactor_paths):
+    factory = reactor_master.salt_minion_daemon(
+        "reactor-minion", overrides=support.minion_overrides(reactor_paths["conf"], reactor_paths["spool"]))
     with factory.started(start_timeout=120):
         yield factory
 
 
 @pytest.fixture(scope="module")
-def t8_cli(t8_master):
-    return t8_master.salt_cli(timeout=120)
+def reactor_cli(reactor_master):
+    return reactor_master.salt_cli(timeout=120)
 
 
 @pytest.fixture
-def conf(t8_paths, t8_minion, t8_cli):
+def conf(reactor_paths, reactor_minion, reactor_cli):
     """The watched file, in its managed state, with the test state in `normal` mode."""
-    set_mode(t8_paths, "normal")
-    ret = t8_cli.run("state.apply", "cinder_ha.config", minion_tgt=t8_minion.id)
+    set_mode(reactor_paths, "normal")
+    ret = reactor_cli.run("state.apply", "cinder_ha.config", minion_tgt=reactor_minion.id)
     assert ret.returncode == 0, ret
     time.sleep(1)  # let the state's own write pass the engine before counting
-    return t8_paths["conf"]
+    return reactor_paths["conf"]
 
 
 def set_mode(paths, mode):
@@ -107,7 +106,7 @@ def corrected(path):
 
 
 @pytest.mark.parametrize("editor", ["in_place", "sed_i"])
-def test_outside_edit_is_corrected_with_exactly_one_job(editor, conf, t8_master, event_listener):
+def test_outside_edit_is_corrected_with_exactly_one_job(editor, conf, reactor_master, event_listener):
     since = time.time()
     if editor == "in_place":
         support.edit_in_place(conf)
@@ -116,24 +115,24 @@ def test_outside_edit_is_corrected_with_exactly_one_job(editor, conf, t8_master,
     assert not corrected(conf)
     assert wait_until(lambda: corrected(conf), 30), open(conf).read()
     time.sleep(3)  # a loop would show up as further jobs in these seconds
-    jobs = jobs_since(event_listener, t8_master, since)
+    jobs = jobs_since(event_listener, reactor_master, since)
     assert [(j.data["fun"], j.data["tgt"], j.data["arg"][0]["mods"]) for j in jobs] == \
-        [("state.apply", ["t8-minion"], "cinder_ha.config")], jobs
+        [("state.apply", ["reactor-minion"], "cinder_ha.config")], jobs
     assert jobs[0].data["tgt_type"] == "list"
 
 
-def test_state_writing_something_new_every_run_does_not_loop(conf, t8_paths, t8_master, event_listener):
-    set_mode(t8_paths, "churn")
+def test_state_writing_something_new_every_run_does_not_loop(conf, reactor_paths, reactor_master, event_listener):
+    set_mode(reactor_paths, "churn")
     since = time.time()
     support.edit_in_place(conf)
     assert wait_until(lambda: "# run " in open(conf).read(), 30)
     time.sleep(5)
-    jobs = jobs_since(event_listener, t8_master, since, fun="state.apply")
+    jobs = jobs_since(event_listener, reactor_master, since, fun="state.apply")
     assert len(jobs) == 1, [j.data for j in jobs]
 
 
-def test_edit_during_a_long_state_run_is_corrected_afterwards(conf, t8_paths, t8_master, event_listener):
-    set_mode(t8_paths, "long")
+def test_edit_during_a_long_state_run_is_corrected_afterwards(conf, reactor_paths, reactor_master, event_listener):
+    set_mode(reactor_paths, "long")
     since = time.time()
     support.edit_in_place(conf)  # -> job 1: writes, then sleeps 5 s
     assert wait_until(lambda: corrected(conf), 30)
@@ -143,35 +142,35 @@ def test_edit_during_a_long_state_run_is_corrected_afterwards(conf, t8_paths, t8
     assert not corrected(conf), "corrected too early: the second edit was not made during the run"
     assert wait_until(lambda: corrected(conf), 40), open(conf).read()
     time.sleep(2)
-    jobs = jobs_since(event_listener, t8_master, since, fun="state.apply")
+    jobs = jobs_since(event_listener, reactor_master, since, fun="state.apply")
     assert len(jobs) == 2, [j.data for j in jobs]
     assert all(j.data["arg"][0].get("queue") is True for j in jobs)
 
 
-def test_event_with_foreign_path_or_id_is_ignored(t8_minion, t8_master, t8_cli, event_listener):
+def test_event_with_foreign_path_or_id_is_ignored(reactor_minion, reactor_master, reactor_cli, event_listener):
     """Events a minion fires by hand with a path that is not cinder.conf start nothing."""
     since = time.time()
-    call = t8_minion.salt_call_cli(timeout=60)
+    call = reactor_minion.salt_call_cli(timeout=60)
     for path in ("/etc/passwd", "relative/cinder.conf", "/etc/cinder/../shadow/cinder.conf"):
         ret = call.run("event.send", "cinder_ha/conf/changed", json.dumps({"path": path, "digest": "x"}))
         assert ret.returncode == 0, ret
     time.sleep(4)
-    assert jobs_since(event_listener, t8_master, since, fun="state.apply") == []
+    assert jobs_since(event_listener, reactor_master, since, fun="state.apply") == []
 
 
-def test_reconfigure_is_an_operator_command_not_an_event(t8_paths, t8_minion, t8_master, event_listener):
+def test_reconfigure_is_an_operator_command_not_an_event(reactor_paths, reactor_minion, reactor_master, event_listener):
     """Anyone on the bus can send the cinder_ha/reconfigure tag: the reactor ignores it. The
     operator runs the orchestration on the master instead: cinder_ha applied once."""
-    marker = t8_paths["conf"] + ".reconfigured"
+    marker = reactor_paths["conf"] + ".reconfigured"
     if os.path.exists(marker):
         os.unlink(marker)
     since = time.time()
-    run = t8_master.salt_run_cli(timeout=300)
+    run = reactor_master.salt_run_cli(timeout=300)
     ret = run.run("event.send", "cinder_ha/reconfigure")
     assert ret.returncode == 0, ret
     time.sleep(4)
     assert not os.path.exists(marker)
-    runs = [e for e in event_listener.get_events([(t8_master.id, "salt/run/*/new")], after_time=since)
+    runs = [e for e in event_listener.get_events([(reactor_master.id, "salt/run/*/new")], after_time=since)
             if e.data.get("fun") == "runner.state.orchestrate"]
     assert runs == [], runs
     ret = run.run("state.orchestrate", "cinder_ha.orch.reconfigure")
@@ -192,13 +191,13 @@ def cluster(*argv, check=True):
 
 
 @pytest.fixture
-def t8_cluster(t8_paths):
-    agent = os.path.join(t8_paths["base"], "cinder_ha_alert")
+def reactor_cluster(reactor_paths):
+    agent = os.path.join(reactor_paths["base"], "cinder_ha_alert")
     shutil.copy(support.PROJECT / "salt/cinder_ha/files/alert/cinder_ha_alert", agent)
     os.chmod(agent, 0o755)
-    alert = (f'<alert id="t8_alert" path="{agent}"><select><select_resources/></select>'
-             '<instance_attributes id="t8_alert-ia"><nvpair id="t8_alert-ia-rsc" name="cinder_ha_resources" '
-             f'value="t8_dummy"/></instance_attributes><recipient id="t8_alert-to" value="{t8_paths["spool"]}"/>'
+    alert = (f'<alert id="reactor_alert" path="{agent}"><select><select_resources/></select>'
+             '<instance_attributes id="reactor_alert-ia"><nvpair id="reactor_alert-ia-rsc" name="cinder_ha_resources" '
+             f'value="reactor_dummy"/></instance_attributes><recipient id="reactor_alert-to" value="{reactor_paths["spool"]}"/>'
              '</alert>')
     created_section = cluster("cibadmin", "-Q", "-o", "alerts", check=False).returncode != 0
     if created_section:
@@ -206,44 +205,44 @@ def t8_cluster(t8_paths):
     else:
         cluster("cibadmin", "-C", "-o", "alerts", "-X", alert)
     try:
-        with dummy_resource("t8_dummy"):
-            yield "t8_dummy"
+        with dummy_resource("reactor_dummy"):
+            yield "reactor_dummy"
     finally:
-        cluster("cibadmin", "-D", "-o", "alerts", "-X", '<alert id="t8_alert"/>', check=False)
+        cluster("cibadmin", "-D", "-o", "alerts", "-X", '<alert id="reactor_alert"/>', check=False)
         if created_section:  # only if nobody else added an alert meanwhile
             cluster("cibadmin", "-D", "--xpath", "/cib/configuration/alerts[not(*)]", check=False)
 
 
-def test_stopping_a_resource_produces_event_and_reactor_job(t8_cluster, t8_paths, t8_minion, t8_master, t8_cli,
+def test_stopping_a_resource_produces_event_and_reactor_job(reactor_cluster, reactor_paths, reactor_minion, reactor_master, reactor_cli,
                                                            event_listener):
     since = time.time()
-    cluster("crm", "resource", "stop", t8_cluster)
+    cluster("crm", "resource", "stop", reactor_cluster)
 
     def stop_events():
-        events = event_listener.get_events([(t8_master.id, "cinder_ha/cluster/resource")], after_time=since)
+        events = event_listener.get_events([(reactor_master.id, "cinder_ha/cluster/resource")], after_time=since)
         return [e for e in events if e.data["data"].get("task") == "stop"]
     assert wait_until(stop_events, 60), "no cinder_ha/cluster/resource stop event reached the master"
     stops = stop_events()
-    assert len(stops) == 1 and stops[0].data["data"]["rsc"] == t8_cluster and stops[0].data["id"] == t8_minion.id
+    assert len(stops) == 1 and stops[0].data["data"]["rsc"] == reactor_cluster and stops[0].data["id"] == reactor_minion.id
 
     def recorded():
-        ret = t8_cli.run("cinder_ha_events.recent", "limit=20", minion_tgt=t8_minion.id)
-        return [r for r in ret.data or [] if r.get("rsc") == t8_cluster and r.get("task") == "stop"]
+        ret = reactor_cli.run("cinder_ha_events.recent", "limit=20", minion_tgt=reactor_minion.id)
+        return [r for r in ret.data or [] if r.get("rsc") == reactor_cluster and r.get("task") == "stop"]
     assert wait_until(lambda: recorded(), 30), "the reactor's handle_move did not record the stop"
-    # the start when t8_dummy was created was recorded too, with the check of where it runs
-    ret = t8_cli.run("cinder_ha_events.recent", "limit=20", minion_tgt=t8_minion.id)
-    starts = [r for r in ret.data if r.get("rsc") == t8_cluster and r.get("task") == "start"]
+    # the start when reactor_dummy was created was recorded too, with the check of where it runs
+    ret = reactor_cli.run("cinder_ha_events.recent", "limit=20", minion_tgt=reactor_minion.id)
+    starts = [r for r in ret.data if r.get("rsc") == reactor_cluster and r.get("task") == "start"]
     assert starts and starts[-1]["check"]["location"]["running"] is True, ret.data
-    jobs = jobs_since(event_listener, t8_master, since, fun="cinder_ha_events.handle_move")
-    assert jobs and jobs[0].data["tgt"] == [t8_minion.id]
-    assert wait_until(lambda: os.listdir(t8_paths["spool"]) == [], 10), "spooled alerts not removed"
+    jobs = jobs_since(event_listener, reactor_master, since, fun="cinder_ha_events.handle_move")
+    assert jobs and jobs[0].data["tgt"] == [reactor_minion.id]
+    assert wait_until(lambda: os.listdir(reactor_paths["spool"]) == [], 10), "spooled alerts not removed"
 
 
 # ---------------------------------------------------------------- with the formula's real cinder_ha.config
 
 T8R = agent_support.SANDBOX / "t8r"
 T8R_VIP, T8R_PORT = "127.0.0.118", 18768
-T8R_RSC = "t8_api"
+T8R_RSC = "reactor_api"
 T8R_PID = f"/run/resource-agents/{T8R_RSC}.pid"  # the agent's default, and the restart state's
 MONITOR_INTERVAL = 5
 
@@ -251,7 +250,7 @@ MONITOR_INTERVAL = 5
 @pytest.fixture(scope="module")
 def real_paths(sandbox_facts):
     """The sandbox pillar, aimed at a private cinder-api instance t8r (its own cinder.conf,
-    127.0.0.118:18768) that the cluster runs as t8_api, never at /etc/cinder or p_cinder-api."""
+    127.0.0.118:18768) that the cluster runs as reactor_api, never at /etc/cinder or p_cinder-api."""
     sandbox = sandbox_script("sandbox")
     configs = agent_support.prepare_instance(T8R, T8R_VIP, T8R_PORT)
     # the reactor acts on files named cinder.conf only
@@ -308,7 +307,7 @@ def real_minion(salt_factories, real_paths):
 @pytest.fixture(scope="module")
 def real_api(real_minion, real_paths, sandbox_facts):
     """cinder.conf managed once (before the resource exists: nothing to restart), then the real
-    cinder-api on it under the cluster as t8_api, started by this project's agent."""
+    cinder-api on it under the cluster as reactor_api, started by this project's agent."""
     master, minion = real_minion
     if cluster("crmadmin", "-D", "-t", "5s", check=False).returncode != 0:
         pytest.fail("no live cluster: python3 sandbox/sandbox.py up cluster")
@@ -326,7 +325,7 @@ def real_api(real_minion, real_paths, sandbox_facts):
         agent_support.crm("resource", "start", T8R_RSC)
         assert wait_until(lambda: agent_support.resource_running_on(T8R_RSC)
                           and agent_support.healthcheck(vip=T8R_VIP, port=T8R_PORT) == 200, 120), \
-            "the cluster did not start t8_api"
+            "the cluster did not start reactor_api"
         # the start's result is logged once the agent returned: settle before tests read the log
         cluster("crm_resource", "--wait", "--timeout", "60s", check=False)
         assert os.path.exists(T8R_PID + ".start")
@@ -342,7 +341,7 @@ def job_returns(event_listener, master, since):
 
 
 def restart_state(ret):
-    (state,) = [s for key, s in ret["return"].items() if key.startswith("cinder_ha_|-cinder-api restarted")]
+    (state,) = [s for key, s in ret["return"].items() if key.startswith("cinder_ha_|-cinder_ha-config-cinder-api-restarted")]
     return state
 
 
@@ -357,7 +356,7 @@ def one_reactor_job(event_listener, master, since):
 
 
 def api_unchanged(pid, offset):
-    """t8_api still the same process, answering, and Pacemaker neither stopped nor started it."""
+    """reactor_api still the same process, answering, and Pacemaker neither stopped nor started it."""
     assert agent_support.running_pid(T8R_PID) == pid and pid in agent_support.cinder_pids(T8R)
     assert agent_support.healthcheck(vip=T8R_VIP, port=T8R_PORT) == 200
     assert agent_support.resource_ops_since(offset, T8R_RSC) == []

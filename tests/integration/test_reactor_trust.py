@@ -1,7 +1,7 @@
 """Issue 14 with a real master (reactor) and two minions: forged events start nothing.
 
-Own master and minions t14-a and t14-b (module scope, loopback). The pillar makes t14-a a
-controller (cinder_ha:vip:address), t14-b not; both minions sign their requests
+Own master and minions trust-a and trust-b (module scope, loopback). The pillar makes trust-a a
+controller (cinder_ha:vip:address), trust-b not; both minions sign their requests
 (minion_sign_messages). The master's file_roots put a harmless cinder_ha.config and
 cinder_ha (init) first, so a job that does start touches nothing real; no test here needs
 the cluster or /etc/cinder.
@@ -10,9 +10,9 @@ How events are sent:
 - genuine: into the minion daemon's own event bus with tag ``fire_master``, which is what
   ``event.send`` in the cinder_ha_watch engine does (the daemon sends it with its
   authenticated id and signs the load);
-- forged: by minion t14-b, as an attacker would, a batched ``_minion_event`` load whose
+- forged: by minion trust-b, as an attacker would, a batched ``_minion_event`` load whose
   events carry any data (``salt-call event.fire_master ... preload=``, or the request
-  channel with t14-b's key directly).
+  channel with trust-b's key directly).
 What the reactor did is read from the master's event bus: the runner's returns
 (``salt/run/*/ret``) and the jobs published (``salt/job/*/new``).
 """
@@ -31,13 +31,13 @@ from tests.conftest import PROJECT
 
 MAX_JOBS = 3
 SIGNING = "PKCS1v15-SHA224"
-A, B = "t14-a", "t14-b"
+A, B = "trust-a", "trust-b"
 CONF_TAG = "cinder_ha/conf/changed"
 RESOURCE_TAG = "cinder_ha/cluster/resource"
 REACT_FUN = "runner.cinder_ha_reactor.react"
-CONF = "/t14/not-there/cinder.conf"  # never exists: the test state does not read it
+CONF = "/trust/not-there/cinder.conf"  # never exists: the test state does not read it
 
-HARMLESS = "t14_{name}:\n  test.succeed_without_changes\n"
+HARMLESS = "trust_{name}:\n  test.succeed_without_changes\n"
 
 # what `event.fire_master ... preload=` does (salt/modules/event.py), with any load
 SEND_LOAD = r'''
@@ -55,8 +55,8 @@ with salt.channel.client.ReqChannel.factory(opts) as channel:
 
 
 @pytest.fixture(scope="module")
-def t14_paths():
-    base = tempfile.mkdtemp(prefix="t14-")
+def trust_paths():
+    base = tempfile.mkdtemp(prefix="trust-")
     roots, pillar = os.path.join(base, "roots"), os.path.join(base, "pillar")
     os.makedirs(os.path.join(roots, "cinder_ha"))
     os.makedirs(pillar)
@@ -74,11 +74,11 @@ def t14_paths():
 
 
 @pytest.fixture(scope="module")
-def t14_master(salt_factories, t14_paths):
+def trust_master(salt_factories, trust_paths):
     overrides = {
         "interface": "127.0.0.1",
-        "file_roots": {"base": [t14_paths["roots"], str(PROJECT / "salt"), str(PROJECT)]},
-        "pillar_roots": {"base": [t14_paths["pillar"]]},
+        "file_roots": {"base": [trust_paths["roots"], str(PROJECT / "salt"), str(PROJECT)]},
+        "pillar_roots": {"base": [trust_paths["pillar"]]},
         "auto_accept": True,
         # minion_sign_messages needs it on the master too: 3008.4 has no master default
         # (every signed job return would fail with KeyError 'signing_algorithm')
@@ -87,32 +87,32 @@ def t14_master(salt_factories, t14_paths):
         # one window for the whole module: the rate test counts every job A got
         "cinder_ha_reactor": {"max_jobs": MAX_JOBS, "window": 3600},
     }
-    factory = salt_factories.salt_master_daemon("t14-master", overrides=overrides)
+    factory = salt_factories.salt_master_daemon("trust-master", overrides=overrides)
     with factory.started(start_timeout=120):
         yield factory
 
 
 @pytest.fixture(scope="module")
-def minions(t14_master):
+def minions(trust_master):
     overrides = {"minion_sign_messages": True, "signing_algorithm": SIGNING, "state_queue": True}
-    a = t14_master.salt_minion_daemon(A, overrides=overrides)
-    b = t14_master.salt_minion_daemon(B, overrides=overrides)
+    a = trust_master.salt_minion_daemon(A, overrides=overrides)
+    b = trust_master.salt_minion_daemon(B, overrides=overrides)
     with a.started(start_timeout=120), b.started(start_timeout=120):
         yield {A: a, B: b}
 
 
 @pytest.fixture(scope="module")
-def t14_run(t14_master):
-    return t14_master.salt_run_cli(timeout=60)
+def trust_run(trust_master):
+    return trust_master.salt_run_cli(timeout=60)
 
 
 @pytest.fixture(scope="module")
-def started(minions, t14_master, t14_run):
+def started(minions, trust_master, trust_run):
     """The minions answer and the master knows A's pillar (the allow list is A only)."""
-    cli = t14_master.salt_cli(timeout=60)
+    cli = trust_master.salt_cli(timeout=60)
     ret = cli.run("test.ping", minion_tgt=A)
     assert ret.returncode == 0, ret
-    ret = t14_run.run("cinder_ha_reactor.allowed")
+    ret = trust_run.run("cinder_ha_reactor.allowed")
     assert ret.returncode == 0, ret
     assert ret.data["minions"] == [A], ret.data
     return time.time()
@@ -179,13 +179,13 @@ def settle(listener, master, since, count, timeout=60):
     return react_returns(listener, master, since)
 
 
-def test_forged_batched_events_claiming_a_start_nothing(started, minions, t14_master, event_listener):
+def test_forged_batched_events_claiming_a_start_nothing(started, minions, trust_master, event_listener):
     since = time.time()
     conf = {"path": CONF, "digest": "x"}
     move = {"rsc": "p_cinder-api", "task": "stop", "rc": "0", "node": A}
     # through the CLI, as issue 14 describes (salt-call event.fire_master with preload)
     preload = forged_load([claiming(A, CONF_TAG, conf), claiming(A, RESOURCE_TAG, move)])
-    ret = minions[B].salt_call_cli(timeout=90).run("event.fire_master", "{}", "t14/cover",
+    ret = minions[B].salt_call_cli(timeout=90).run("event.fire_master", "{}", "trust/cover",
                                                    f"preload={json.dumps(preload)}")
     assert ret.returncode == 0, ret
     # and through the request channel: with a made-up signature, and with B's own key
@@ -196,94 +196,96 @@ def test_forged_batched_events_claiming_a_start_nothing(started, minions, t14_ma
     ]))
     # the master fired them with A's id: the bus cannot tell them from A's own
     fired = wait_until(lambda: len(event_listener.get_events(
-        [(t14_master.id, CONF_TAG), (t14_master.id, RESOURCE_TAG)], after_time=since)) >= 4, 30) and \
-        event_listener.get_events([(t14_master.id, CONF_TAG), (t14_master.id, RESOURCE_TAG)], after_time=since)
+        [(trust_master.id, CONF_TAG), (trust_master.id, RESOURCE_TAG)], after_time=since)) >= 4, 30) and \
+        event_listener.get_events([(trust_master.id, CONF_TAG), (trust_master.id, RESOURCE_TAG)], after_time=since)
     assert len(fired) == 4 and {e.data["id"] for e in fired} == {A}, [e.data for e in fired]
-    decisions = settle(event_listener, t14_master, since, 4)
+    decisions = settle(event_listener, trust_master, since, 4)
     assert len(decisions) == 4 and not any(d["result"] for d in decisions), decisions
     assert sorted(d["reason"].split(":")[0].split(" (")[0] for d in decisions) == \
         sorted(["unsigned"] * 2 + ["signature does not verify with this minion's accepted key"] * 2), decisions
-    assert jobs(event_listener, t14_master, since) == []
+    assert jobs(event_listener, trust_master, since) == []
 
 
-def test_reconfigure_from_a_minion_starts_nothing(started, minions, t14_master, event_listener):
+def test_reconfigure_from_a_minion_starts_nothing(started, minions, trust_master, event_listener):
     since = time.time()
     # the controller itself, genuinely (signed, allowed) ...
     genuine(minions[A], "cinder_ha/reconfigure", {})
     # ... and B, shaped like the master's own `salt-run event.send cinder_ha/reconfigure`
     send_as(minions[B], forged_load([{"tag": "cinder_ha/reconfigure", "data": {"user": "root"}}]))
-    assert wait_until(lambda: len(event_listener.get_events([(t14_master.id, "cinder_ha/reconfigure")],
+    assert wait_until(lambda: len(event_listener.get_events([(trust_master.id, "cinder_ha/reconfigure")],
                                                             after_time=since)) == 2, 30)
-    time.sleep(4)
-    assert runs(event_listener, t14_master, since) == []  # no orchestration, no runner at all
-    assert jobs(event_listener, t14_master, since) == []
-    with open(t14_master.config["log_file"], encoding="utf-8", errors="replace") as handle:
-        assert "cinder_ha/reconfigure event ignored" in handle.read()
+    settle(event_listener, trust_master, since, 2)
+    assert runs(event_listener, trust_master, since, fun="runner.state.orchestrate") == []  # no orchestration
+    assert runs(event_listener, trust_master, since, fun="state.orchestrate") == []
+    assert jobs(event_listener, trust_master, since) == []
+    assert all(r["result"] is False for r in react_returns(event_listener, trust_master, since))
+    with open(trust_master.config["log_file"], encoding="utf-8", errors="replace") as handle:
+        assert "operator command on the master: salt-run state.orchestrate" in handle.read()
 
 
-def test_minion_not_allowed_is_ignored(started, minions, t14_master, event_listener):
+def test_minion_not_allowed_is_ignored(started, minions, trust_master, event_listener):
     since = time.time()
     genuine(minions[B], CONF_TAG, {"path": CONF, "digest": "x"})
     genuine(minions[B], RESOURCE_TAG, {"rsc": "p_cinder-api", "task": "stop", "rc": "0"})
-    decisions = settle(event_listener, t14_master, since, 2)
+    decisions = settle(event_listener, trust_master, since, 2)
     assert [(d["result"], d["minion"]) for d in decisions] == [(False, B)] * 2, decisions
     assert all(d["reason"].startswith("minion not allowed") for d in decisions), decisions
-    assert jobs(event_listener, t14_master, since) == []
+    assert jobs(event_listener, trust_master, since) == []
 
 
-def test_allowed_minions_genuine_events_start_one_job_each(started, minions, t14_master, event_listener):
+def test_allowed_minions_genuine_events_start_one_job_each(started, minions, trust_master, event_listener):
     since = time.time()
     genuine(minions[A], CONF_TAG, {"path": CONF, "digest": "x"})
-    decisions = settle(event_listener, t14_master, since, 1)
+    decisions = settle(event_listener, trust_master, since, 1)
     assert [d["result"] for d in decisions] == [True], decisions
-    (job,) = jobs(event_listener, t14_master, since)
+    (job,) = jobs(event_listener, trust_master, since)
     assert (job["fun"], job["tgt"], job["tgt_type"]) == ("state.apply", [A], "list"), job
     assert job["arg"][0]["mods"] == "cinder_ha.config" and job["arg"][0]["queue"] is True, job
 
     since = time.time()
-    genuine(minions[A], RESOURCE_TAG, {"rsc": "t14_dummy", "task": "stop", "rc": "0", "evil": "$(reboot)"})
-    decisions = settle(event_listener, t14_master, since, 1)
+    genuine(minions[A], RESOURCE_TAG, {"rsc": "trust_dummy", "task": "stop", "rc": "0", "evil": "$(reboot)"})
+    decisions = settle(event_listener, trust_master, since, 1)
     assert [d["result"] for d in decisions] == [True], decisions
-    (job,) = jobs(event_listener, t14_master, since)
+    (job,) = jobs(event_listener, trust_master, since)
     assert (job["fun"], job["tgt"], job["tgt_type"]) == ("cinder_ha_events.handle_move", [A], "list"), job
-    assert job["arg"][0]["event"] == {"rsc": "t14_dummy", "task": "stop", "rc": "0"}, job
-    cli = t14_master.salt_cli(timeout=60)
+    assert job["arg"][0]["event"] == {"rsc": "trust_dummy", "task": "stop", "rc": "0"}, job
+    cli = trust_master.salt_cli(timeout=60)
     recorded = wait_until(lambda: [r for r in (cli.run("cinder_ha_events.recent", minion_tgt=A).data or [])
-                                   if r.get("rsc") == "t14_dummy"], 30)
+                                   if r.get("rsc") == "trust_dummy"], 30)
     assert recorded and recorded[-1]["task"] == "stop", recorded
 
 
-def test_replayed_genuine_event_is_dropped(started, minions, t14_master, event_listener):
+def test_replayed_genuine_event_is_dropped(started, minions, trust_master, event_listener):
     """B replays A's genuine signed event (as if it had seen it): verified, but not new."""
     since = time.time()
-    genuine(minions[A], RESOURCE_TAG, {"rsc": "t14_replay", "task": "stop", "rc": "0"})
-    assert wait_until(lambda: event_listener.get_events([(t14_master.id, RESOURCE_TAG)], after_time=since), 30)
-    settle(event_listener, t14_master, since, 1)
-    (original,) = event_listener.get_events([(t14_master.id, RESOURCE_TAG)], after_time=since)
+    genuine(minions[A], RESOURCE_TAG, {"rsc": "trust_replay", "task": "stop", "rc": "0"})
+    assert wait_until(lambda: event_listener.get_events([(trust_master.id, RESOURCE_TAG)], after_time=since), 30)
+    settle(event_listener, trust_master, since, 1)
+    (original,) = event_listener.get_events([(trust_master.id, RESOURCE_TAG)], after_time=since)
     data = {k: v for k, v in original.data.items() if k != "_stamp"}
     assert isinstance(data.get("sig"), bytes), data
     data["sig"] = base64.b64encode(data["sig"]).decode()
     since = time.time()
     send_as(minions[B], forged_load([{"tag": RESOURCE_TAG, "data": data}]))
-    decisions = settle(event_listener, t14_master, since, 1)
+    decisions = settle(event_listener, trust_master, since, 1)
     assert [(d["result"], d["minion"], d["reason"]) for d in decisions] == [(False, A, "replayed event")], decisions
-    assert jobs(event_listener, t14_master, since) == []
+    assert jobs(event_listener, trust_master, since) == []
 
 
-def test_rate_limit_drops_a_flood(started, minions, t14_master, event_listener):
+def test_rate_limit_drops_a_flood(started, minions, trust_master, event_listener):
     """50 genuine events from A: at most MAX_JOBS state.apply jobs on A in the window, in all."""
     since = time.time()
     for number in range(50):
         genuine(minions[A], CONF_TAG, {"path": CONF, "digest": f"flood{number}"})
-    decisions = settle(event_listener, t14_master, since, 50, timeout=120)
+    decisions = settle(event_listener, trust_master, since, 50, timeout=120)
     assert len(decisions) == 50
     accepted = [d for d in decisions if d["result"]]
     dropped = [d for d in decisions if not d["result"]]
     assert all(d["reason"].startswith("rate limit") for d in dropped), dropped
-    every_conf_job = [j for j in jobs(event_listener, t14_master, started) if j["fun"] == "state.apply"]
+    every_conf_job = [j for j in jobs(event_listener, trust_master, started) if j["fun"] == "state.apply"]
     # the window (an hour here) holds the flood and the earlier genuine event: MAX_JOBS in all
     assert len(every_conf_job) == MAX_JOBS, every_conf_job
     assert all(j["tgt"] == [A] for j in every_conf_job)
     assert 1 <= len(accepted) <= MAX_JOBS
-    with open(t14_master.config["log_file"], encoding="utf-8", errors="replace") as handle:
+    with open(trust_master.config["log_file"], encoding="utf-8", errors="replace") as handle:
         assert "dropped: rate limit" in handle.read()

@@ -70,10 +70,19 @@ def by_minion(ret, targets):
 class FormulaCluster:
     """The three nodes, their master's CLI and what the tests ask of them."""
 
-    def __init__(self, mn, cli, facts):
+    def __init__(self, mn, cli, facts, pillar_dir=None):
         self.mn, self.cli, self.facts = mn, cli, facts
         self.built = False
         self.sandbox = mn.load_sandbox()
+        self.pillar_dir = pillar_dir
+        self.pillar = {"monitor": "5s", "stickiness": 100, "mode": "active_passive", "options": {}}
+
+    def set_pillar(self, **changes):
+        """A new pillar on the master (multinode.formula_pillar: cluster:mode, cinder.conf
+        options), refreshed on every minion; the next apply uses it."""
+        self.pillar.update(changes)
+        self.mn.write_pillar(str(self.pillar_dir), self.mn.formula_pillar(self.facts, **self.pillar))
+        self.cli.run("saltutil.refresh_pillar", "wait=True", minion_tgt="*", _timeout=90)
 
     # ------------------------------------------------------------ salt
 
@@ -213,7 +222,7 @@ def formula_cluster(multinode, salt_factories, tmp_path_factory, sandbox_facts):
         master = salt_factories.salt_master_daemon(
             "cinder-ha-mn-master", overrides=multinode.master_config(ret_port, publish_port, str(pillar_dir)))
         with master.started(start_timeout=120):
-            cluster = FormulaCluster(multinode, master.salt_cli(timeout=900), sandbox_facts)
+            cluster = FormulaCluster(multinode, master.salt_cli(timeout=900), sandbox_facts, pillar_dir)
             cluster.wait_minions(NODES, timeout=180)
             yield cluster
     finally:

@@ -24,7 +24,7 @@ def test_partial_rollout_never_probes_a_node_without_its_secret(formula_cluster)
     mn.minion_stop(late)
     runs = c.apply(*first)
     assert set(runs) == set(first)
-    writers = [m for m, states in runs.items() for k, v in states.items() if "cluster resources" in k and v["changes"]]
+    writers = [m for m, states in runs.items() for k, v in states.items() if "cinder_ha-cluster-objects-configured" in k and v["changes"]]
     assert writers == [dc], writers  # one controller writes the cluster objects
     mn.wait_answering(timeout=120)
     mn.wait_settled(via=dc)

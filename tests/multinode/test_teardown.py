@@ -42,7 +42,7 @@ def test_down_leaves_nothing_behind(multinode):
     # the namespaces the nodes' processes live in, to look for survivors after `down`
     state = multinode.load_state()
     ours = set()
-    for name, pid in state["pids"].items():
+    for pid in state["pids"].values():
         ours.add(os.readlink(f"/proc/{pid}/ns/pid"))
         ours.add(os.readlink(f"/proc/{pid}/ns/net"))
     root_ns = {os.readlink("/proc/self/ns/pid"), os.readlink("/proc/self/ns/net")}

@@ -11,11 +11,12 @@
     pillar itself; a controller newly added to the pillar is matched by I@ once the master's
     pillar cache knows it (salt '*' saltutil.refresh_pillar).
 -#}
-{%- set tgt = pillar.get('cinder_ha_orch_tgt') or opts.get('cinder_ha_orch_tgt') or 'I@cinder_ha:vip:address' %}
-cinder_ha_apply:
+{%- set tplroot = tpldir.split("/")[0] %}
+{%- set tgt = pillar.get(tplroot ~ '_orch_tgt') or opts.get(tplroot ~ '_orch_tgt') or 'I@' ~ tplroot ~ ':vip:address' %}
+{{ tplroot }}-orch-reconfigure-applied:
   salt.state:
     - tgt: {{ tgt | json }}
     - tgt_type: compound
-    - sls: cinder_ha
+    - sls: {{ tplroot }}
     - queue: True
     - batch: 1

@@ -1,0 +1,175 @@
+"""The formula's cluster objects, built from the settings and the formula parameters. Pure logic.
+
+``cluster_objects(settings, parameters)`` returns the list ``crm.configured`` takes:
+
+- the VIP primitive (``ocf:heartbeat:IPaddr2``);
+- the cinder-api primitive (``ocf:openstack:cinder-api``), its secret parameters named by
+  pillar key (``{"pillar": "cinder_ha:agent:os_password"}``), never by value;
+- the colocation and the order that keep the two together;
+- the Pacemaker alert of the reactor path;
+- with ``secret_mode: lrm`` and a password, the two location rules that keep both resources
+  off nodes without the current secret.
+
+With ``cluster:mode cloned`` the same two primitives (same ids, so a switch is one CIB
+transaction), the cinder-api one wrapped in a clone (one warm instance per node, banned from
+its node at its first failure) and the VIP placed with a running instance and ordered after
+the clone (cluster.sls also keeps the VIP, unannounced, on every node's loopback).
+
+``settings`` is what ``cinder_ha.settings`` returns (normalized, masked or not: no value of a
+secret parameter is copied into the result); ``parameters`` are the formula's parameters
+(``salt/cinder_ha/parameters/defaults.yaml`` merged with ``cinder_ha:lookup``).
+
+``object_ids(settings, parameters)`` lists every id the formula may have created, what
+``cinder_ha.clean`` removes (the secret rules included, whatever the secret mode).
+"""
+
+# The cinder-api agent parameters the pillar may set (agent:<name>), in the agent's order.
+AGENT_PARAMS = ("binary", "config", "user", "pid", "url", "keystone_get_token_url", "os_username", "os_password",
+                "os_tenant_name", "os_auth_url", "os_project_name", "os_user_domain_name", "os_project_domain_name",
+                "additional_parameters")
+# Parameters stored as Pacemaker secrets, each named by the pillar key the crm module reads.
+SECRET_PARAMS = {"os_password": "cinder_ha:agent:os_password"}
+
+
+def constraint_ids(cluster):
+    """(colocation id, order id) of the primitive and its VIP."""
+    return f"c_{cluster['primitive_id']}_with_ip", f"o_ip_before_{cluster['primitive_id']}"
+
+
+def secret_rule_ids(cluster):
+    """The lrm secret location rules: (cinder-api's, the VIP's)."""
+    return f"l_{cluster['primitive_id']}_secrets", f"l_{cluster['vip_id']}_secrets"
+
+
+def agent_params(settings, parameters):
+    """(params, secret_params): the cinder-api primitive's parameters, secrets as pillar refs."""
+    agent = settings["agent"]
+    params = {"binary": parameters["cinder_api_binary"], "user": parameters["cinder_user"]}
+    for name in AGENT_PARAMS:
+        if agent.get(name) is not None:
+            params[name] = str(agent[name])
+    secret_params = [name for name in SECRET_PARAMS if params.get(name)]
+    for name in secret_params:
+        params[name] = {"pillar": SECRET_PARAMS[name]}
+    return params, secret_params
+
+
+def lrm_secrets(settings, parameters):
+    """True when the primitive has secret parameters kept in lrm secret files (and rules)."""
+    return bool(agent_params(settings, parameters)[1]) and settings["agent"]["secret_mode"] == "lrm"
+
+
+def _vip_primitive(settings, parameters):
+    vip = settings["vip"]
+    params = {"ip": vip["address"], "cidr_netmask": str(vip["netmask"])}
+    if vip.get("nic"):
+        params["nic"] = vip["nic"]
+    return {"primitive": settings["cluster"]["vip_id"], "agent": "ocf:heartbeat:IPaddr2", "params": params,
+            "ops": {"monitor": {"interval": str(parameters["vip_monitor_interval"]),
+                                "timeout": str(parameters["vip_monitor_timeout"])}}}
+
+
+def _api_primitive(settings, parameters):
+    agent, cluster = settings["agent"], settings["cluster"]
+    params, secret_params = agent_params(settings, parameters)
+    obj = {"primitive": cluster["primitive_id"], "agent": "ocf:openstack:cinder-api", "params": params,
+           "secret_params": secret_params, "secret_mode": agent["secret_mode"],
+           "ops": {"monitor": {"interval": agent["monitor_interval"], "timeout": agent["monitor_timeout"]},
+                   "start": {"timeout": agent["start_timeout"]},
+                   "stop": {"timeout": agent["stop_timeout"]}}}
+    if cluster.get("stickiness") is not None:
+        obj["meta"] = {"resource-stickiness": str(cluster["stickiness"])}
+    return obj
+
+
+def _alert(settings, parameters):
+    """start/stop/failure of the two resources -> spool -> cinder_ha_watch engine -> reactor."""
+    cluster = settings["cluster"]
+    return {"alert": parameters["alert_id"], "path": parameters["alert_agent"], "select": ["resources"],
+            "attributes": {"cinder_ha_resources": f"{cluster['primitive_id']} {cluster['vip_id']}"},
+            "recipient": parameters["alert_spool"]}
+
+
+def _secret_rules(settings):
+    """Nodes whose cinder_ha_secrets_<primitive> attribute is missing or stale: -INFINITY, and
+    resource-discovery=never so they are not even probed (Pacemaker 2.1 applies a rule's
+    discovery mode to the nodes the rule matches; a score alone still probes). The VIP gets the
+    same ban, probes allowed (IPaddr2 needs no secret): otherwise, when no node is eligible,
+    Pacemaker rolls the colocation back and starts the VIP alone."""
+    cluster = settings["cluster"]
+    api_rule, vip_rule = secret_rule_ids(cluster)
+    return [{"location": api_rule, "resource": cluster["primitive_id"], "secrets_of": cluster["primitive_id"],
+             "resource_discovery": "never"},
+            {"location": vip_rule, "resource": cluster["vip_id"], "secrets_of": cluster["primitive_id"]}]
+
+
+def cloned_constraint_ids(cluster):
+    """(colocation id, order id) of the VIP and the clone (cluster:mode cloned)."""
+    return (f"c_{cluster['vip_id']}_with_{cluster['clone_id']}",
+            f"o_{cluster['clone_id']}_before_{cluster['vip_id']}")
+
+
+def _cloned_objects(settings, parameters):
+    """cluster:mode cloned: cinder-api warm on every controller (an anonymous clone, one instance
+    per node), the VIP placed with a running instance and started after the clone. An instance
+    whose monitor fails is banned from its node at once (migration-threshold 1): the VIP moves
+    to a warm instance instead of waiting for a local restart, and the instance comes back after
+    failure-timeout. The same ids as active_passive for the primitives: a switch between the
+    modes is one CIB transaction (the crm state wraps or unwraps the primitive, and drops the
+    other mode's constraints)."""
+    cluster = settings["cluster"]
+    clone_id = cluster["clone_id"]
+    colocation, order = cloned_constraint_ids(cluster)
+    vip = _vip_primitive(settings, parameters)
+    if cluster.get("vip_stickiness") is not None:
+        vip["meta"] = {"resource-stickiness": str(cluster["vip_stickiness"])}
+    api = _api_primitive(settings, parameters)
+    # multiple-active=stop_unexpected: kept by the crm state when a switch back to
+    # active_passive unwraps the clone, so the instance that stays is not restarted
+    api["meta"] = {"migration-threshold": "1", "failure-timeout": cluster["failure_timeout"],
+                   "multiple-active": "stop_unexpected"}
+    clone_meta = {"clone-node-max": "1", "interleave": "true"}
+    if cluster.get("clone_max") is not None:
+        clone_meta["clone-max"] = str(cluster["clone_max"])
+    alert = _alert(settings, parameters)
+    alert["attributes"]["cinder_ha_resources"] += f" {clone_id}"
+    objects = [vip, api, {"clone": clone_id, "resource": cluster["primitive_id"], "meta": clone_meta},
+               {"colocation": colocation, "score": "INFINITY", "resources": [cluster["vip_id"], clone_id]},
+               {"order": order, "kind": "Mandatory", "first": clone_id, "then": cluster["vip_id"]},
+               alert]
+    if lrm_secrets(settings, parameters):
+        rules = _secret_rules(settings)
+        rules[0]["resource"] = clone_id  # a location on a clone's primitive is one on the clone
+        objects += rules
+    return objects
+
+
+def cluster_objects(settings, parameters):
+    """The objects ``crm.configured`` keeps in the CIB, in one transaction (see the module doc)."""
+    cluster = settings["cluster"]
+    if cluster.get("mode") == "cloned":
+        return _cloned_objects(settings, parameters)
+    colocation, order = constraint_ids(cluster)
+    # active_passive (the guide's): one primitive behind its VIP
+    resources = [_vip_primitive(settings, parameters), _api_primitive(settings, parameters)]
+    constraints = [
+        {"colocation": colocation, "score": "INFINITY", "resources": [cluster["primitive_id"], cluster["vip_id"]]},
+        {"order": order, "kind": "Mandatory", "first": cluster["vip_id"], "then": cluster["primitive_id"]},
+    ]
+    objects = resources + constraints + [_alert(settings, parameters)]
+    if lrm_secrets(settings, parameters):
+        objects += _secret_rules(settings)
+    return objects
+
+
+def object_ids(settings, parameters):
+    """Every CIB object id the formula may have created for these settings: constraints and
+    rules first (the schema refuses to delete a resource a constraint still names), then the
+    resources, then the alert. The secret rules are listed whatever the secret mode: an earlier
+    lrm setup may have left them."""
+    cluster = settings["cluster"]
+    cloned = []
+    if cluster.get("mode") == "cloned":  # the clone goes before the primitive it holds
+        cloned = [*cloned_constraint_ids(cluster), cluster["clone_id"]]
+    return [*secret_rule_ids(cluster), *constraint_ids(cluster), *cloned, cluster["primitive_id"], cluster["vip_id"],
+            parameters["alert_id"]]

@@ -1,0 +1,16 @@
+{#- The ocf:openstack:cinder-api resource agent of cinder_ha.agent, once the resource is
+    gone from the CIB and stopped on this node (clean.cluster: a stop runs the agent). Its
+    folder stays (other agents of the provider may live there). #}
+{%- set tplroot = tpldir.split("/")[0] %}
+{%- from tplroot ~ "/map.jinja" import check, cinder_ha with context %}
+include:
+  - {{ tplroot }}.validate
+{%- if check.valid %}
+  - {{ tplroot }}.clean.cluster
+
+{{ tplroot }}-clean-agent-file-absent:
+  file.absent:
+    - name: {{ (cinder_ha.agent_dir ~ "/" ~ cinder_ha.agent_name) | json }}
+    - require:
+      - sls: {{ tplroot }}.clean.cluster
+{%- endif %}

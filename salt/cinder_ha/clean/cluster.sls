@@ -1,0 +1,45 @@
+{#- The cluster objects of cinder_ha.cluster (cinder_ha.cluster_object_ids: lrm secret rules,
+    colocation, order, cinder-api primitive, VIP, alert) removed in ONE CIB transaction by the
+    controller, which then waits for the cluster to stop the resources. Then, on every node,
+    the lrm secret files and the node's secrets digest attribute: only once the primitive is
+    gone from the CIB and stopped here (its stop still reads them), waited for up to
+    settle_timeout. Like cinder_ha.cluster, a node where Pacemaker is not running fails
+    visibly and keeps its files. #}
+{%- set tplroot = tpldir.split("/")[0] %}
+{%- from tplroot ~ "/map.jinja" import check, cinder_ha, role, is_controller with context %}
+include:
+  - {{ tplroot }}.validate
+{%- if check.valid %}
+  - {{ tplroot }}.clean.catalog
+{%- if not role.cluster_running %}
+
+{{ tplroot }}-clean-cluster-not-running:
+  test.fail_without_changes:
+    - comment: {{ ("Cluster not running on this node: the cluster objects and secrets were not removed ("
+                   ~ role.reason ~ "); the files they need stay too.") | json }}
+    - require:
+      - sls: {{ tplroot }}.validate
+{%- else %}
+{%-   if is_controller %}
+
+{{ tplroot }}-clean-cluster-objects-absent:
+  crm.purged:
+    - ids: {{ salt["cinder_ha.cluster_object_ids"](cinder_ha) | json }}
+    - timeout: {{ (cinder_ha.settle_timeout | string ~ "s") | json }}
+    - require:
+      - sls: {{ tplroot }}.validate
+      - sls: {{ tplroot }}.clean.catalog
+{%-   endif %}
+
+{{ tplroot }}-clean-cluster-secrets-absent:
+  crm.secrets_absent:
+    - name: {{ cinder_ha.cluster.primitive_id | json }}
+    - secrets_dir: {{ cinder_ha.secrets_dir | json }}
+    - timeout: {{ cinder_ha.settle_timeout }}
+    - require:
+      - sls: {{ tplroot }}.validate
+{%-   if is_controller %}
+      - crm: {{ tplroot }}-clean-cluster-objects-absent
+{%-   endif %}
+{%- endif %}
+{%- endif %}

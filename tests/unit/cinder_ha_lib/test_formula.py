@@ -1,0 +1,245 @@
+"""The formula's cluster objects (cinder_ha_lib.formula): what cinder_ha.cluster keeps in the CIB; the
+formula's parameters and lookup; the module's answers computed once per run (loader mocked)."""
+import json
+import pathlib
+from unittest.mock import MagicMock
+
+import pytest
+import yaml
+
+from _modules import cinder_ha
+from cinder_ha_lib import formula, pillar, secret_rule
+
+PROJECT = pathlib.Path(__file__).resolve().parents[3]
+DEFAULTS = PROJECT / "salt" / "cinder_ha" / "parameters" / "defaults.yaml"
+PASSWORD = "s3cr3t-Agent-pw"
+DB_PASSWORD = "db-Pw-42"
+
+
+def parameters(**lookup):
+    values = dict(yaml.safe_load(DEFAULTS.read_text())["values"])
+    values.update(lookup)
+    return values
+
+
+def raw_pillar(**overrides):
+    raw = {
+        "vip": {"address": "127.0.0.103", "netmask": 32, "nic": "lo"},
+        "database": {"host": "127.0.0.1", "user": "cinder", "password": DB_PASSWORD},
+        "rabbitmq": {"hosts": ["127.0.0.1"], "password": "rabbit-Pw"},
+        "keystone": {"auth_url": "http://127.0.0.1:5000/v3", "username": "admin", "password": "ks-Pw",
+                     "project_name": "admin"},
+        "agent": {"binary": "/opt/cinder/bin/cinder-api", "monitor_interval": "5s", "os_username": "admin",
+                  "os_password": PASSWORD, "os_project_name": "admin",
+                  "os_auth_url": "http://127.0.0.1:5000/v3"},
+    }
+    for section, values in overrides.items():
+        if isinstance(values, dict):
+            raw.setdefault(section, {}).update(values)
+        else:
+            raw[section] = values
+    return raw
+
+
+def settings(masked=True, **overrides):
+    result, errors, _warnings = pillar.normalize(raw_pillar(**overrides))
+    assert not errors, errors
+    return secret_rule.masked(result) if masked else result
+
+
+# What cluster.sls rendered before the object list moved into cinder_ha_lib.formula, for the
+# sandbox-like pillar above (lrm secrets): the function must keep producing exactly this.
+EXPECTED = [
+    {"primitive": "p_ip_cinder-api", "agent": "ocf:heartbeat:IPaddr2",
+     "params": {"ip": "127.0.0.103", "cidr_netmask": "32", "nic": "lo"},
+     "ops": {"monitor": {"interval": "10s", "timeout": "20s"}}},
+    {"primitive": "p_cinder-api", "agent": "ocf:openstack:cinder-api",
+     "params": {"binary": "/opt/cinder/bin/cinder-api", "user": "cinder", "config": "/etc/cinder/cinder.conf",
+                "os_username": "admin", "os_password": {"pillar": "cinder_ha:agent:os_password"},
+                "os_auth_url": "http://127.0.0.1:5000/v3", "os_project_name": "admin"},
+     "secret_params": ["os_password"], "secret_mode": "lrm",
+     "ops": {"monitor": {"interval": "5s", "timeout": "30s"}, "start": {"timeout": "60s"},
+             "stop": {"timeout": "90s"}}},
+    {"colocation": "c_p_cinder-api_with_ip", "score": "INFINITY", "resources": ["p_cinder-api", "p_ip_cinder-api"]},
+    {"order": "o_ip_before_p_cinder-api", "kind": "Mandatory", "first": "p_ip_cinder-api", "then": "p_cinder-api"},
+    {"alert": "cinder_ha_salt", "path": "/usr/share/pacemaker/alerts/cinder_ha_alert", "select": ["resources"],
+     "attributes": {"cinder_ha_resources": "p_cinder-api p_ip_cinder-api"}, "recipient": "/var/lib/cinder-ha/alerts"},
+    {"location": "l_p_cinder-api_secrets", "resource": "p_cinder-api", "secrets_of": "p_cinder-api",
+     "resource_discovery": "never"},
+    {"location": "l_p_ip_cinder-api_secrets", "resource": "p_ip_cinder-api", "secrets_of": "p_cinder-api"},
+]
+
+
+@pytest.mark.parametrize("masked", [True, False], ids=["masked", "revealed"])
+def test_objects_are_exactly_the_formulas(masked):
+    assert formula.cluster_objects(settings(masked=masked), parameters()) == EXPECTED
+
+
+@pytest.mark.parametrize("masked", [True, False], ids=["masked", "revealed"])
+def test_no_secret_value_in_the_objects(masked):
+    """Secrets are named by pillar key: neither the value nor its mask reaches the list."""
+    text = json.dumps(formula.cluster_objects(settings(masked=masked), parameters()))
+    for secret in (PASSWORD, DB_PASSWORD, "rabbit-Pw", "ks-Pw", secret_rule.MASK):
+        assert secret not in text
+
+
+def test_plain_mode_has_no_secret_rules_and_keeps_the_pillar_reference():
+    objects = formula.cluster_objects(settings(agent={"secret_mode": "plain"}), parameters())
+    assert not [o for o in objects if "location" in o]
+    (api,) = [o for o in objects if o.get("primitive") == "p_cinder-api"]
+    assert api["secret_mode"] == "plain" and api["secret_params"] == ["os_password"]
+    assert api["params"]["os_password"] == {"pillar": "cinder_ha:agent:os_password"}
+    assert PASSWORD not in json.dumps(objects)
+
+
+def test_no_password_no_secret_params_no_rules():
+    objects = formula.cluster_objects(settings(agent={"os_password": None}), parameters())
+    (api,) = [o for o in objects if o.get("primitive") == "p_cinder-api"]
+    assert api["secret_params"] == [] and "os_password" not in api["params"]
+    assert not [o for o in objects if "location" in o]
+    assert not formula.lrm_secrets(settings(agent={"os_password": None}), parameters())
+
+
+def test_stickiness_ids_and_vip_without_nic():
+    conf = settings(cluster={"primitive_id": "p_api", "vip_id": "p_vip", "stickiness": 0},
+                    vip={"address": "10.0.0.5", "netmask": 24, "nic": None})
+    objects = {next(iter(o.values())): o for o in formula.cluster_objects(conf, parameters())}
+    assert objects["p_api"]["meta"] == {"resource-stickiness": "0"}
+    assert objects["p_vip"]["params"] == {"ip": "10.0.0.5", "cidr_netmask": "24"}
+    assert objects["c_p_api_with_ip"]["resources"] == ["p_api", "p_vip"]
+    assert objects["o_ip_before_p_api"]["first"] == "p_vip"
+    assert objects["l_p_vip_secrets"]["resource"] == "p_vip"
+    assert objects["cinder_ha_salt"]["attributes"] == {"cinder_ha_resources": "p_api p_vip"}
+
+
+def test_lookup_parameters_reach_the_objects():
+    params = parameters(vip_monitor_interval="7s", vip_monitor_timeout="9s", alert_id="a_x",
+                        alert_agent="/opt/alerts/x", alert_spool="/srv/spool", cinder_user="svc",
+                        cinder_api_binary="/opt/bin/api")
+    objects = {next(iter(o.values())): o for o in formula.cluster_objects(settings(agent={"binary": None}), params)}
+    assert objects["p_ip_cinder-api"]["ops"]["monitor"] == {"interval": "7s", "timeout": "9s"}
+    assert objects["a_x"]["path"] == "/opt/alerts/x" and objects["a_x"]["recipient"] == "/srv/spool"
+    assert objects["p_cinder-api"]["params"]["user"] == "svc"
+    assert objects["p_cinder-api"]["params"]["binary"] == "/opt/bin/api"
+
+
+def test_object_ids_cover_every_object_constraints_first():
+    conf = settings()
+    ids = formula.object_ids(conf, parameters())
+    assert {next(iter(o.values())) for o in formula.cluster_objects(conf, parameters())} == set(ids)
+    assert ids.index("c_p_cinder-api_with_ip") < ids.index("p_cinder-api")
+    assert ids.index("l_p_ip_cinder-api_secrets") < ids.index("p_ip_cinder-api")
+    # the secret rules are listed in plain mode too (an earlier lrm setup may have left them)
+    assert "l_p_cinder-api_secrets" in formula.object_ids(settings(agent={"secret_mode": "plain"}), parameters())
+
+
+def test_every_parameter_may_be_looked_up_and_no_other():
+    """pillar cinder_ha:lookup accepts exactly the keys of parameters/defaults.yaml."""
+    assert set(pillar.TYPES["lookup"]) == set(parameters())
+
+
+@pytest.mark.parametrize("lookup, problem", [
+    ({"settle_timeout": "soon"}, "lookup:settle_timeout: got a string, expected a number"),
+    ({"settle_timeout": 0}, "lookup:settle_timeout: seconds between 0 and 3600"),
+    ({"vip_monitor_interval": "often"}, "lookup:vip_monitor_interval: a duration like 10s"),
+    ({"agent_dir": "relative/dir"}, "lookup:agent_dir: must be an absolute path"),
+    ({"alert_id": "1 bad"}, "lookup:alert_id: not a Pacemaker id"),
+    ({"agent_name": "../x"}, "lookup:agent_name: a file name"),
+    ({"setle_timeout": 5}, "lookup:setle_timeout: unknown key (did you mean 'settle_timeout'?)"),
+    ({"alert_spool": ["/a"]}, "lookup:alert_spool: got a list, expected a string"),
+])
+def test_bad_lookup_is_a_pillar_error(lookup, problem):
+    _settings, errors, _warnings = pillar.normalize(raw_pillar(lookup=lookup))
+    assert any(problem in error for error in errors), errors
+
+
+def test_lookup_and_clean_in_the_settings():
+    conf = settings(lookup={"settle_timeout": 30, "vip_monitor_interval": 15}, clean={"catalog": True})
+    assert conf["lookup"] == {"settle_timeout": 30, "vip_monitor_interval": "15s"}
+    assert conf["clean"] == {"catalog": True}
+    assert settings()["clean"] == {"catalog": False} and settings()["lookup"] == {}
+
+
+# ---------------------------------------------------------------- the module: computed once per run
+
+
+@pytest.fixture
+def loader():
+    role = MagicMock(return_value={"running": True, "node": "node1", "dc": "node1", "is_dc": True, "error": None})
+    pillar_get = MagicMock(return_value=raw_pillar())
+    return {"pillar.get": pillar_get, "crm.role": role}
+
+
+@pytest.fixture
+def configure_loader_modules(loader):
+    return {cinder_ha: {"__salt__": loader, "__opts__": {"test": False, "id": "node1"}, "__context__": {},
+                        "__grains__": {"os_family": "Debian"}}}
+
+
+def test_validation_and_settings_are_computed_once_per_pillar(monkeypatch):
+    calls = []
+    normalize = pillar.normalize
+    monkeypatch.setattr(cinder_ha.pillar_rules, "normalize", lambda raw: calls.append(raw) or normalize(raw))
+    for _ in range(3):  # as every SLS that imports map.jinja does
+        assert cinder_ha.validate()["valid"] is True
+        cinder_ha.settings()
+    assert len(calls) == 1
+    # another pillar is another answer, never the cached one
+    other = raw_pillar(vip={"address": "not-an-ip"})
+    assert cinder_ha.validate(pillar=other)["valid"] is False
+    assert len(calls) == 2
+    assert cinder_ha.validate()["valid"] is True and len(calls) == 2
+
+
+def test_cached_settings_cannot_be_changed_by_a_caller():
+    first = cinder_ha.settings()
+    first["vip"]["address"] = "changed"
+    assert cinder_ha.settings()["vip"]["address"] == "127.0.0.103"
+
+
+def test_controller_is_chosen_once_per_pillar(loader):
+    for _ in range(3):
+        assert cinder_ha.controller()["is_controller"] is True
+    assert loader["crm.role"].call_count == 1
+    named = cinder_ha.controller(pillar=raw_pillar(controller="node2"))
+    assert named["is_controller"] is False and "node2" in named["reason"]
+    assert cinder_ha.controller()["is_controller"] is True and loader["crm.role"].call_count == 2
+
+
+def test_module_objects_hold_no_secret_value():
+    objects = cinder_ha.cluster_objects(parameters())
+    assert objects == EXPECTED
+    assert PASSWORD not in json.dumps(objects) and secret_rule.MASK not in json.dumps(objects)
+    assert cinder_ha.cluster_object_ids(parameters(), secret_rules=True) == ["l_p_cinder-api_secrets",
+                                                                           "l_p_ip_cinder-api_secrets"]
+
+
+def test_module_parameters_are_the_defaults_then_the_os_file_then_lookup(loader):
+    os_file = "values:\n  cinder_api_binary: /usr/libexec/cinder-api\n  settle_timeout: 60\n"
+    files = {"salt://cinder_ha/parameters/defaults.yaml": DEFAULTS.read_text(),
+             "salt://cinder_ha/parameters/os_family/Debian.yaml": os_file}
+    loader["cp.get_file_str"] = MagicMock(side_effect=lambda url: files.get(url, False))
+    loader["cp.list_master"] = MagicMock(return_value=["cinder_ha/parameters/defaults.yaml",
+                                                       "cinder_ha/parameters/os_family/Debian.yaml"])
+    loader["pillar.get"].return_value = raw_pillar(lookup={"settle_timeout": 30})
+    merged = cinder_ha.parameters()
+    assert merged == dict(parameters(), cinder_api_binary="/usr/libexec/cinder-api", settle_timeout=30)
+    # no OS file: never asked for (a missing file is an error in Salt's log)
+    loader["cp.list_master"].return_value = ["cinder_ha/parameters/defaults.yaml"]
+    loader["cp.get_file_str"].reset_mock()
+    assert cinder_ha.parameters()["cinder_api_binary"] == "/usr/bin/cinder-api"
+    loader["cp.get_file_str"].assert_called_once_with("salt://cinder_ha/parameters/defaults.yaml")
+
+
+def test_an_old_controller_answer_is_asked_again(loader, monkeypatch):
+    """A minion without multiprocessing keeps __context__ between jobs: the DC may have moved."""
+    now = [1000.0]
+    monkeypatch.setattr(cinder_ha.time, "monotonic", lambda: now[0])
+    cinder_ha.controller()
+    now[0] += cinder_ha.CONTROLLER_TTL - 1
+    cinder_ha.controller()
+    assert loader["crm.role"].call_count == 1
+    now[0] += 2
+    loader["crm.role"].return_value = {"running": True, "node": "node1", "dc": "node2", "is_dc": False,
+                                       "error": None}
+    assert cinder_ha.controller()["is_controller"] is False and loader["crm.role"].call_count == 2
