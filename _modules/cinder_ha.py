@@ -364,12 +364,14 @@ def loopback_vip(address):
     return {"on_loopback": _prefix(address) in words, "arp": arp, "arp_silent": arp == ARP_SYSCTLS}
 
 
-def set_loopback_vip(address, present=True, clone_id=None, wait=60):
+def set_loopback_vip(address, present=True, clone_id=None, primitive_id=None, vip_id=None, wait=60):
     """
     Put ``address`` on ``lo`` with ARP silenced (``present=True``), or take it off. Taking
-    it off waits up to ``wait`` seconds for the clone ``clone_id`` to leave the CIB, so no
-    instance still running loses the address it listens on. Commands get argument lists,
-    the sysctls are written as files: nothing goes through a shell.
+    it off waits up to ``wait`` seconds for the clone ``clone_id`` to leave the CIB and then,
+    with ``primitive_id`` and ``vip_id``, for the cluster to stop this node's instance unless
+    the VIP is here: no instance still running loses the address it listens on (its monitor
+    would fail). Commands get argument lists, the sysctls are written as files: nothing goes
+    through a shell.
 
     CLI Example:
 
@@ -399,6 +401,15 @@ def set_loopback_vip(address, present=True, clone_id=None, wait=60):
                 if query.returncode != 0:  # no such clone (any more)
                     break
                 time.sleep(1)
+            if primitive_id and vip_id:
+                here = __salt__["crm.node_name"]()
+                while time.monotonic() < deadline:
+                    try:
+                        if here not in __salt__["crm.locate"](primitive_id) or here in __salt__["crm.locate"](vip_id):
+                            break
+                    except Exception:  # pylint: disable=broad-except  (resource gone: nothing runs here)
+                        break
+                    time.sleep(1)
         done = _ip(["addr", "del", _prefix(address), "dev", "lo"])
         if done.returncode != 0:
             raise _error(f"ip addr del {_prefix(address)} dev lo failed: {done.stderr.strip()[-300:]}")

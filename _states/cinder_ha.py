@@ -140,12 +140,13 @@ def api_answers(name="block-storage", region=None, interface="public", timeout=9
     return ret
 
 
-def loopback_vip(name, present=True, clone_id=None):
+def loopback_vip(name, present=True, clone_id=None, primitive_id=None, vip_id=None):
     """
     Cloned mode's real-server setup: the VIP ``name`` on ``lo`` of every node, never
     announced in ARP (``arp_ignore=1``, ``arp_announce=2``), so each instance can bind it and
     a node the VIP just left still answers what reaches it. ``present: False`` takes it off
-    (after a switch back to active_passive), once the clone ``clone_id`` has left the CIB.
+    (after a switch back to active_passive), once the clone ``clone_id`` has left the CIB and
+    the cluster has stopped this node's instance of ``primitive_id`` (unless ``vip_id`` runs here).
     The runtime values only: make the sysctls permanent in the host's configuration.
 
     .. code-block:: yaml
@@ -175,7 +176,8 @@ def loopback_vip(name, present=True, clone_id=None):
         ret["comment"] = f"{name} would be {'put on' if present else 'taken off'} lo."
         return ret
     try:
-        after = __salt__["cinder_ha.set_loopback_vip"](name, present=present, clone_id=clone_id)
+        after = __salt__["cinder_ha.set_loopback_vip"](name, present=present, clone_id=clone_id,
+                                                        primitive_id=primitive_id, vip_id=vip_id)
     except CommandExecutionError as exc:
         ret["result"] = False
         ret["comment"] = str(exc)

@@ -79,6 +79,8 @@ include:
     - name: {{ cinder_ha.vip.address | json }}
     - present: false
     - clone_id: {{ (cluster.clone_id or ('cl_' ~ cluster.primitive_id)) | json }}
+    - primitive_id: {{ cluster.primitive_id | json }}
+    - vip_id: {{ cluster.vip_id | json }}
     - require:
       - sls: {{ tplroot }}.validate
 {%-   if is_controller %}

@@ -111,7 +111,8 @@ def test_loopback_vip_absent_waits_for_the_clone_and_is_idempotent(salt_funcs, t
     assert ret["changes"] == {"on_loopback": {"old": True, "new": False}}
     if not test_mode:
         salt_funcs["cinder_ha.set_loopback_vip"].assert_called_once_with("198.18.0.10", present=False,
-                                                                         clone_id="cl_p_cinder-api")
+                                                                         clone_id="cl_p_cinder-api",
+                                                                         primitive_id=None, vip_id=None)
     salt_funcs["cinder_ha.loopback_vip"].return_value = {"on_loopback": False, "arp_silent": False}
     again = cinder_ha.loopback_vip("198.18.0.10", present=False)
     assert again["result"] is True and again["changes"] == {}
