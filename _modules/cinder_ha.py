@@ -14,6 +14,7 @@ import copy
 import hashlib
 import json
 import logging
+import subprocess
 import time
 
 from cinder_ha_lib import catalog, formula, probe, secret_rule, urls
@@ -332,8 +333,6 @@ _SYSCTL_DIR = "/proc/sys/net/ipv4/conf/all"
 
 
 def _ip(args, timeout=10):
-    import subprocess  # pylint: disable=import-outside-toplevel
-
     # an argument list, never a shell: the address is data
     return subprocess.run(["ip"] + args, capture_output=True, text=True, timeout=timeout, check=False)
 
@@ -380,8 +379,6 @@ def set_loopback_vip(address, present=True, clone_id=None, primitive_id=None, vi
         salt '*' cinder_ha.set_loopback_vip 198.18.0.10
         salt '*' cinder_ha.set_loopback_vip 198.18.0.10 present=False clone_id=cl_p_cinder-api
     """
-    import subprocess  # pylint: disable=import-outside-toplevel
-
     before = loopback_vip(address)
     if present:
         for name, value in ARP_SYSCTLS.items():
@@ -404,10 +401,11 @@ def set_loopback_vip(address, present=True, clone_id=None, primitive_id=None, vi
             if primitive_id and vip_id:
                 here = __salt__["crm.node_name"]()
                 while time.monotonic() < deadline:
-                    try:
-                        if here not in __salt__["crm.locate"](primitive_id) or here in __salt__["crm.locate"](vip_id):
-                            break
-                    except Exception:  # pylint: disable=broad-except  (resource gone: nothing runs here)
+                    resources = __salt__["crm.status"]()["resources"]  # one crm_mon for both
+                    api, vip = resources.get(primitive_id), resources.get(vip_id)
+                    if api is None or vip is None:  # resource gone: nothing runs here
+                        break
+                    if not (api["active"] and here in api["nodes"]) or (vip["active"] and here in vip["nodes"]):
                         break
                     time.sleep(1)
         done = _ip(["addr", "del", _prefix(address), "dev", "lo"])
