@@ -129,9 +129,10 @@ def controller(pillar=None):
     if key is not None and key in cache and time.monotonic() - cache[key][0] < CONTROLLER_TTL:
         return dict(cache[key][1])
     named = raw.get("controller") if isinstance(raw, dict) else None
-    role = __salt__["crm.role"]() if "crm.role" in __salt__ else {
-        "running": False, "node": None, "dc": None, "is_dc": False, "error": "the crm module is not loaded"}
     minion = __opts__.get("id")
+    # map.jinja asks while the formula renders: the states reuse these reads (crm.role)
+    role = __salt__["crm.role"](for_state_run=True) if "crm.role" in __salt__ else {
+        "running": False, "node": None, "dc": None, "is_dc": False, "error": "the crm module is not loaded"}
     answer = {"cluster_running": role["running"], "dc": role["dc"], "node": role["node"]}
     if not role["running"]:
         answer.update(is_controller=False, reason=f"Pacemaker is not running on this node ({role['error']})")
@@ -149,19 +150,20 @@ def controller(pillar=None):
     return answer
 
 
-def _formula_file(path, tplroot):
+def _formula_file(path, tplroot, saltenv=None):
     """A YAML file of the formula's state tree (``salt://<tplroot>/<path>``), or None if absent."""
     import salt.utils.yaml
 
-    text = __salt__["cp.get_file_str"](f"salt://{tplroot}/{path}")
+    text = __salt__["cp.get_file_str"](f"salt://{tplroot}/{path}", saltenv=saltenv or "base")
     return salt.utils.yaml.safe_load(text) if text else None
 
 
-def parameters(pillar=None, tplroot="cinder_ha"):
+def parameters(pillar=None, tplroot="cinder_ha", saltenv=None):
     """
     The formula's parameters as map.jinja merges them: ``parameters/defaults.yaml``, then
     ``parameters/os_family/<os_family>.yaml`` if there is one, then pillar
-    ``cinder_ha:lookup``. Read from the file server (the formula's state tree).
+    ``cinder_ha:lookup``. Read from the file server (the formula's state tree, ``saltenv``:
+    default ``base``).
 
     CLI Example:
 
@@ -169,12 +171,47 @@ def parameters(pillar=None, tplroot="cinder_ha"):
 
         salt '*' cinder_ha.parameters
     """
-    merged = dict((_formula_file("parameters/defaults.yaml", tplroot) or {}).get("values") or {})
+    merged = dict((_formula_file("parameters/defaults.yaml", tplroot, saltenv) or {}).get("values") or {})
     os_file = f"parameters/os_family/{__grains__.get('os_family')}.yaml"
-    if f"{tplroot}/{os_file}" in __salt__["cp.list_master"](prefix=f"{tplroot}/parameters/"):
-        merged.update((_formula_file(os_file, tplroot) or {}).get("values") or {})
+    if f"{tplroot}/{os_file}" in __salt__["cp.list_master"](saltenv=saltenv or "base", prefix=f"{tplroot}/parameters/"):
+        merged.update((_formula_file(os_file, tplroot, saltenv) or {}).get("values") or {})
     merged.update(_revealed(pillar).get("lookup") or {})
     return merged
+
+
+def formula_map(tplroot="cinder_ha", saltenv=None):
+    """
+    What map.jinja hands every SLS of the formula: ``{"check", "cinder_ha", "role"}``.
+
+    ``check`` is ``cinder_ha.validate`` (no values). ``cinder_ha`` is filled only when the
+    pillar is valid: ``cinder_ha.parameters`` (defaults.yaml, OS family file, lookup), the
+    masked ``cinder_ha.settings`` over them, and the derived ``catalog_services`` and
+    ``engine_conf_path`` (``cinder_ha_lib.formula.map_data``). ``role`` is
+    ``cinder_ha.controller``. Computed once per run (``__context__``, keyed on the pillar's
+    content, at most ``CONTROLLER_TTL`` seconds old): each SLS that imports map.jinja reads the
+    same answer without reading the file server or the cluster again. Holds no secret.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' cinder_ha.formula_map
+    """
+    raw = _pillar()
+    key = (_digest(raw), tplroot, saltenv)
+    cache = __context__.setdefault("cinder_ha.formula_map", {})
+    if key[0] is not None and key in cache and time.monotonic() - cache[key][0] < CONTROLLER_TTL:
+        return copy.deepcopy(cache[key][1])
+    check = validate()
+    answer = {"check": check, "cinder_ha": {},
+              "role": {"is_controller": False, "cluster_running": False, "reason": "the pillar is invalid"}}
+    if check["valid"]:
+        minion_conf = __salt__["config.get"]("conf_file") or "/etc/salt/minion"
+        answer["cinder_ha"] = formula.map_data(parameters(tplroot=tplroot, saltenv=saltenv), settings(), minion_conf)
+        answer["role"] = controller()
+    if key[0] is not None:
+        cache[key] = (time.monotonic(), copy.deepcopy(answer))
+    return answer
 
 
 def cluster_objects(params=None, pillar=None):

@@ -21,12 +21,14 @@ CLI Example:
     salt '*' cinder_keystone.catalog_lookup block-storage public
 """
 import contextlib
+import contextvars
 import fcntl
 import hashlib
 import json
 import logging
 import os
 import stat
+import threading
 import time
 import urllib.parse
 
@@ -134,8 +136,83 @@ def _state(auth):
     now = time.monotonic()
     if key not in runs or now - runs[key]["born"] > RUN_LIFETIME:
         runs[key] = {"session": _new_session(auth), "services": None, "endpoints": {}, "born": now,
-                     "wrote": False}
+                     "wrote": False, "early": None}
+    if isinstance(runs[key].get("early"), tuple):
+        _adopt_early_read(runs[key])
     return runs[key]
+
+
+# ---------------------------------------------------------------- the early read
+
+def prefetch(services, region=None, auth=None):
+    """
+    Internal (init.sls and catalog.sls, while the formula renders): start this run's first
+    Keystone reads in the background: the token, ``GET /v3/services`` and the endpoints in
+    ``region`` of each service of ``services`` (``{service type: name}``), the very requests
+    of a no-op catalog check. The catalog states run after the rest of the formula; by then
+    the answers are in, and the first of them waits for what is still on its way. A failed
+    early read is dropped: the states read again and report what fails. Listings read early
+    plan nothing by themselves: before any write, the state reads again under the catalog
+    lock. Returns True when the read started (once per run).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' cinder_keystone.prefetch '{block-storage: cinder}' RegionOne
+    """
+    try:
+        auth = _auth(auth)
+    except CommandExecutionError:
+        return False  # the catalog states say what is missing
+    state = _state(auth)
+    if state["services"] is not None or state["early"] is not None:
+        return False
+    region = region or auth["region"]
+    wanted = dict(services)
+    session, answers = state["session"], {}
+
+    def get(path, **params):
+        return session.request(auth["auth_url"] + path, "GET", params=params, raise_exc=True).json()
+
+    def read():
+        try:
+            services = get("/services")["services"]
+            endpoints = {(service["id"], region): get("/endpoints", service_id=service["id"], region_id=region)["endpoints"]
+                         for stype, name in wanted.items() for service in catalog.find_services(services, stype, name)}
+            answers["listings"] = (services, endpoints)
+        except Exception as exc:  # pylint: disable=broad-except
+            answers["error"] = exc
+
+    # the loader's context (this run's __context__, for the request count) goes with the thread
+    thread = threading.Thread(target=contextvars.copy_context().run, args=(read,), daemon=True,
+                              name="cinder_keystone-early-read")
+    state["early"] = (thread, answers)
+    thread.start()
+    return True
+
+
+def _adopt_early_read(state):
+    """Wait for the early read (its requests have the session's timeout) and keep its listings."""
+    thread, answers = state["early"]
+    thread.join()
+    state["early"] = None
+    if "listings" in answers and state["services"] is None:
+        state["services"], endpoints = answers["listings"]
+        state["endpoints"].update(endpoints)
+        state["early"] = True
+    elif "error" in answers:
+        log.debug("cinder_keystone: early read dropped (%s); reading again", type(answers["error"]).__name__)
+
+
+def _reread_before_write(auth):
+    """True (and the listings dropped) when they came from the early read: a write is planned
+    only from listings read under the catalog lock, after every other minion of the host."""
+    state = _state(auth)
+    if state["early"] is not True:
+        return False
+    state.update(services=None, endpoints={}, early=None)
+    return True
 
 
 def _explain(exc, auth, doing):
@@ -260,6 +337,8 @@ def service_ensure(service_type, name, description=None, enabled=True, auth=None
     wanted = {"enabled": bool(enabled)}
     if description is not None:
         wanted["description"] = description
+    if (not found or any(found[0].get(k) != v for k, v in wanted.items())) and _reread_before_write(auth):
+        return service_ensure(service_type, name, description=description, enabled=enabled, auth=auth, test=test)
     if not found:
         if test:
             return {"service": None, "action": "created", "changes": {"type": service_type, "name": name, **wanted}}
@@ -488,6 +567,9 @@ def plan(service_type="block-storage", urls=None, region=None, service_name=None
         current = _endpoints_of(auth, service["id"], region)
     actions = catalog.plan_endpoints({(service_type, iface, region): url for iface, url in desired.items()},
                                  {service_type: service["id"]}, current)
+    if actions and _reread_before_write(auth):
+        return plan(service_type, urls, region=region, service_name=service_name, auth=auth,
+                    service_pending=service_pending)
     if any(a["action"] == "create" for a in actions) and not any(e.get("region_id") == region for e in current):
         _region_exists(auth, region)  # only when nothing proves it: a no-op costs no extra request
     return {"service": _public(service), "region": region, "actions": actions, "warnings": warnings}
@@ -513,8 +595,10 @@ def legacy_plan(region=None, service_types=None, legacy_types=None, auth=None):
     # of the current services only this region's count (the list endpoints_present already read)
     endpoints = [e for s in relevant
                  for e in _endpoints_of(auth, s["id"], None if s.get("type") in legacy_types else region)]
-    return {"region": region,
-            "actions": catalog.plan_legacy(relevant, endpoints, region, service_types, legacy_types)}
+    actions = catalog.plan_legacy(relevant, endpoints, region, service_types, legacy_types)
+    if actions and _reread_before_write(auth):
+        return legacy_plan(region, service_types, legacy_types, auth=auth)
+    return {"region": region, "actions": actions}
 
 
 def apply_plan(actions, auth=None):
@@ -589,6 +673,15 @@ def probe(url, timeout=5, auth=None):
     return http_get(target, timeout=timeout, cafile=tls.get("cacert"), insecure=bool(tls.get("insecure")))
 
 
+def _catalog_url(session, auth, service_type, interface, region):
+    try:
+        return session.get_endpoint(service_type=service_type, interface=interface, region_name=region)
+    except ks_exc.EndpointNotFound:
+        return None
+    except ks_exc.ClientException as exc:
+        raise CommandExecutionError(_explain(exc, auth, "fetching a token with its catalog")) from None
+
+
 def catalog_lookup(service_type="block-storage", interface="public", region=None, probe_url=False, auth=None):
     """
     What a client that knows only Keystone finds: a token's catalog, then
@@ -597,7 +690,9 @@ def catalog_lookup(service_type="block-storage", interface="public", region=None
 
     The token is the run's own (no request at all when the run already has one), unless this
     run changed the catalog since that token was issued: its catalog predates the change, so
-    the session authenticates again first (``fresh_token: True``) and keeps the new token.
+    the session authenticates again first (``fresh_token: True``) and keeps the new token. A
+    token whose catalog lacks the endpoint is asked once more with a new token too: another
+    controller may have made it since the token was issued.
 
     CLI Example:
 
@@ -613,12 +708,13 @@ def catalog_lookup(service_type="block-storage", interface="public", region=None
     if fresh:
         session.invalidate()  # the next token request brings a catalog that includes this run's writes
     result = {"service_type": service_type, "interface": interface, "region": region, "fresh_token": fresh}
-    try:
-        url = session.get_endpoint(service_type=service_type, interface=interface, region_name=region)
-    except ks_exc.EndpointNotFound:
-        url = None
-    except ks_exc.ClientException as exc:
-        raise CommandExecutionError(_explain(exc, auth, "fetching a token with its catalog")) from None
+    url = _catalog_url(session, auth, service_type, interface, region)
+    if not url and not fresh:
+        # The token may predate a change another controller made since (the run's early read
+        # took it outside the catalog lock): what it lacks is asked again, with a new token.
+        session.invalidate()
+        url = _catalog_url(session, auth, service_type, interface, region)
+        result["fresh_token"] = True
     state["wrote"] = False  # the session's token now postdates every write of this run
     result.update(found=bool(url), url=url)
     if url and probe_url:

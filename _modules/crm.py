@@ -3,8 +3,9 @@ Pacemaker cluster configuration and operation for the cinder-ha formula.
 
 Reads go through Pacemaker's C tools (``cibadmin -Q``, ``crm_mon``, ``crm_resource``,
 ``crm_verify``, ``crm_simulate``: 10-25 ms each). A state run reads the cluster once: the
-CIB once (``cache_token``), ``crm_mon`` and ``crm_node --name`` once (``reuse``); any change
-made through this module drops what was read.
+CIB once (``cache_token``), ``crm_mon`` and ``crm_node --name`` once (``reuse``), all three
+side by side while the formula renders (``crm.role(for_state_run=True)``); any change made
+through this module drops what was read.
 A set of objects is written as ONE CIB patch (``crm_diff`` + ``cibadmin --patch`` on stdin)
 that carries the epoch it was computed against: a concurrent writer makes it fail
 ("Update was older than existing configuration") and it is re-read, re-compared and
@@ -53,6 +54,9 @@ PATCH_CONFLICT_RCS = (103, 205, 206)
 # it was taken earlier in the same run (map.jinja's crm.role), and a change made through this
 # module drops it at once.
 RUN_REUSE = 10
+CIB_QUERY = ["cibadmin", "--query"]
+CRM_MON = ["crm_mon", "--one-shot", "--output-as=xml", "--inactive"]
+CRM_NODE_NAME = ["crm_node", "--name"]
 
 
 def __virtual__():
@@ -72,12 +76,16 @@ def _env():
     return env
 
 
-def _run(args, stdin=None, timeout=60):
-    """Run one cluster tool (argument list, no shell); counted for the bench and the tests."""
+def _count(args):
     __context__["crm.subprocesses"] = __context__.get("crm.subprocesses", 0) + 1
     tool = " ".join(args[:2])  # e.g. "cibadmin --query": never a value (those come later, or on stdin)
     counted = __context__.get("crm.tools", {})
     __context__["crm.tools"] = {**counted, tool: counted.get(tool, 0) + 1}  # a new dict: runs copy __context__
+
+
+def _run(args, stdin=None, timeout=60):
+    """Run one cluster tool (argument list, no shell); counted for the bench and the tests."""
+    _count(args)
     try:
         proc = subprocess.run(args, input=stdin, capture_output=True, text=True, timeout=timeout,
                               env=_env(), check=False)
@@ -86,6 +94,28 @@ def _run(args, stdin=None, timeout=60):
     proc.stdout = cib.strip_ansi(proc.stdout)
     proc.stderr = cib.strip_ansi(proc.stderr)
     return proc
+
+
+def _run_together(commands, timeout=30):
+    """Run read-only cluster tools at the same time (argument lists, no shell): the wait is the
+    slowest one's, not their sum. Returns their CompletedProcess in the same order."""
+    deadline = time.monotonic() + timeout
+    started = []
+    for args in commands:
+        _count(args)
+        started.append(subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True, env=_env()))
+    done = []
+    for args, proc in zip(commands, started):
+        try:
+            stdout, stderr = proc.communicate(timeout=max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            done.append(subprocess.CompletedProcess(args, 124, "", f"{args[0]} timed out after {timeout} s"))
+            continue
+        done.append(subprocess.CompletedProcess(args, proc.returncode, cib.strip_ansi(stdout), cib.strip_ansi(stderr)))
+    return done
 
 
 def _fail(message):
@@ -112,17 +142,28 @@ def _read_cib(refresh=True, cache_token=None):
     cached = __context__.get(key)
     if not refresh and cache_token is not None and cached and cached[0] == cache_token:
         return cached[1]
-    proc = _run(["cibadmin", "--query"], timeout=30)
+    early = _reused(_early_cib_key(), reuse=not refresh and cache_token is not None)
+    __context__.pop(_early_cib_key(), None)  # taken once, by the first state of the run
+    if early is not None:
+        __context__[key] = (cache_token, early)
+        return early
+    proc = _run(CIB_QUERY, timeout=30)
     if proc.returncode != 0:
         _fail(f"cibadmin --query failed (rc {proc.returncode}): {_output(proc)}")
     __context__[key] = (cache_token, proc.stdout)
     return proc.stdout
 
 
+def _early_cib_key():
+    return "crm.cib.early:" + _cache_key()
+
+
 def _forget_cib():
     """Drop what this run read: the CIB and the crm_mon snapshot (after a change, or a wait)."""
     __context__.pop(_cache_key(), None)
+    __context__.pop(_early_cib_key(), None)
     __context__.pop(_status_key(), None)
+    _drop_early_status()
 
 
 def _status_key():
@@ -258,12 +299,16 @@ def _write_secret_folder(secrets_dir, rsc, values):
             ours = set(values) | {name + ".sign" for name in values}
             if os.path.isdir(final) and not os.path.islink(final):
                 for entry in os.scandir(final):
-                    if entry.name not in ours and entry.is_file(follow_symlinks=False):
+                    # other parameters' files are kept (cibsecret's); the digest memo is of the old values
+                    if entry.name not in ours and entry.name != DIGEST_MEMO and entry.is_file(follow_symlinks=False):
                         with open(entry.path, "rb") as handle:
                             _write_new_private(os.path.join(new, entry.name), handle.read())
             for name, value in sorted(values.items()):
                 _write_new_private(os.path.join(new, name), value.encode("utf-8"))
                 _write_new_private(os.path.join(new, name + ".sign"), cib.md5_hex(value).encode("ascii"))
+            key = cib.digest_memo_key(rsc, values)
+            if key in __context__.get("crm.digests", {}):  # this run computed these values' digest
+                _write_digest_memo(new, key, __context__["crm.digests"][key])
             _fsync_dir(new)
             if os.path.lexists(final):
                 _exchange(new, final)  # `new` now names the old folder, removed below
@@ -340,6 +385,47 @@ def store_secrets(rsc, secrets, secrets_dir=None, test=False):
     return changed
 
 
+# The digest memo: the last digest this node computed for a resource's secrets, in that
+# resource's own lrm secret folder (root-only, 0700, beside the plaintext secret files, and
+# removed with them), filed under a plain SHA-256 of the same values (cib.digest_memo_key):
+# a run whose secrets did not change skips the ~25 ms PBKDF2. Pacemaker reads only the files
+# named after parameters there.
+DIGEST_MEMO = ".cinder_ha_digest"
+
+
+def _secrets_digest(rsc, secrets, secrets_dir=None):
+    """``cib.secrets_digest``, remembered in the resource's secret folder (see DIGEST_MEMO)."""
+    import json
+
+    folder = os.path.join(_secrets_dir(secrets_dir), rsc)
+    key = cib.digest_memo_key(rsc, secrets)
+    try:
+        memo = json.loads(_read_private(os.path.join(folder, DIGEST_MEMO)) or "{}")
+    except ValueError:
+        memo = {}
+    if isinstance(memo, dict) and memo.get("key") == key and isinstance(memo.get("digest"), str):
+        return memo["digest"]
+    digest = cib.secrets_digest(rsc, secrets)
+    # kept for the run too: a secret folder written later in it (_write_secret_folder) files it
+    __context__["crm.digests"] = {**__context__.get("crm.digests", {}), key: digest}
+    try:
+        if os.path.isdir(folder) and not os.path.islink(folder) and stat.S_IMODE(os.stat(folder).st_mode) == 0o700:
+            _write_digest_memo(folder, key, digest)
+    except OSError as exc:  # a memo is an optimisation: the digest is right without it
+        log.debug("crm: digest memo of %s not written: %s", rsc, exc)
+    return digest
+
+
+def _write_digest_memo(folder, key, digest):
+    import json
+
+    path = os.path.join(folder, DIGEST_MEMO)
+    if os.path.lexists(path + ".new"):  # left by a run killed mid-write
+        os.unlink(path + ".new")
+    _write_new_private(path + ".new", json.dumps({"key": key, "digest": digest}).encode())
+    os.replace(path + ".new", path)
+
+
 def _node_attribute_query(node, name):
     proc = _run(["crm_attribute", "--node", node, "--name", name, "--lifetime", "forever", "--query",
                  "--quiet"], timeout=30)
@@ -366,7 +452,7 @@ def publish_secrets_digest(rsc, secrets, node=None, test=False):
     """
     secrets = _secret_args(rsc, secrets)
     node = node or node_name()
-    name, digest = cib.secrets_attribute(rsc), cib.secrets_digest(rsc, secrets)
+    name, digest = cib.secrets_attribute(rsc), _secrets_digest(rsc, secrets)
     old = _node_attribute_query(node, name)
     result = {"node": node, "attribute": name, "old": old, "new": digest, "changed": old != digest}
     if result["changed"] and not test:
@@ -566,7 +652,7 @@ def configure(objects, test=False, secrets_dir=None, cache_token=None, retries=6
         salt '*' crm.configure '[{primitive: p_x, agent: Dummy, params: {fake: 1}}]' test=True
     """
     try:
-        desired = cib.normalize_objects(objects)
+        desired = cib.normalize_objects(objects, digest=lambda rsc, values: _secrets_digest(rsc, values, secrets_dir))
     except cib.ModelError as exc:
         return {"result": False, "changes": {}, "comment": f"invalid objects: {cib.mask(str(exc), [])}",
                 "actions": [], "warnings": []}
@@ -682,14 +768,20 @@ def status(reuse=False):
         salt '*' crm.status
     """
     kept = _reused(_status_key(), reuse)
+    if kept is None and reuse:
+        kept = _take_early_status()
     if kept is not None:
         return copy.deepcopy(kept)
-    proc = _run(["crm_mon", "--one-shot", "--output-as=xml", "--inactive"], timeout=30)
+    _drop_early_status()
+    return copy.deepcopy(_keep_status(_run(CRM_MON, timeout=30)))
+
+
+def _keep_status(proc):
     if proc.returncode != 0:
         _fail(f"crm_mon failed (rc {proc.returncode}): {_output(proc)}")
     parsed = cib.crm_mon_status(proc.stdout)
     __context__[_status_key()] = (time.monotonic(), parsed)
-    return copy.deepcopy(parsed)
+    return parsed
 
 
 def locate(rsc, reuse=False):
@@ -735,7 +827,10 @@ def node_name(reuse=False):
     kept = _reused("crm.node_name", reuse)
     if kept is not None:
         return kept
-    proc = _run(["crm_node", "--name"], timeout=15)
+    return _keep_node_name(_run(CRM_NODE_NAME, timeout=15))
+
+
+def _keep_node_name(proc):
     name = proc.stdout.strip() if proc.returncode == 0 and proc.stdout.strip() else socket.gethostname()
     __context__["crm.node_name"] = (time.monotonic(), name)
     return name
@@ -754,12 +849,19 @@ def is_dc():
     return status()["dc"] == node_name()
 
 
-def role():
+def role(for_state_run=False):
     """
     This node's part in the cluster, without raising: ``{"running": bool, "node": name,
     "dc": name or None, "is_dc": bool, "error": str or None}``. ``running`` is False when
-    Pacemaker does not answer on this node; ``dc`` is None during an election. Reads afresh;
-    the states of the same run reuse what it read (``reuse``, see ``crm.status``).
+    Pacemaker does not answer on this node; ``dc`` is None during an election. Reads
+    ``crm_node --name`` and the CIB (its ``dc-uuid``) at the same time, afresh.
+
+    ``for_state_run`` (map.jinja, while the formula renders): the run's states reuse what this
+    read (``reuse``, see ``crm.status``): the CIB is kept for the first CIB state
+    (``crm.configured``...) and ``crm_mon`` starts in the background for the first status
+    read, each taken at most ``RUN_REUSE`` seconds later and only if no change went through
+    this module since. A write still carries the epoch it was computed against: a CIB changed
+    meanwhile is re-read.
 
     CLI Example:
 
@@ -767,12 +869,55 @@ def role():
 
         salt '*' crm.role
     """
-    node = node_name()
-    try:
-        dc = status()["dc"]
-    except Exception as exc:  # pylint: disable=broad-except
-        return {"running": False, "node": node, "dc": None, "is_dc": False, "error": str(exc)}
+    if for_state_run:
+        _start_early_status()
+    node_proc, cib_proc = _run_together([CRM_NODE_NAME, CIB_QUERY])
+    node = _keep_node_name(node_proc)
+    if cib_proc.returncode != 0:
+        _forget_cib()
+        return {"running": False, "node": node, "dc": None, "is_dc": False,
+                "error": f"cibadmin --query failed (rc {cib_proc.returncode}): {_output(cib_proc)}"}
+    if for_state_run:
+        __context__[_early_cib_key()] = (time.monotonic(), cib_proc.stdout)
+    dc = cib.current_dc(cib_proc.stdout)
     return {"running": True, "node": node, "dc": dc, "is_dc": bool(dc) and dc == node, "error": None}
+
+
+def _start_early_status():
+    _drop_early_status()
+    _count(CRM_MON)
+    proc = subprocess.Popen(CRM_MON, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=_env())
+    __context__[_early_status_key()] = (time.monotonic(), proc)
+
+
+def _early_status_key():
+    return "crm.status.early:" + _cache_key()
+
+
+def _drop_early_status():
+    kept = __context__.pop(_early_status_key(), None)
+    if kept:
+        kept[1].kill()
+        kept[1].communicate()
+
+
+def _take_early_status():
+    """The crm_mon started by ``role(for_state_run=True)``, parsed, if still recent (else None)."""
+    kept = __context__.pop(_early_status_key(), None)
+    if not kept:
+        return None
+    started, proc = kept
+    try:
+        stdout, stderr = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        return None
+    if time.monotonic() - started > RUN_REUSE:
+        return None
+    return _keep_status(subprocess.CompletedProcess(CRM_MON, proc.returncode, cib.strip_ansi(stdout),
+                                                    cib.strip_ansi(stderr)))
 
 
 def _resource_call(args, what, timeout=60):
@@ -1144,7 +1289,7 @@ def remove_secrets(rsc, secrets_dir=None, node=None, test=False, timeout=120):
     node = node or node_name()
     folder = os.path.join(_secrets_dir(secrets_dir), rsc)
     files = sorted({name[:-len(".sign")] if name.endswith(".sign") else name
-                    for name in (os.listdir(folder) if os.path.isdir(folder) else [])})
+                    for name in (os.listdir(folder) if os.path.isdir(folder) else []) if name != DIGEST_MEMO})
     attribute = cib.secrets_attribute(rsc)
     old = _node_attribute_query(node, attribute)
     result = {"node": node, "files": files, "folder": os.path.isdir(folder),

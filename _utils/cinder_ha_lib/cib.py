@@ -111,19 +111,29 @@ def secrets_attribute(rsc):
     return SECRETS_ATTR_PREFIX + rsc
 
 
+def _digest_material(rsc, secrets):
+    import json
+
+    return json.dumps([rsc, sorted((str(k), str(v)) for k, v in secrets.items())],
+                      ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
 def secrets_digest(rsc, secrets):
     """Digest of the lrm secrets of ``rsc`` ({name: value}) that a node publishes in the CIB.
 
     PBKDF2-HMAC-SHA256 over an unambiguous encoding (JSON) of the resource id and the sorted
     name/value pairs, salted with a domain string and the resource id: equal on every node that
-    holds the same values, and costly to brute-force from a CIB dump.
+    holds the same values, and costly to brute-force from a CIB dump (~25 ms each).
     """
-    import json
-
-    material = json.dumps([rsc, sorted((str(k), str(v)) for k, v in secrets.items())],
-                          ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     salt = SECRETS_DIGEST_DOMAIN + rsc.encode("utf-8")
-    return hashlib.pbkdf2_hmac("sha256", material, salt, SECRETS_DIGEST_ROUNDS).hex()
+    return hashlib.pbkdf2_hmac("sha256", _digest_material(rsc, secrets), salt, SECRETS_DIGEST_ROUNDS).hex()
+
+
+def digest_memo_key(rsc, secrets):
+    """What a node's digest memo is filed under: a plain SHA-256 of the same material. Only for
+    a root-only file beside the plaintext secret files themselves (see crm's digest memo), where
+    it reveals nothing those files do not; never for the CIB."""
+    return hashlib.sha256(SECRETS_DIGEST_DOMAIN + _digest_material(rsc, secrets)).hexdigest()
 
 
 def secrets_rule(attribute, digest):
@@ -206,8 +216,10 @@ def _normalize_ops(rsc, ops, errors):
     return result
 
 
-def normalize_objects(objects):
-    """The formula's list of objects -> list of normalized objects. Raises ModelError."""
+def normalize_objects(objects, digest=secrets_digest):
+    """The formula's list of objects -> list of normalized objects. Raises ModelError.
+    ``digest(rsc, secrets)`` makes the ``secrets_of`` rules' digest (default: ``secrets_digest``;
+    the crm module passes its memoized one)."""
     errors = []
     result = []
     seen = set()
@@ -234,7 +246,7 @@ def normalize_objects(objects):
             errors.append(f"{obj['id']}: declared twice")
         seen.add(key)
         result.append(obj)
-    _expand_secret_rules(result, errors)
+    _expand_secret_rules(result, errors, digest)
     if errors:
         raise ModelError(errors)
     return _merge_properties(result)
@@ -427,7 +439,7 @@ def _normalize_location(raw, errors):
     return obj
 
 
-def _expand_secret_rules(objects, errors):
+def _expand_secret_rules(objects, errors, digest=secrets_digest):
     """``secrets_of: p_y`` -> the rule on p_y's current secrets (digest of the declared values)."""
     primitives = {obj["id"]: obj for obj in objects if obj["tag"] == "primitive"}
     digests = {}  # PBKDF2 costs ~25 ms: once per primitive, not once per rule naming it
@@ -445,7 +457,7 @@ def _expand_secret_rules(objects, errors):
                           "(no rule is needed)")
             continue
         if owner["id"] not in digests:
-            digests[owner["id"]] = secrets_digest(owner["id"], secrets)
+            digests[owner["id"]] = digest(owner["id"], secrets)
         obj["secrets_digest"] = digests[owner["id"]]
         obj["secrets_attribute"] = secrets_attribute(owner["id"])
         obj["rules"] = [secrets_rule(obj["secrets_attribute"], obj["secrets_digest"])]
@@ -1193,6 +1205,18 @@ def _merge_instance(resources, key, element, clone=False):
     if clone:
         entry["instances"].append({"role": element.get("role"), "active": element.get("active") == "true",
                                    "failed": element.get("failed") == "true", "nodes": nodes})
+
+
+def current_dc(text):
+    """The DC's node name from CIB XML (``cibadmin --query``): the ``dc-uuid`` the DC writes
+    on the CIB's root, looked up among the configured nodes; None without one (an election).
+    crm_mon's ``current_dc`` comes from the same attribute."""
+    root = ET.fromstring(text)
+    dc_id = root.get("dc-uuid")
+    for node in root.iterfind("configuration/nodes/node"):
+        if dc_id and node.get("id") == dc_id:
+            return node.get("uname")
+    return None
 
 
 def crm_mon_status(text):

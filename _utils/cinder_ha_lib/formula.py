@@ -21,7 +21,11 @@ secret parameter is copied into the result); ``parameters`` are the formula's pa
 
 ``object_ids(settings, parameters)`` lists every id the formula may have created, what
 ``cinder_ha.clean`` removes (the secret rules included, whatever the secret mode).
+
+``map_data(parameters, settings, minion_conf)`` is what map.jinja hands every SLS as
+``cinder_ha``: the parameters, the settings over them, and the values derived from both.
 """
+import posixpath
 
 # The cinder-api agent parameters the pillar may set (agent:<name>), in the agent's order.
 AGENT_PARAMS = ("binary", "config", "user", "pid", "url", "keystone_get_token_url", "os_username", "os_password",
@@ -173,3 +177,24 @@ def object_ids(settings, parameters):
         cloned = [*cloned_constraint_ids(cluster), cluster["clone_id"]]
     return [*secret_rule_ids(cluster), *constraint_ids(cluster), *cloned, cluster["primitive_id"], cluster["vip_id"],
             parameters["alert_id"]]
+
+
+def catalog_services(settings):
+    """{service type: Keystone service name}: ``block-storage`` keeps the pillar's name, the
+    legacy ``volumev3`` type gets it with a ``v3`` suffix (catalog.sls, clean/catalog.sls)."""
+    endpoints = settings["endpoints"]
+    return {service_type: endpoints["service_name"] + ("" if service_type == "block-storage" else "v3")
+            for service_type in endpoints["service_types"]}
+
+
+def map_data(parameters, settings, minion_conf):
+    """map.jinja's ``cinder_ha``, later layers winning (template-formula's layering): the
+    formula's parameters (defaults.yaml, the OS family's file, ``cinder_ha:lookup``), then the
+    normalized pillar, then what is derived from them: ``catalog_services`` and
+    ``engine_conf_path`` (the engine's minion config, in minion.d beside ``minion_conf``, this
+    minion's own config file)."""
+    data = dict(parameters)
+    data.update(settings)
+    data["catalog_services"] = catalog_services(settings)
+    data["engine_conf_path"] = posixpath.join(posixpath.dirname(minion_conf), "minion.d", parameters["engine_conf"])
+    return data

@@ -12,6 +12,11 @@ include:
 {%- set endpoints = cinder_ha.endpoints %}
 {%- set region = cinder_ha.keystone.region %}
 {%- if is_controller %}
+{#-   The reads of the states below start now, while the rest renders and applies
+      (cinder_keystone.prefetch; init.sls started them already in a run of the whole formula). #}
+{%-   if "cinder_keystone.prefetch" in salt %}
+{%-     do salt["cinder_keystone.prefetch"](cinder_ha.catalog_services, region) %}
+{%-   endif %}
 {%-   for service_type in endpoints.service_types %}
 {%-     set service_name = cinder_ha.catalog_services[service_type] %}
 

@@ -10,7 +10,12 @@
     cluster and catalog change shared state: only the controller (see map.jinja) applies them.
     salt '*' state.apply cinder_ha.clean removes what this built (see clean.sls). #}
 {%- set tplroot = tpldir.split("/")[0] %}
-{%- from tplroot ~ "/map.jinja" import check with context %}
+{%- from tplroot ~ "/map.jinja" import check, cinder_ha, is_controller with context %}
+{%- if check.valid and is_controller and "cinder_keystone.prefetch" in salt %}
+{#- The catalog part's Keystone reads start now, while the rest renders and applies
+    (cinder_keystone.prefetch; catalog.sls asks too, for a run of that part alone). #}
+{%-   do salt["cinder_keystone.prefetch"](cinder_ha.catalog_services, cinder_ha.keystone.region) %}
+{%- endif %}
 include:
   - {{ tplroot }}.validate
 {%- if check.valid %}

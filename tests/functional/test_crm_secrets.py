@@ -13,6 +13,7 @@ from tests.support import crm as cib
 
 PASSWORD = "S3cr$t 'one' `x`"
 ATTRIBUTE = "cinder_ha_secrets_crm_api"
+MEMO = ".cinder_ha_digest"  # crm.DIGEST_MEMO
 
 
 @pytest.fixture
@@ -88,6 +89,41 @@ def test_rule_and_this_nodes_digest_land_in_one_transaction_and_a_rerun_changes_
     again = states.configured(name="crm", objects=objects(), secrets_dir=str(secrets), node="node1")
     assert again.result is True and again.changes == {}, again.comment
     assert cib.epoch() == epoch
+
+
+def test_the_digest_memo_spares_pbkdf2_while_the_secret_stays_and_follows_a_change(states, crm, tmp_path,
+                                                                                   monkeypatch):
+    from cinder_ha_lib import cib as cib_lib
+
+    computed = []
+    real = cib_lib.secrets_digest
+    monkeypatch.setattr(cib_lib, "secrets_digest", lambda rsc, values: computed.append(rsc) or real(rsc, values))
+    secrets = tmp_path / "secrets"
+    memo = secrets / "crm_api" / MEMO
+
+    def configure(password=PASSWORD):
+        ret = states.configured(name="crm", objects=objects(password), secrets_dir=str(secrets), node="node1")
+        assert ret.result is True, ret.comment
+        return ret
+
+    configure()
+    assert computed == ["crm_api"] and memo.exists()  # filed with the secret folder it belongs to
+    assert stat.S_IMODE(memo.stat().st_mode) == 0o600
+    cib.assert_no_secret(PASSWORD, memo.read_text(), "the digest memo")
+    again = configure()
+    assert computed == ["crm_api"] and again.changes == {}, again.changes  # no PBKDF2 at all
+    assert node_attribute() == real("crm_api", {"passwd": PASSWORD})
+    # another password: computed anew, the rule and the attribute follow it
+    changed = configure("N3w-pass")
+    assert f"{ATTRIBUTE}@node1" in changed.changes["objects"] and len(computed) == 2
+    assert node_attribute() == real("crm_api", {"passwd": "N3w-pass"})
+    assert sorted(os.listdir(secrets / "crm_api")) == [MEMO, "passwd", "passwd.sign"]
+    assert configure("N3w-pass").changes == {} and len(computed) == 2
+    # a memo that is not ours (not 0600) is ignored, never trusted, and replaced
+    memo.chmod(0o644)
+    assert configure("N3w-pass").changes == {} and len(computed) == 3
+    assert stat.S_IMODE(memo.stat().st_mode) == 0o600
+    assert configure("N3w-pass").changes == {} and len(computed) == 3
 
 
 def test_dry_run_of_a_password_change_shows_the_rule_and_attribute_masked(states, tmp_path):

@@ -146,6 +146,66 @@ def test_noop_check_and_catalog_probe_cost_one_token_and_one_list_per_service_ty
         ("GET", f"{ks.url}/endpoints?region_id={region}&service_id={ids[stype]}") for stype in names]), seen
 
 
+def early_read_done(loaders):
+    """Wait for the background read cinder_keystone.prefetch started (as the states would)."""
+    for run in loaders.context["cinder_keystone"].values():
+        if isinstance(run.get("early"), tuple):
+            run["early"][0].join(timeout=60)
+
+
+def test_the_early_read_is_the_noop_runs_reads_and_nothing_more(loaders, ks, region, svc_name, auth):
+    """What init.sls starts while the formula renders: the very requests of a no-op catalog
+    check, sent once, in the background; the states then read nothing themselves."""
+    names = {"block-storage": svc_name, "volumev3": svc_name + "v3"}
+    ids = seed(ks, names, urls(), region)
+    module = loaders.modules.cinder_keystone
+    with count_requests() as seen, probe_server() as hits:
+        assert module.prefetch(names, region, auth=auth) is True
+        assert module.prefetch(names, region, auth=auth) is False  # catalog.sls asks again: one read
+        for stype, name in names.items():
+            assert module.service_ensure(stype, name, description="OpenStack Block Storage", auth=auth)["action"] is None
+            assert module.plan(stype, urls(), region=region, service_name=name, auth=auth)["actions"] == []
+        found = module.catalog_lookup("block-storage", "public", region=region, probe_url=True, auth=auth)
+    assert found["url"] == urls()["public"] and found["fresh_token"] is False and hits == ["/v3"]
+    assert sorted(seen) == sorted([("POST", f"{ks.url}/auth/tokens"), ("GET", f"{ks.url}/services")] + [
+        ("GET", f"{ks.url}/endpoints?region_id={region}&service_id={ids[stype]}") for stype in names]), seen
+    assert module.request_count()["POST /v3/auth/tokens"] == 1  # counted from the background thread too
+
+
+def test_listings_read_early_are_read_again_before_any_write(loaders, ks, region, svc_name, auth):
+    """Another controller creates the service and its endpoints after the early read: this run
+    must not plan its own copy from the older listing."""
+    module = loaders.modules.cinder_keystone
+    assert module.prefetch({"block-storage": svc_name}, region, auth=auth) is True
+    early_read_done(loaders)
+    ids = seed(ks, {"block-storage": svc_name}, urls(), region)  # the other controller, meanwhile
+    with count_requests() as seen:
+        ensured = module.service_ensure("block-storage", svc_name, description="OpenStack Block Storage", auth=auth)
+        planned = module.plan("block-storage", urls(), region=region, service_name=svc_name, auth=auth)
+    assert ensured["action"] is None and ensured["service"]["id"] == ids["block-storage"], ensured
+    assert planned["actions"] == [], planned
+    assert [m for m, _u in seen].count("POST") == 0, seen  # no create, and the early token serves
+    assert len(ks.call("GET", "/services", type="block-storage", name=svc_name)["services"]) == 1
+    assert module.prefetch({"block-storage": svc_name}, region, auth=auth) is False  # this run has read already
+    # the early token's catalog predates the other controller's endpoints: the lookup asks again
+    with count_requests() as seen:
+        found = module.catalog_lookup("block-storage", "public", region=region, auth=auth)
+    assert found["url"] == urls()["public"] and found["fresh_token"] is True, found
+    assert seen == [("POST", f"{ks.url}/auth/tokens")], seen
+    assert module.catalog_lookup("block-storage", "internal", region=region, auth=auth)["fresh_token"] is False
+
+
+def test_a_failed_early_read_is_dropped_and_the_state_reports_its_own(loaders, ks, region, svc_name, auth):
+    module = loaders.modules.cinder_keystone
+    wrong = dict(auth, password="not-" + auth["password"])
+    assert module.prefetch({"block-storage": svc_name}, region, auth=wrong) is True
+    early_read_done(loaders)
+    with pytest.raises(Exception) as failed:
+        module.service_ensure("block-storage", svc_name, auth=wrong)
+    assert "refused the credentials" in str(failed.value) and wrong["password"] not in str(failed.value)
+    assert module.prefetch({"block-storage": svc_name}, region, auth={"auth_url": auth["auth_url"]}) is False  # incomplete
+
+
 def test_a_run_that_changed_the_catalog_probes_on_a_fresh_token_and_finds_the_new_url(loaders, ks, region,
                                                                                         svc_name, auth):
     old, new = urls(path="/v3/%(project_id)s"), urls()

@@ -359,3 +359,18 @@ def test_a_password_named_param_is_masked_whatever_the_mode():
     assert changes["params.os_password"] == {"old": "***", "new": None}
     assert changes["params.admin_token"] == {"old": "***", "new": "***"}
     assert "s3cret" not in repr(changes)
+
+
+def test_current_dc_is_the_dc_uuid_named_among_the_nodes():
+    nodes = '<configuration><nodes><node id="1" uname="node1"/><node id="2" uname="node2"/></nodes></configuration>'
+    assert cib.current_dc(f'<cib dc-uuid="2">{nodes}</cib>') == "node2"
+    assert cib.current_dc(f"<cib>{nodes}</cib>") is None  # an election: no DC yet
+    assert cib.current_dc(f'<cib dc-uuid="9">{nodes}</cib>') is None  # not a configured node
+
+
+def test_digest_memo_key_follows_the_values_and_is_not_the_digest():
+    key = cib.digest_memo_key("p_api", {"a": "1", "b": "2"})
+    assert key == cib.digest_memo_key("p_api", {"b": "2", "a": "1"})
+    assert key != cib.digest_memo_key("p_api", {"a": "1", "b": "3"})
+    assert key != cib.digest_memo_key("p_api2", {"a": "1", "b": "2"})
+    assert key != cib.secrets_digest("p_api", {"a": "1", "b": "2"})

@@ -218,7 +218,7 @@ def test_module_parameters_are_the_defaults_then_the_os_file_then_lookup(loader)
     os_file = "values:\n  cinder_api_binary: /usr/libexec/cinder-api\n  settle_timeout: 60\n"
     files = {"salt://cinder_ha/parameters/defaults.yaml": DEFAULTS.read_text(),
              "salt://cinder_ha/parameters/os_family/Debian.yaml": os_file}
-    loader["cp.get_file_str"] = MagicMock(side_effect=lambda url: files.get(url, False))
+    loader["cp.get_file_str"] = MagicMock(side_effect=lambda url, saltenv: files.get(url, False))
     loader["cp.list_master"] = MagicMock(return_value=["cinder_ha/parameters/defaults.yaml",
                                                        "cinder_ha/parameters/os_family/Debian.yaml"])
     loader["pillar.get"].return_value = raw_pillar(lookup={"settle_timeout": 30})
@@ -228,7 +228,44 @@ def test_module_parameters_are_the_defaults_then_the_os_file_then_lookup(loader)
     loader["cp.list_master"].return_value = ["cinder_ha/parameters/defaults.yaml"]
     loader["cp.get_file_str"].reset_mock()
     assert cinder_ha.parameters()["cinder_api_binary"] == "/usr/bin/cinder-api"
-    loader["cp.get_file_str"].assert_called_once_with("salt://cinder_ha/parameters/defaults.yaml")
+    loader["cp.get_file_str"].assert_called_once_with("salt://cinder_ha/parameters/defaults.yaml", saltenv="base")
+
+
+@pytest.fixture
+def file_server(loader):
+    loader["cp.get_file_str"] = MagicMock(side_effect=lambda url, saltenv: DEFAULTS.read_text())
+    loader["cp.list_master"] = MagicMock(return_value=["cinder_ha/parameters/defaults.yaml"])
+    loader["config.get"] = MagicMock(return_value="/srv/salt-etc/minion")
+    return loader
+
+
+def test_map_data_layers_and_derived_values():
+    conf = settings(endpoints={"service_types": ["block-storage", "volumev3"]})
+    data = formula.map_data(parameters(settle_timeout=30), conf, "/etc/salt/minion")
+    assert data["settle_timeout"] == 30 and data["vip"] == conf["vip"]
+    assert data["catalog_services"] == {"block-storage": "cinder", "volumev3": "cinderv3"}
+    assert data["engine_conf_path"] == "/etc/salt/minion.d/cinder_ha_watch.conf"
+
+
+def test_formula_map_is_what_every_sls_reads_once_per_run(file_server):
+    first = cinder_ha.formula_map()
+    assert first["check"]["valid"] is True and first["role"]["is_controller"] is True
+    assert first["cinder_ha"]["engine_conf_path"] == "/srv/salt-etc/minion.d/cinder_ha_watch.conf"
+    assert first["cinder_ha"]["settle_timeout"] == parameters()["settle_timeout"]
+    assert PASSWORD not in json.dumps(first)
+    first["cinder_ha"]["vip"]["address"] = "changed"  # a caller's edit does not reach the next SLS
+    for _ in range(5):  # as the other SLS files importing map.jinja do
+        assert cinder_ha.formula_map() == dict(first, cinder_ha=dict(first["cinder_ha"], vip=cinder_ha.settings()["vip"]))
+    assert file_server["cp.get_file_str"].call_count == 1 and file_server["crm.role"].call_count == 1
+    file_server["crm.role"].assert_called_once_with(for_state_run=True)
+
+
+def test_formula_map_of_an_invalid_pillar_is_the_check_alone(file_server):
+    file_server["pillar.get"].return_value = raw_pillar(vip={"address": "not-an-ip"})
+    answer = cinder_ha.formula_map()
+    assert answer["check"]["valid"] is False and answer["check"]["errors"]
+    assert answer["cinder_ha"] == {} and answer["role"]["is_controller"] is False
+    assert not file_server["crm.role"].called and not file_server["cp.get_file_str"].called
 
 
 def test_an_old_controller_answer_is_asked_again(loader, monkeypatch):
