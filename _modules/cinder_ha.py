@@ -124,10 +124,24 @@ def controller(pillar=None):
         salt '*' cinder_ha.controller
     """
     raw = _pillar(pillar) or {}
-    key = _digest(raw)
-    cache = __context__.setdefault("cinder_ha.controller", {})
-    if key is not None and key in cache and time.monotonic() - cache[key][0] < CONTROLLER_TTL:
-        return dict(cache[key][1])
+    return _per_run("cinder_ha.controller", _digest(raw), lambda: _choose_controller(raw))
+
+
+def _per_run(name, key, compute):
+    """``compute()``, kept in ``__context__`` under ``name`` and ``key`` (None: not kept) for at
+    most ``CONTROLLER_TTL`` seconds: every SLS of a run reads the same answer, and a minion that
+    keeps ``__context__`` between jobs asks again later. Callers get their own copy."""
+    cache = __context__.setdefault(name, {})
+    kept = cache.get(key) if key is not None else None
+    if kept and time.monotonic() - kept[0] < CONTROLLER_TTL:
+        return copy.deepcopy(kept[1])
+    answer = compute()
+    if key is not None:
+        cache[key] = (time.monotonic(), copy.deepcopy(answer))
+    return answer
+
+
+def _choose_controller(raw):
     named = raw.get("controller") if isinstance(raw, dict) else None
     minion = __opts__.get("id")
     # map.jinja asks while the formula renders: the states reuse these reads (crm.role)
@@ -145,8 +159,6 @@ def controller(pillar=None):
                              "applies the cluster objects and the catalog in this run; apply again")
     else:
         answer.update(is_controller=role["is_dc"], reason=f"{role['dc']} is the DC")
-    if key is not None:
-        cache[key] = (time.monotonic(), dict(answer))
     return answer
 
 
@@ -197,11 +209,12 @@ def formula_map(tplroot="cinder_ha", saltenv=None):
 
         salt '*' cinder_ha.formula_map
     """
-    raw = _pillar()
-    key = (_digest(raw), tplroot, saltenv)
-    cache = __context__.setdefault("cinder_ha.formula_map", {})
-    if key[0] is not None and key in cache and time.monotonic() - cache[key][0] < CONTROLLER_TTL:
-        return copy.deepcopy(cache[key][1])
+    digest = _digest(_pillar())
+    return _per_run("cinder_ha.formula_map", None if digest is None else (digest, tplroot, saltenv),
+                    lambda: _formula_map(tplroot, saltenv))
+
+
+def _formula_map(tplroot, saltenv):
     check = validate()
     answer = {"check": check, "cinder_ha": {},
               "role": {"is_controller": False, "cluster_running": False, "reason": "the pillar is invalid"}}
@@ -209,8 +222,6 @@ def formula_map(tplroot="cinder_ha", saltenv=None):
         minion_conf = __salt__["config.get"]("conf_file") or "/etc/salt/minion"
         answer["cinder_ha"] = formula.map_data(parameters(tplroot=tplroot, saltenv=saltenv), settings(), minion_conf)
         answer["role"] = controller()
-    if key[0] is not None:
-        cache[key] = (time.monotonic(), copy.deepcopy(answer))
     return answer
 
 

@@ -337,7 +337,9 @@ def service_ensure(service_type, name, description=None, enabled=True, auth=None
     wanted = {"enabled": bool(enabled)}
     if description is not None:
         wanted["description"] = description
-    if (not found or any(found[0].get(k) != v for k, v in wanted.items())) and _reread_before_write(auth):
+    current = found[0] if found else {}
+    patch = {k: v for k, v in wanted.items() if current.get(k) != v}  # all of it when there is no service
+    if patch and _reread_before_write(auth):
         return service_ensure(service_type, name, description=description, enabled=enabled, auth=auth, test=test)
     if not found:
         if test:
@@ -348,8 +350,6 @@ def service_ensure(service_type, name, description=None, enabled=True, auth=None
         kept = _one_copy_after_create(auth, service_type, name)
         return {"service": _public(kept), "action": "created",
                 "changes": {"id": kept["id"], "type": service_type, "name": name, **wanted}}
-    current = found[0]
-    patch = {k: v for k, v in wanted.items() if current.get(k) != v}
     if not patch:
         return {"service": _public(current), "action": None, "changes": {}}
     changes = {k: {"old": current.get(k), "new": v} for k, v in patch.items()}

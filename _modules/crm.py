@@ -28,6 +28,7 @@ import copy
 import errno
 import fcntl
 import glob
+import json
 import logging
 import os
 import random
@@ -96,26 +97,30 @@ def _run(args, stdin=None, timeout=60):
     return proc
 
 
+def _start(args):
+    """Start one read-only cluster tool without waiting for it (argument list, no shell), counted."""
+    _count(args)
+    return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=_env())
+
+
+def _finish(args, proc, timeout):
+    """Wait for a tool ``_start`` started: its CompletedProcess (rc 124 when it timed out, killed)."""
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        return subprocess.CompletedProcess(args, 124, "", f"{args[0]} timed out after {timeout} s")
+    return subprocess.CompletedProcess(args, proc.returncode, cib.strip_ansi(stdout), cib.strip_ansi(stderr))
+
+
 def _run_together(commands, timeout=30):
     """Run read-only cluster tools at the same time (argument lists, no shell): the wait is the
     slowest one's, not their sum. Returns their CompletedProcess in the same order."""
     deadline = time.monotonic() + timeout
-    started = []
-    for args in commands:
-        _count(args)
-        started.append(subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, text=True, env=_env()))
-    done = []
-    for args, proc in zip(commands, started):
-        try:
-            stdout, stderr = proc.communicate(timeout=max(deadline - time.monotonic(), 0.1))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
-            done.append(subprocess.CompletedProcess(args, 124, "", f"{args[0]} timed out after {timeout} s"))
-            continue
-        done.append(subprocess.CompletedProcess(args, proc.returncode, cib.strip_ansi(stdout), cib.strip_ansi(stderr)))
-    return done
+    started = [_start(args) for args in commands]
+    return [_finish(args, proc, max(deadline - time.monotonic(), 0.1)) for args, proc in zip(commands, started)]
 
 
 def _fail(message):
@@ -223,6 +228,11 @@ def _read_private(path):
             return None
 
 
+def _private_folder(path):
+    """A real directory (not a link) of mode 0700: a secret folder this module may trust."""
+    return os.path.isdir(path) and not os.path.islink(path) and stat.S_IMODE(os.stat(path).st_mode) == 0o700
+
+
 def _secret_signs(objects, secrets_dir):
     """{(rsc, param): md5 the node holds}, None where the value and .sign disagree or are missing."""
     signs = {}
@@ -230,8 +240,7 @@ def _secret_signs(objects, secrets_dir):
         if obj["tag"] != "primitive" or obj.get("secret_mode") != "lrm":
             continue
         folder = os.path.join(_secrets_dir(secrets_dir), obj["id"])
-        folder_ok = os.path.isdir(folder) and not os.path.islink(folder) \
-            and stat.S_IMODE(os.stat(folder).st_mode) == 0o700
+        folder_ok = _private_folder(folder)
         for name in obj["secret_params"]:
             value = _read_private(os.path.join(folder, name)) if folder_ok else None
             sign = _read_private(os.path.join(folder, name) + ".sign") if value is not None else None
@@ -395,8 +404,6 @@ DIGEST_MEMO = ".cinder_ha_digest"
 
 def _secrets_digest(rsc, secrets, secrets_dir=None):
     """``cib.secrets_digest``, remembered in the resource's secret folder (see DIGEST_MEMO)."""
-    import json
-
     folder = os.path.join(_secrets_dir(secrets_dir), rsc)
     key = cib.digest_memo_key(rsc, secrets)
     try:
@@ -409,7 +416,7 @@ def _secrets_digest(rsc, secrets, secrets_dir=None):
     # kept for the run too: a secret folder written later in it (_write_secret_folder) files it
     __context__["crm.digests"] = {**__context__.get("crm.digests", {}), key: digest}
     try:
-        if os.path.isdir(folder) and not os.path.islink(folder) and stat.S_IMODE(os.stat(folder).st_mode) == 0o700:
+        if _private_folder(folder):
             _write_digest_memo(folder, key, digest)
     except OSError as exc:  # a memo is an optimisation: the digest is right without it
         log.debug("crm: digest memo of %s not written: %s", rsc, exc)
@@ -417,8 +424,6 @@ def _secrets_digest(rsc, secrets, secrets_dir=None):
 
 
 def _write_digest_memo(folder, key, digest):
-    import json
-
     path = os.path.join(folder, DIGEST_MEMO)
     if os.path.lexists(path + ".new"):  # left by a run killed mid-write
         os.unlink(path + ".new")
@@ -885,10 +890,7 @@ def role(for_state_run=False):
 
 def _start_early_status():
     _drop_early_status()
-    _count(CRM_MON)
-    proc = subprocess.Popen(CRM_MON, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=_env())
-    __context__[_early_status_key()] = (time.monotonic(), proc)
+    __context__[_early_status_key()] = (time.monotonic(), _start(CRM_MON))
 
 
 def _early_status_key():
@@ -908,16 +910,10 @@ def _take_early_status():
     if not kept:
         return None
     started, proc = kept
-    try:
-        stdout, stderr = proc.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        return None
-    if time.monotonic() - started > RUN_REUSE:
-        return None
-    return _keep_status(subprocess.CompletedProcess(CRM_MON, proc.returncode, cib.strip_ansi(stdout),
-                                                    cib.strip_ansi(stderr)))
+    done = _finish(CRM_MON, proc, 30)
+    if done.returncode == 124 or time.monotonic() - started > RUN_REUSE:
+        return None  # timed out, or too old: the caller reads afresh
+    return _keep_status(done)
 
 
 def _resource_call(args, what, timeout=60):

@@ -1213,10 +1213,10 @@ def current_dc(text):
     crm_mon's ``current_dc`` comes from the same attribute."""
     root = ET.fromstring(text)
     dc_id = root.get("dc-uuid")
-    for node in root.iterfind("configuration/nodes/node"):
-        if dc_id and node.get("id") == dc_id:
-            return node.get("uname")
-    return None
+    if not dc_id:
+        return None
+    return next((node.get("uname") for node in root.iterfind("configuration/nodes/node") if node.get("id") == dc_id),
+                None)
 
 
 def crm_mon_status(text):
