@@ -52,7 +52,7 @@ def _digest(raw):
 
 def _normalized(raw):
     """``pillar_rules.normalize(raw)``, computed once per run (``__context__``) for each pillar
-    content: every SLS of a run that imports map.jinja reads the same answer."""
+    content: every SLS of a run reads the same answer."""
     key = _digest(raw)
     if key is None:
         return pillar_rules.normalize(raw)
@@ -144,7 +144,7 @@ def _per_run(name, key, compute):
 def _choose_controller(raw):
     named = raw.get("controller") if isinstance(raw, dict) else None
     minion = __opts__.get("id")
-    # map.jinja asks while the formula renders: the states reuse these reads (crm.role)
+    # asked while the formula renders: the states reuse these reads (crm.role)
     role = __salt__["crm.role"](for_state_run=True) if "crm.role" in __salt__ else {
         "running": False, "node": None, "dc": None, "is_dc": False, "error": "the crm module is not loaded"}
     answer = {"cluster_running": role["running"], "dc": role["dc"], "node": role["node"]}
@@ -172,7 +172,7 @@ def _formula_file(path, tplroot, saltenv=None):
 
 def parameters(pillar=None, tplroot="cinder_ha", saltenv=None):
     """
-    The formula's parameters as map.jinja merges them: ``parameters/defaults.yaml``, then
+    The formula's parameters as ``cinder_ha.formula_map`` merges them: ``parameters/defaults.yaml``, then
     ``parameters/os_family/<os_family>.yaml`` if there is one, then pillar
     ``cinder_ha:lookup``. Read from the file server (the formula's state tree, ``saltenv``:
     default ``base``).
@@ -193,14 +193,18 @@ def parameters(pillar=None, tplroot="cinder_ha", saltenv=None):
 
 def formula_map(tplroot="cinder_ha", saltenv=None):
     """
-    What map.jinja hands every SLS of the formula: ``{"check", "cinder_ha", "role"}``.
+    The formula's data, what every SLS of it reads first: ``{"check", "cinder_ha", "role"}``.
+    This is template-formula's map.jinja merge, done in Python (no SLS imports a map.jinja:
+    Salt would fetch and compile it again for every SLS), later layers winning:
+    ``parameters/defaults.yaml`` (every default and path), ``parameters/os_family/<os_family>.yaml``
+    (only what an OS family changes), pillar ``cinder_ha:lookup`` (the operator's overrides).
 
     ``check`` is ``cinder_ha.validate`` (no values). ``cinder_ha`` is filled only when the
     pillar is valid: ``cinder_ha.parameters`` (defaults.yaml, OS family file, lookup), the
     masked ``cinder_ha.settings`` over them, and the derived ``catalog_services`` and
     ``engine_conf_path`` (``cinder_ha_lib.formula.map_data``). ``role`` is
     ``cinder_ha.controller``. Computed once per run (``__context__``, keyed on the pillar's
-    content, at most ``CONTROLLER_TTL`` seconds old): each SLS that imports map.jinja reads the
+    content, at most ``CONTROLLER_TTL`` seconds old): each SLS of the run reads the
     same answer without reading the file server or the cluster again. Holds no secret.
 
     CLI Example:
@@ -233,7 +237,7 @@ def cluster_objects(params=None, pillar=None):
     never by value, so the list may be shown, cached and rendered into an SLS.
 
     params
-        The formula parameters (map.jinja passes its own; default: ``cinder_ha.parameters``).
+        The formula parameters (cluster.sls passes the formula map's own; default: ``cinder_ha.parameters``).
 
     CLI Example:
 

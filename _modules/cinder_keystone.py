@@ -127,17 +127,18 @@ def request_count():
     return dict(__context__.get("cinder_keystone.requests", {}))
 
 
-def _state(auth):
+def _state(auth, adopt=True):
     """Per-run state in ``__context__``, keyed by the credentials: the session (its token), the
     cached listings (``endpoints`` by (service id, region or None for every region)) and
-    ``wrote``: whether this run changed the catalog since the session's token was issued."""
+    ``wrote``: whether this run changed the catalog since the session's token was issued.
+    ``adopt``: wait for the early read, if one is on its way, and keep its listings."""
     key = hashlib.sha256(json.dumps(auth, sort_keys=True, default=str).encode()).hexdigest()
     runs = __context__.setdefault(_CTX, {})
     now = time.monotonic()
     if key not in runs or now - runs[key]["born"] > RUN_LIFETIME:
         runs[key] = {"session": _new_session(auth), "services": None, "endpoints": {}, "born": now,
                      "wrote": False, "early": None}
-    if isinstance(runs[key].get("early"), tuple):
+    if adopt and isinstance(runs[key].get("early"), tuple):
         _adopt_early_read(runs[key])
     return runs[key]
 
@@ -165,7 +166,7 @@ def prefetch(services, region=None, auth=None):
         auth = _auth(auth)
     except CommandExecutionError:
         return False  # the catalog states say what is missing
-    state = _state(auth)
+    state = _state(auth, adopt=False)  # a second call (catalog.sls after init.sls) must not wait
     if state["services"] is not None or state["early"] is not None:
         return False
     region = region or auth["region"]

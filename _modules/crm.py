@@ -52,7 +52,7 @@ TOOLS = ("cibadmin", "crm_resource", "crm_mon", "crm_verify", "crm_simulate", "c
 CONFLICT_MARKERS = ("older than existing", "application of an update diff failed", "diff_resync")
 PATCH_CONFLICT_RCS = (103, 205, 206)
 # How old a crm_mon snapshot or node name may be when a state run reuses it (``reuse=True``):
-# it was taken earlier in the same run (map.jinja's crm.role), and a change made through this
+# it was taken earlier in the same run (crm.role while the formula renders), and a change made through this
 # module drops it at once.
 RUN_REUSE = 10
 CIB_QUERY = ["cibadmin", "--query"]
@@ -861,7 +861,7 @@ def role(for_state_run=False):
     Pacemaker does not answer on this node; ``dc`` is None during an election. Reads
     ``crm_node --name`` and the CIB (its ``dc-uuid``) at the same time, afresh.
 
-    ``for_state_run`` (map.jinja, while the formula renders): the run's states reuse what this
+    ``for_state_run`` (cinder_ha.controller, while the formula renders): the run's states reuse what this
     read (``reuse``, see ``crm.status``): the CIB is kept for the first CIB state
     (``crm.configured``...) and ``crm_mon`` starts in the background for the first status
     read, each taken at most ``RUN_REUSE`` seconds later and only if no change went through

@@ -78,7 +78,7 @@ def restarted_through_cluster(name, config="/etc/cinder/cinder.conf", pid_file=N
     """
     ret = {"name": name, "result": True, "changes": {}, "comment": ""}
     pid_file = pid_file or f"/run/resource-agents/{name}.pid"
-    # In a state run, the cluster as this run already read it (map.jinja's crm.role): no second
+    # In a state run, the cluster as this run already read it (crm.role while the formula rendered): no second
     # crm_mon for a no-op. A change made through the crm module since then drops that read.
     reuse = bool(globals().get("__instance_id__"))
     here = __salt__["crm.node_name"](reuse=reuse)

@@ -5,7 +5,7 @@
 
 Runs masterless and in-process (salt.client.Caller) with the sandbox's pillar and the
 project's state tree (pip mode: the modules come from PYTHONPATH), so it can count what one
-run costs: wall time, the part of it spent rendering the SLS files (map.jinja included) and
+run costs: wall time, the part of it spent rendering the SLS files and
 running the states, subprocesses started (subprocess.Popen) and HTTP requests sent
 (http.client), with the time spent waiting on each. The empty SLS and cinder_ha rounds
 alternate, so both see the same machine load. Needs the sandbox up (`sandbox/sandbox.py

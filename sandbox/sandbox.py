@@ -104,7 +104,9 @@ def pids_named(name):
         if entry.isdigit():
             try:
                 with open(f"/proc/{entry}/comm") as f:
-                    if f.read().strip() == name and os.readlink(f"/proc/{entry}/ns/pid") == here:
+                    # a zombie (a daemon just stopped, not yet reaped) is not running
+                    if f.read().strip() == name and os.readlink(f"/proc/{entry}/ns/pid") == here \
+                            and pid_alive(int(entry)):
                         found.append(int(entry))
             except OSError:
                 pass

@@ -22,8 +22,8 @@ secret parameter is copied into the result); ``parameters`` are the formula's pa
 ``object_ids(settings, parameters)`` lists every id the formula may have created, what
 ``cinder_ha.clean`` removes (the secret rules included, whatever the secret mode).
 
-``map_data(parameters, settings, minion_conf)`` is what map.jinja hands every SLS as
-``cinder_ha``: the parameters, the settings over them, and the values derived from both.
+``map_data(parameters, settings, minion_conf)`` is what ``cinder_ha.formula_map`` hands every
+SLS as ``cinder_ha``: the parameters, the settings over them, and the values derived from both.
 """
 import posixpath
 
@@ -188,7 +188,7 @@ def catalog_services(settings):
 
 
 def map_data(parameters, settings, minion_conf):
-    """map.jinja's ``cinder_ha``, later layers winning (template-formula's layering): the
+    """The formula map's ``cinder_ha``, later layers winning (template-formula's layering): the
     formula's parameters (defaults.yaml, the OS family's file, ``cinder_ha:lookup``), then the
     normalized pillar, then what is derived from them: ``catalog_services`` and
     ``engine_conf_path`` (the engine's minion config, in minion.d beside ``minion_conf``, this

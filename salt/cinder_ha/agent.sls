@@ -5,7 +5,8 @@
     cinder_ha:agent:source_hash (checked by cinder_ha.validate). Mode 0755 is the guide's
     `chmod a+rx`. Removed by cinder_ha.clean. #}
 {%- set tplroot = tpldir.split("/")[0] %}
-{%- from tplroot ~ "/map.jinja" import check, cinder_ha with context %}
+{%- set formula = salt["cinder_ha.formula_map"](tplroot, saltenv) %}
+{%- set check, cinder_ha = formula.check, formula.cinder_ha %}
 include:
   - {{ tplroot }}.validate
 {%- if check.valid %}

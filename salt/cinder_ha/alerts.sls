@@ -6,7 +6,8 @@
             to <alert_spool>
     Removed by cinder_ha.clean. -#}
 {%- set tplroot = tpldir.split("/")[0] %}
-{%- from tplroot ~ "/map.jinja" import check, cinder_ha with context %}
+{%- set formula = salt["cinder_ha.formula_map"](tplroot, saltenv) %}
+{%- set check, cinder_ha = formula.check, formula.cinder_ha %}
 include:
   - {{ tplroot }}.validate
 {%- if check.valid %}

@@ -4,7 +4,8 @@
     must reach the real cinder-api. Only the controller changes the catalog.
     cinder_ha.clean removes these only with pillar cinder_ha:clean:catalog: true. #}
 {%- set tplroot = tpldir.split("/")[0] %}
-{%- from tplroot ~ "/map.jinja" import check, cinder_ha, is_controller with context %}
+{%- set formula = salt["cinder_ha.formula_map"](tplroot, saltenv) %}
+{%- set check, cinder_ha, is_controller = formula.check, formula.cinder_ha, formula.role.is_controller %}
 include:
   - {{ tplroot }}.validate
 {%- if check.valid %}

@@ -12,7 +12,8 @@
     values it replaced are not restored. The pillar is validated first: on bad input nothing
     changes. test=True lists everything a real run removes; a second run changes nothing. #}
 {%- set tplroot = tpldir.split("/")[0] %}
-{%- from tplroot ~ "/map.jinja" import check with context %}
+{%- set formula = salt["cinder_ha.formula_map"](tplroot, saltenv) %}
+{%- set check, cinder_ha = formula.check, formula.cinder_ha %}
 include:
   - {{ tplroot }}.validate
 {%- if check.valid %}

@@ -8,7 +8,8 @@
     secret file is a hard "Unable to load CIB secrets" error that bans the resource from the
     node until a cleanup). Removed by cinder_ha.clean. #}
 {%- set tplroot = tpldir.split("/")[0] %}
-{%- from tplroot ~ "/map.jinja" import check, cinder_ha, role, is_controller with context %}
+{%- set formula = salt["cinder_ha.formula_map"](tplroot, saltenv) %}
+{%- set check, cinder_ha, role, is_controller = formula.check, formula.cinder_ha, formula.role, formula.role.is_controller %}
 {%- if not check.valid %}
 {#- nothing but the validation state, which lists every problem #}
 include:

@@ -7,7 +7,8 @@
     run restarts nothing, and a restart that failed earlier is retried.
     cinder_ha.clean leaves cinder.conf in place (cinder needs it without the cluster too). #}
 {%- set tplroot = tpldir.split("/")[0] %}
-{%- from tplroot ~ "/map.jinja" import check, cinder_ha with context %}
+{%- set formula = salt["cinder_ha.formula_map"](tplroot, saltenv) %}
+{%- set check, cinder_ha = formula.check, formula.cinder_ha %}
 include:
   - {{ tplroot }}.validate
 {%- if check.valid %}

@@ -7,10 +7,12 @@
       alerts    the Pacemaker alert agent and its spool (the reactor path)
       cluster   p_cinder-api + VIP, kept together, one CIB transaction (step 2)
       catalog   Block Storage endpoints in Keystone on the VIPs (step 4), then probed
-    cluster and catalog change shared state: only the controller (see map.jinja) applies them.
+    cluster and catalog change shared state: only the controller (cinder_ha.controller: the
+    minion named by pillar cinder_ha:controller, else the Pacemaker DC) applies them.
     salt '*' state.apply cinder_ha.clean removes what this built (see clean.sls). #}
 {%- set tplroot = tpldir.split("/")[0] %}
-{%- from tplroot ~ "/map.jinja" import check, cinder_ha, is_controller with context %}
+{%- set formula = salt["cinder_ha.formula_map"](tplroot, saltenv) %}
+{%- set check, cinder_ha, is_controller = formula.check, formula.cinder_ha, formula.role.is_controller %}
 {%- if check.valid and is_controller and "cinder_keystone.prefetch" in salt %}
 {#- The catalog part's Keystone reads start now, while the rest renders and applies
     (cinder_keystone.prefetch; catalog.sls asks too, for a run of that part alone). #}

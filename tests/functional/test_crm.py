@@ -355,7 +355,7 @@ crm restart check:
 
 
 def test_a_state_run_reads_the_cluster_once_and_again_only_after_its_own_change(loaders, offline, monkeypatch):
-    """What map.jinja (crm.role at render) and the formula's crm states cost in one run: one
+    """What the formula's render (crm.role, read ahead) and the formula's crm states cost in one run: one
     crm_node, one crm_mon, one cibadmin --query for a no-op; a run that commits re-reads."""
     calls = tool_calls(monkeypatch)
     text = RUN_SLS.replace("OBJECTS", json.dumps(guide_objects()))

@@ -162,6 +162,8 @@ def test_the_early_read_is_the_noop_runs_reads_and_nothing_more(loaders, ks, reg
     with count_requests() as seen, probe_server() as hits:
         assert module.prefetch(names, region, auth=auth) is True
         assert module.prefetch(names, region, auth=auth) is False  # catalog.sls asks again: one read
+        # ... without waiting for it: the read stays the background's until a state needs it
+        assert all(isinstance(run["early"], tuple) for run in loaders.context["cinder_keystone"].values())
         for stype, name in names.items():
             assert module.service_ensure(stype, name, description="OpenStack Block Storage", auth=auth)["action"] is None
             assert module.plan(stype, urls(), region=region, service_name=name, auth=auth)["actions"] == []

@@ -199,7 +199,7 @@ def test_two_minions_applying_at_once_leave_one_copy(applied, tmp_path):
 
 def test_a_noop_run_reads_the_cib_once_and_runs_crm_mon_once(applied, tmp_path):
     """What the formula does in one run on the controller, against the live cluster: crm.role at
-    render (map.jinja), crm.configured, cinder_ha.restarted_through_cluster; no-op here."""
+    render (cinder_ha.controller), crm.configured, cinder_ha.restarted_through_cluster; no-op here."""
     reads = ("{%- set role = salt['crm.role'](for_state_run=True) %}\n" + sls_text() + """
 crm restart check:
   cinder_ha.restarted_through_cluster:

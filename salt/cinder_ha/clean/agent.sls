@@ -2,7 +2,8 @@
     gone from the CIB and stopped on this node (clean.cluster: a stop runs the agent). Its
     folder stays (other agents of the provider may live there). #}
 {%- set tplroot = tpldir.split("/")[0] %}
-{%- from tplroot ~ "/map.jinja" import check, cinder_ha with context %}
+{%- set formula = salt["cinder_ha.formula_map"](tplroot, saltenv) %}
+{%- set check, cinder_ha = formula.check, formula.cinder_ha %}
 include:
   - {{ tplroot }}.validate
 {%- if check.valid %}

@@ -1,7 +1,8 @@
 {#- The Pacemaker alert agent and its spool of cinder_ha.alerts, once the CIB alert that calls
     the agent is gone (clean.cluster). #}
 {%- set tplroot = tpldir.split("/")[0] %}
-{%- from tplroot ~ "/map.jinja" import check, cinder_ha with context %}
+{%- set formula = salt["cinder_ha.formula_map"](tplroot, saltenv) %}
+{%- set check, cinder_ha = formula.check, formula.cinder_ha %}
 include:
   - {{ tplroot }}.validate
 {%- if check.valid %}

@@ -2,7 +2,8 @@
     only with pillar cinder_ha:clean:catalog: true, and only on the controller. A service that
     still has endpoints in another region is kept (only its endpoints here go). #}
 {%- set tplroot = tpldir.split("/")[0] %}
-{%- from tplroot ~ "/map.jinja" import check, cinder_ha, is_controller with context %}
+{%- set formula = salt["cinder_ha.formula_map"](tplroot, saltenv) %}
+{%- set check, cinder_ha, is_controller = formula.check, formula.cinder_ha, formula.role.is_controller %}
 include:
   - {{ tplroot }}.validate
 {%- if check.valid and is_controller %}

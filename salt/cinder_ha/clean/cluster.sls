@@ -6,7 +6,8 @@
     settle_timeout. Like cinder_ha.cluster, a node where Pacemaker is not running fails
     visibly and keeps its files. #}
 {%- set tplroot = tpldir.split("/")[0] %}
-{%- from tplroot ~ "/map.jinja" import check, cinder_ha, role, is_controller with context %}
+{%- set formula = salt["cinder_ha.formula_map"](tplroot, saltenv) %}
+{%- set check, cinder_ha, role, is_controller = formula.check, formula.cinder_ha, formula.role, formula.role.is_controller %}
 include:
   - {{ tplroot }}.validate
 {%- if check.valid %}

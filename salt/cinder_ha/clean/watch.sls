@@ -1,7 +1,8 @@
 {#- The cinder_ha_watch engine's minion config written by cinder_ha.watch. A running engine
     stops with the next minion restart. #}
 {%- set tplroot = tpldir.split("/")[0] %}
-{%- from tplroot ~ "/map.jinja" import check, cinder_ha with context %}
+{%- set formula = salt["cinder_ha.formula_map"](tplroot, saltenv) %}
+{%- set check, cinder_ha = formula.check, formula.cinder_ha %}
 include:
   - {{ tplroot }}.validate
 {%- if check.valid %}

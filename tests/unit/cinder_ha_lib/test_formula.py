@@ -180,7 +180,7 @@ def test_validation_and_settings_are_computed_once_per_pillar(monkeypatch):
     calls = []
     normalize = pillar.normalize
     monkeypatch.setattr(cinder_ha.pillar_rules, "normalize", lambda raw: calls.append(raw) or normalize(raw))
-    for _ in range(3):  # as every SLS that imports map.jinja does
+    for _ in range(3):  # as every SLS of a run does
         assert cinder_ha.validate()["valid"] is True
         cinder_ha.settings()
     assert len(calls) == 1
@@ -254,7 +254,7 @@ def test_formula_map_is_what_every_sls_reads_once_per_run(file_server):
     assert first["cinder_ha"]["settle_timeout"] == parameters()["settle_timeout"]
     assert PASSWORD not in json.dumps(first)
     first["cinder_ha"]["vip"]["address"] = "changed"  # a caller's edit does not reach the next SLS
-    for _ in range(5):  # as the other SLS files importing map.jinja do
+    for _ in range(5):  # as the other SLS files of the run do
         assert cinder_ha.formula_map() == dict(first, cinder_ha=dict(first["cinder_ha"], vip=cinder_ha.settings()["vip"]))
     assert file_server["cp.get_file_str"].call_count == 1 and file_server["crm.role"].call_count == 1
     file_server["crm.role"].assert_called_once_with(for_state_run=True)
