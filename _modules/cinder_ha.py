@@ -421,8 +421,8 @@ def set_loopback_vip(address, present=True, clone_id=None, primitive_id=None, vi
     it off waits up to ``wait`` seconds for the clone ``clone_id`` to leave the CIB and then,
     with ``primitive_id`` and ``vip_id``, for the cluster to stop this node's instance unless
     the VIP is here: no instance still running loses the address it listens on (its monitor
-    would fail). Commands get argument lists, the sysctls are written as files: nothing goes
-    through a shell.
+    would fail). Past ``wait`` the address stays and this raises. Commands get argument
+    lists, the sysctls are written as files: nothing goes through a shell.
 
     CLI Example:
 
@@ -443,22 +443,27 @@ def set_loopback_vip(address, present=True, clone_id=None, primitive_id=None, vi
                 raise _error(f"ip addr add {_prefix(address)} dev lo failed: {done.stderr.strip()[-300:]}")
     elif before["on_loopback"]:
         if clone_id:
+            # Past the wait the address stays: an instance still running here listens on it,
+            # and its monitor would fail (the controller's removal failed, or is slow).
             deadline = time.monotonic() + float(wait)
-            while time.monotonic() < deadline:
-                query = subprocess.run(["cibadmin", "--query", "--xpath", f"//clone[@id='{clone_id}']"],
-                                       capture_output=True, text=True, timeout=30, check=False)
-                if query.returncode != 0:  # no such clone (any more)
-                    break
+            while subprocess.run(["cibadmin", "--query", "--xpath", f"//clone[@id='{clone_id}']"],
+                                 capture_output=True, text=True, timeout=30, check=False).returncode == 0:
+                if time.monotonic() >= deadline:
+                    raise _error(f"{address} stays on lo: the clone {clone_id} is still in the CIB after {wait} s "
+                                 "(the controller removes it in the same run); apply again once it is gone")
                 time.sleep(1)
             if primitive_id and vip_id:
                 here = __salt__["crm.node_name"]()
-                while time.monotonic() < deadline:
+                while True:
                     resources = __salt__["crm.status"]()["resources"]  # one crm_mon for both
                     api, vip = resources.get(primitive_id), resources.get(vip_id)
                     if api is None or vip is None:  # resource gone: nothing runs here
                         break
                     if not (api["active"] and here in api["nodes"]) or (vip["active"] and here in vip["nodes"]):
                         break
+                    if time.monotonic() >= deadline:
+                        raise _error(f"{address} stays on lo: {primitive_id} still runs on this node after {wait} s "
+                                     "without the VIP; apply again once the cluster has stopped it")
                     time.sleep(1)
         done = _ip(["addr", "del", _prefix(address), "dev", "lo"])
         if done.returncode != 0:

@@ -1249,6 +1249,9 @@ def purge(object_ids, test=False, cache_token=None, retries=6, timeout="120s"):
             gone.update(cib.references(parsed, oid))
         steps = [{"id": oid, "tag": cib.find_object(parsed, oid)["tag"], "action": "delete",
                   "changes": {"removed": True}} for oid in sorted(gone)]
+        for step in steps:
+            if step["tag"] == "clone":  # its instances, orphans now, are "active on N nodes": all stop
+                step["unwraps"] = parsed["objects"][("clone", step["id"])]["resource"]
         root = cib.remove_objects(parsed["root"], present)
         alerts = root.find("configuration/alerts")
         for alert in list(alerts if alerts is not None else []):

@@ -744,14 +744,15 @@ def expected_verify_errors(steps, errors, warnings):
     """(errors, warnings) with what a planned unwrap causes on purpose moved to the warnings:
     the instances of a clone that becomes one primitive again are, for a moment, "active on N
     nodes" (Pacemaker then stops all but one; with multiple-active=stop_unexpected it keeps the
-    one it places and stops only the others)."""
+    one it places and stops only the others). A clone removed with its primitive (``crm.purge``)
+    is the same message for orphans, which Pacemaker stops everywhere."""
     unwrapped = [step["unwraps"] for step in steps if step.get("unwraps")]
     if not unwrapped:
         return errors, warnings
     pattern = re.compile(r"resource (%s) might be active on \d+ nodes" % "|".join(map(re.escape, unwrapped)))
     expected = [e for e in errors if pattern.search(e)]
     return ([e for e in errors if e not in expected],
-            warnings + [f"{e} (expected: its clone is unwrapped in this change)" for e in expected])
+            warnings + [f"{e} (expected: its clone is unwrapped or removed in this change)" for e in expected])
 
 
 def clone_of(parsed, resource_id):

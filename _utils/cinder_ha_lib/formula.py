@@ -25,6 +25,7 @@ secret parameter is copied into the result); ``parameters`` are the formula's pa
 ``map_data(parameters, settings, minion_conf)`` is what ``cinder_ha.formula_map`` hands every
 SLS as ``cinder_ha``: the parameters, the settings over them, and the values derived from both.
 """
+import ipaddress
 import posixpath
 
 # The cinder-api agent parameters the pillar may set (agent:<name>), in the agent's order.
@@ -190,11 +191,17 @@ def catalog_services(settings):
 def map_data(parameters, settings, minion_conf):
     """The formula map's ``cinder_ha``, later layers winning (template-formula's layering): the
     formula's parameters (defaults.yaml, the OS family's file, ``cinder_ha:lookup``), then the
-    normalized pillar, then what is derived from them: ``catalog_services`` and
+    normalized pillar, then what is derived from them: ``catalog_services``,
     ``engine_conf_path`` (the engine's minion config, in minion.d beside ``minion_conf``, this
-    minion's own config file)."""
+    minion's own config file), ``clone_id`` (the clone cluster:mode cloned uses, named or
+    ``cl_<primitive_id>``: also what a switch back to active_passive removes) and
+    ``vip_is_loopback`` (a loopback VIP, or one on ``lo``, as in the one-machine sandbox:
+    IPaddr2 alone handles it and the cloned mode's loopback setup does not apply)."""
     data = dict(parameters)
     data.update(settings)
     data["catalog_services"] = catalog_services(settings)
     data["engine_conf_path"] = posixpath.join(posixpath.dirname(minion_conf), "minion.d", parameters["engine_conf"])
+    cluster, vip = settings["cluster"], settings["vip"]
+    data["clone_id"] = cluster.get("clone_id") or f"cl_{cluster['primitive_id']}"
+    data["vip_is_loopback"] = vip.get("nic") == "lo" or ipaddress.ip_address(vip["address"]).is_loopback
     return data

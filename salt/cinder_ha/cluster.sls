@@ -54,8 +54,7 @@ include:
 {%- endif %}
 
 {#- (a VIP on the loopback already, as in the one-machine sandbox, is left to IPaddr2) #}
-{%- set vip_is_loopback = cinder_ha.vip.nic == "lo" or cinder_ha.vip.address.startswith("127.") %}
-{%- if vip_is_loopback %}
+{%- if cinder_ha.vip_is_loopback %}
 {%- elif cluster.mode == "cloned" %}
 
 {#- cluster:mode cloned: every node keeps the VIP on its loopback, never announced in ARP
@@ -79,7 +78,7 @@ include:
   cinder_ha.loopback_vip:
     - name: {{ cinder_ha.vip.address | json }}
     - present: false
-    - clone_id: {{ (cluster.clone_id or ('cl_' ~ cluster.primitive_id)) | json }}
+    - clone_id: {{ cinder_ha.clone_id | json }}
     - primitive_id: {{ cluster.primitive_id | json }}
     - vip_id: {{ cluster.vip_id | json }}
     - require:

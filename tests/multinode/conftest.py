@@ -86,11 +86,11 @@ class FormulaCluster:
 
     # ------------------------------------------------------------ salt
 
-    def apply(self, *targets):
-        """state.apply cinder_ha on `targets` (default '*'); {minion: {state id: ret}}; every
-        state must succeed."""
+    def apply(self, *targets, sls="cinder_ha"):
+        """state.apply `sls` (cinder_ha) on `targets` (default '*'); {minion: {state id: ret}};
+        every state must succeed."""
         flags = ["-L"] if targets else []
-        ret = self.cli.run(*flags, "--static", "state.apply", "cinder_ha", minion_tgt=",".join(targets) or "*",
+        ret = self.cli.run(*flags, "--static", "state.apply", sls, minion_tgt=",".join(targets) or "*",
                            _timeout=900)
         data = by_minion(ret, targets)
         for minion, states in data.items():

@@ -5,7 +5,9 @@ Runs after test_build.py (file order) on the same session cluster: the pillar sw
 cloned mode (one CIB transaction, the VIP polled every 100 ms from the root namespace: no
 failed poll), a config change applied with state.apply restarts the instances one at a time
 (no failed poll), then each fault: the API answers again on the VIP and what was written
-before reads back. The last test switches back to active_passive (no failed poll either) and
+before reads back. Then cinder_ha.clean takes the VIP off every loopback with the rest and the
+formula builds the cloned cluster again. The last test switches back to active_passive (no
+failed poll either) and
 the module's fixture makes sure of it whatever happened, so test_failover.py finds the guide's
 mode. A second apply after each switch changes nothing.
 """
@@ -213,6 +215,29 @@ def test_a_fault_on_the_vips_node_moves_only_the_vip(cloned, kind):
         # the failed instance is banned at once (migration-threshold 1): the VIP goes to a warm
         # instance, no local restart first; detection is the 5 s monitor
         assert outage is not None and outage < 5 + 1 + 2, outage  # monitor + 1 s, + slack on 2 loaded cores
+
+
+def test_clean_takes_the_vip_off_every_loopback_then_the_formula_builds_again(cloned):
+    """cinder_ha.clean removes what cloned mode added too: no cinder-ha object in the CIB, the
+    VIP on no node's loopback, and a second clean changes nothing. state.apply cinder_ha then
+    builds the cloned cluster again (what the next test switches back)."""
+    c, mn = cloned, cloned.mn
+    via = NODES[0]
+    runs = c.apply(sls="cinder_ha.clean")
+    assert all("cinder_ha-clean-cluster-vip-not-on-loopback" in {k.split("_|-")[1] for k in states}
+               for states in runs.values()), runs
+    cib = mn.node_exec(via, ["cibadmin", "--query"], check=True).stdout
+    for object_id in (CLONE, mn.PRIMITIVE_ID, mn.VIP_ID):
+        assert f'id="{object_id}"' not in cib, object_id
+    for node in NODES:
+        assert mn.VIP not in mn.node_exec(node, ["ip", "-o", "addr", "show", "dev", "lo"]).stdout, node
+    assert changed(c.apply(sls="cinder_ha.clean")) == {}
+    c.apply()
+    wait_instances(c, via)
+    mn.wait_answering(timeout=120)
+    for node in NODES:
+        assert mn.VIP in mn.node_exec(node, ["ip", "-o", "addr", "show", "dev", "lo"]).stdout, node
+    assert changed(c.apply()) == {}
 
 
 def test_switch_back_to_active_passive_without_a_failed_poll(cloned):

@@ -3,8 +3,8 @@
     controller, which then waits for the cluster to stop the resources. Then, on every node,
     the lrm secret files and the node's secrets digest attribute: only once the primitive is
     gone from the CIB and stopped here (its stop still reads them), waited for up to
-    settle_timeout. Like cinder_ha.cluster, a node where Pacemaker is not running fails
-    visibly and keeps its files. #}
+    settle_timeout, and the VIP on the node's loopback (cluster:mode cloned). Like
+    cinder_ha.cluster, a node where Pacemaker is not running fails visibly and keeps its files. #}
 {%- set tplroot = tpldir.split("/")[0] %}
 {%- set formula = salt["cinder_ha.formula_map"](tplroot, saltenv) %}
 {%- set check, cinder_ha, role, is_controller = formula.check, formula.cinder_ha, formula.role, formula.role.is_controller %}
@@ -41,6 +41,25 @@ include:
       - sls: {{ tplroot }}.validate
 {%-   if is_controller %}
       - crm: {{ tplroot }}-clean-cluster-objects-absent
+{%-   endif %}
+{%-   if not cinder_ha.vip_is_loopback %}
+
+{#- cluster:mode cloned put the VIP on every node's loopback (cluster.sls): it goes once the
+    cluster has stopped this node's instance (the controller's purge above, up to 60 s), as on
+    a switch back to active_passive; a no-op on a node without it. The ARP sysctls it set stay:
+    host settings, which the host's own sysctl configuration owns. #}
+{{ tplroot }}-clean-cluster-vip-not-on-loopback:
+  cinder_ha.loopback_vip:
+    - name: {{ cinder_ha.vip.address | json }}
+    - present: false
+    - clone_id: {{ cinder_ha.clone_id | json }}
+    - primitive_id: {{ cinder_ha.cluster.primitive_id | json }}
+    - vip_id: {{ cinder_ha.cluster.vip_id | json }}
+    - require:
+      - sls: {{ tplroot }}.validate
+{%-     if is_controller %}
+      - crm: {{ tplroot }}-clean-cluster-objects-absent
+{%-     endif %}
 {%-   endif %}
 {%- endif %}
 {%- endif %}

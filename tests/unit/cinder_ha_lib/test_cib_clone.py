@@ -162,6 +162,21 @@ def test_clone_to_primitive_is_one_plan_that_unwraps_and_drops_the_clone():
     assert cib.plan(desired, parsed) == []
 
 
+def test_multi_active_instances_of_an_unwrapped_or_removed_clone_are_expected():
+    """crm_verify on a switch back (the clone unwrapped) or a purge (the clone and its primitive
+    removed, crm.purge marks the clone the same way): the instances are "active on N nodes" on
+    purpose; any other error still rejects the change."""
+    errors = ["error: ocf resource p_api might be active on 3 nodes (attempting recovery)",
+              "error: ocf resource p_other might be active on 2 nodes (attempting recovery)",
+              "error: something else"]
+    steps = [{"id": "cl_api", "tag": "clone", "action": "delete", "unwraps": "p_api"},
+             {"id": "p_api", "tag": "primitive", "action": "delete"}]
+    left, warnings = cib.expected_verify_errors(steps, errors, ["warning: w"])
+    assert left == errors[1:]
+    assert warnings == ["warning: w", errors[0] + " (expected: its clone is unwrapped or removed in this change)"]
+    assert cib.expected_verify_errors(steps[1:], errors, []) == (errors, [])
+
+
 def test_a_declared_constraint_on_the_primitive_is_kept_when_it_is_cloned():
     """Only constraints the list does not declare go: a declared one is the user's choice."""
     objects = CLONED + [{"location": "l_api_n1", "resource": "p_api", "node": "n1", "score": 50}]

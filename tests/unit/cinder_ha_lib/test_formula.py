@@ -245,6 +245,20 @@ def test_map_data_layers_and_derived_values():
     assert data["settle_timeout"] == 30 and data["vip"] == conf["vip"]
     assert data["catalog_services"] == {"block-storage": "cinder", "volumev3": "cinderv3"}
     assert data["engine_conf_path"] == "/etc/salt/minion.d/cinder_ha_watch.conf"
+    assert data["clone_id"] == "cl_p_cinder-api" and data["vip_is_loopback"] is True
+
+
+@pytest.mark.parametrize(("vip", "cluster", "clone_id", "is_loopback"), [
+    ({"address": "198.18.0.10", "nic": "eth0"}, {}, "cl_p_cinder-api", False),
+    ({"address": "198.18.0.10", "nic": "lo"}, {}, "cl_p_cinder-api", True),  # on lo: IPaddr2's alone
+    ({"address": "127.0.0.103", "nic": None}, {"mode": "cloned", "clone_id": "cl_api"}, "cl_api", True),
+    ({"address": "::1", "nic": None, "netmask": 128}, {}, "cl_p_cinder-api", True),
+    ({"address": "2001:db8::10", "nic": "eth0", "netmask": 64}, {}, "cl_p_cinder-api", False),
+])
+def test_map_data_says_which_vip_the_loopback_setup_concerns(vip, cluster, clone_id, is_loopback):
+    conf = settings(vip=dict({"netmask": 32}, **vip), cluster=cluster)
+    data = formula.map_data(parameters(), conf, "/etc/salt/minion")
+    assert data["clone_id"] == clone_id and data["vip_is_loopback"] is is_loopback
 
 
 def test_formula_map_is_what_every_sls_reads_once_per_run(file_server):
