@@ -4,7 +4,8 @@
                 ONLY with pillar cinder_ha:clean:catalog: true (controller only)
       cluster   the cluster objects (VIP, cinder-api primitive, colocation, order, lrm secret
                 rules, alert) in ONE CIB transaction (controller only), then on every node the
-                lrm secret files and the node's secrets digest attribute
+                lrm secret files, the node's secrets digest attribute and the VIP on its
+                loopback (cluster:mode cloned)
       watch     the cinder_ha_watch engine's minion config (restart the minion to stop it)
       alerts    the Pacemaker alert agent and its spool directory
       agent     the ocf:openstack:cinder-api resource agent
