@@ -723,12 +723,7 @@ def delete(object_ids, test=False, cache_token=None, retries=6, secrets_dir=None
 
     def build(parsed):
         present = [oid for oid in object_ids if cib.find_object(parsed, oid)]
-        gone = set(present)
-        for oid in present:
-            gone.update(cib.references(parsed, oid))
-        steps = [{"id": oid, "tag": cib.find_object(parsed, oid)["tag"], "action": "delete",
-                  "changes": {"removed": True}} for oid in sorted(gone)]
-        return steps, (cib.remove_objects(parsed["root"], present) if present else None), []
+        return cib.deletion_steps(parsed, present), (cib.remove_objects(parsed["root"], present) if present else None), []
 
     def drop_secrets(_parsed):
         for oid in object_ids:
@@ -1244,14 +1239,8 @@ def purge(object_ids, test=False, cache_token=None, retries=6, timeout="120s"):
                    if any(o == oid and tag != "node_attr" for tag, o in parsed["objects"])]
         if not present:
             return [], None, []
-        gone = set(present)
-        for oid in present:
-            gone.update(cib.references(parsed, oid))
-        steps = [{"id": oid, "tag": cib.find_object(parsed, oid)["tag"], "action": "delete",
-                  "changes": {"removed": True}} for oid in sorted(gone)]
-        for step in steps:
-            if step["tag"] == "clone":  # its instances, orphans now, are "active on N nodes": all stop
-                step["unwraps"] = parsed["objects"][("clone", step["id"])]["resource"]
+        steps = cib.deletion_steps(parsed, present)
+        gone = {step["id"] for step in steps}
         root = cib.remove_objects(parsed["root"], present)
         alerts = root.find("configuration/alerts")
         for alert in list(alerts if alerts is not None else []):

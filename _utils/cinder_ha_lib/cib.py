@@ -1088,6 +1088,23 @@ def references(parsed, object_id):
     return found
 
 
+def deletion_steps(parsed, object_ids):
+    """The steps of deleting ``object_ids`` (all present in ``parsed``) with the constraints that
+    name them, sorted by id. A deleted clone takes its resource along: its step says which
+    (``unwraps``), for ``expected_verify_errors``, as ``plan`` does for an unwrapped clone."""
+    gone = set(object_ids)
+    for object_id in object_ids:
+        gone.update(references(parsed, object_id))
+    steps = []
+    for object_id in sorted(gone):
+        step = {"id": object_id, "tag": find_object(parsed, object_id)["tag"], "action": "delete",
+                "changes": {"removed": True}}
+        if step["tag"] == "clone":  # its instances, orphans now, are "active on N nodes": all stop
+            step["unwraps"] = parsed["objects"][("clone", object_id)]["resource"]
+        steps.append(step)
+    return steps
+
+
 def remove_objects(root, object_ids):
     """A copy of ``root`` without the objects (and the constraints naming them), epoch + 1."""
     root = copy.deepcopy(root)

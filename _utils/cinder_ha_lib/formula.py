@@ -28,6 +28,8 @@ SLS as ``cinder_ha``: the parameters, the settings over them, and the values der
 import ipaddress
 import posixpath
 
+from cinder_ha_lib import pillar
+
 # The cinder-api agent parameters the pillar may set (agent:<name>), in the agent's order.
 AGENT_PARAMS = ("binary", "config", "user", "pid", "url", "keystone_get_token_url", "os_username", "os_password",
                 "os_tenant_name", "os_auth_url", "os_project_name", "os_user_domain_name", "os_project_domain_name",
@@ -202,6 +204,6 @@ def map_data(parameters, settings, minion_conf):
     data["catalog_services"] = catalog_services(settings)
     data["engine_conf_path"] = posixpath.join(posixpath.dirname(minion_conf), "minion.d", parameters["engine_conf"])
     cluster, vip = settings["cluster"], settings["vip"]
-    data["clone_id"] = cluster.get("clone_id") or f"cl_{cluster['primitive_id']}"
+    data["clone_id"] = pillar.default_clone_id(cluster)
     data["vip_is_loopback"] = vip.get("nic") == "lo" or ipaddress.ip_address(vip["address"]).is_loopback
     return data

@@ -525,6 +525,12 @@ def normalize(raw):
 
 
 MODES = ("active_passive", "cloned")
+def default_clone_id(cluster):
+    """The clone of cluster:mode cloned: cluster:clone_id, else ``cl_<primitive_id>``. Also what
+    a switch back to active_passive (or cinder_ha.clean) looks for, whatever the mode now."""
+    return cluster.get("clone_id") or f"cl_{cluster['primitive_id']}"
+
+
 CLONED_ONLY = ("clone_id", "clone_max", "vip_stickiness", "failure_timeout")
 
 
@@ -562,7 +568,7 @@ def _cluster(raw, settings, errors):
         errors.append("cluster:stickiness: with cluster:mode cloned every controller runs its own cinder-api "
                       "instance, which never moves: stickiness on it means nothing. Only the VIP moves: set "
                       "cluster:vip_stickiness instead")
-    clone_id = cluster.get("clone_id") or f"cl_{cluster['primitive_id']}"
+    clone_id = default_clone_id(cluster)
     if not PACEMAKER_ID.fullmatch(str(clone_id)):
         errors.append(f"cluster:clone_id: not a Pacemaker id: {str(clone_id)[:60]!r}")
     elif clone_id in (cluster["primitive_id"], cluster["vip_id"]):

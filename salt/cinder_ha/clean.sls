@@ -14,7 +14,7 @@
     changes. test=True lists everything a real run removes; a second run changes nothing. #}
 {%- set tplroot = tpldir.split("/")[0] %}
 {%- set formula = salt["cinder_ha.formula_map"](tplroot, saltenv) %}
-{%- set check, cinder_ha = formula.check, formula.cinder_ha %}
+{%- set check = formula.check %}
 include:
   - {{ tplroot }}.validate
 {%- if check.valid %}

@@ -177,6 +177,20 @@ def test_multi_active_instances_of_an_unwrapped_or_removed_clone_are_expected():
     assert cib.expected_verify_errors(steps[1:], errors, []) == (errors, [])
 
 
+def test_deleting_a_clone_says_which_resource_goes_with_it():
+    """crm.delete and crm.purge plan their steps with cib.deletion_steps: the constraints naming
+    a deleted object go too, and a deleted clone's step names its resource (its instances'
+    "active on N nodes" is then expected, as for an unwrap)."""
+    _desired, cloned = applied(CLONED)
+    parsed = cib.parse_cib(cloned)
+    found = cib.deletion_steps(parsed, ["cl_api"])
+    assert [(step["id"], step["tag"]) for step in found] == [
+        ("c_ip_with_cl_api", "colocation"), ("cl_api", "clone"), ("o_cl_api_before_ip", "order")]
+    assert found[1]["unwraps"] == "p_api" and "unwraps" not in found[0]
+    errors = ["error: ocf resource p_api might be active on 3 nodes (attempting recovery)"]
+    assert cib.expected_verify_errors(found, errors, [])[0] == []
+
+
 def test_a_declared_constraint_on_the_primitive_is_kept_when_it_is_cloned():
     """Only constraints the list does not declare go: a declared one is the user's choice."""
     objects = CLONED + [{"location": "l_api_n1", "resource": "p_api", "node": "n1", "score": 50}]
