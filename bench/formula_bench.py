@@ -16,6 +16,13 @@ when it would change anything (it never rewrites what others on the sandbox appl
 `--trace` lists the subprocesses (first two argv words) and requests (method, host, path,
 query parameter names) of the last cinder_ha round. Prints a table.
 
+Besides wall time, each round's CPU: this process (threads included), its children (the crm
+tools) and the whole machine (/proc/stat: Keystone and the Pacemaker daemons answering too), the
+work behind the wall time on a 2-core machine whose load moves wall times by 10-20% between runs.
+`--what-if-template-cache` is an experiment, not the figure: Jinja compiles each SLS source once
+in this process, as if Salt kept compiled templates between runs (it builds a new Jinja
+environment for every render; saltstack/salt#59441).
+
 A third SLS, `bench_shape`, is Salt's floor for a formula of this shape: as many SLS files as
 the cinder_ha run renders, each importing a small map.jinja (defaults.yaml), and as many
 `test.nop` states, with no module call at all.
@@ -89,7 +96,9 @@ def caller(root):
         "file_client": "local",
         "root_dir": str(root / "root"),
         "id": "node1",
-        "file_roots": {"base": [str(PROJECT / "salt"), str(PROJECT), str(root / "empty")]},
+        # pip mode: the formula alone (the project root, which file_roots mode serves for _modules,
+        # would add Salt's walk of the whole checkout, ~20 ms, to every round, the empty one too)
+        "file_roots": {"base": [str(PROJECT / "salt"), str(root / "empty")]},
         "pillar_roots": {"base": [str(SANDBOX / "salt" / "pillar")]},
         "log_level_logfile": "warning",
     }))
@@ -114,18 +123,52 @@ def write_shape(root, files, states):
         (shape / f"{name}.sls").write_text(body or "{}\n")
 
 
+def machine_busy_ms():
+    """CPU time the whole machine spent busy so far (/proc/stat: every process, Keystone and the
+    Pacemaker daemons included; idle, iowait and steal left out), in ms, at the kernel's 10 ms tick."""
+    with open("/proc/stat", encoding="ascii") as stat:
+        user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in stat.readline().split()[1:8])
+    return (user + nice + system + irq + softirq) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+def keep_compiled_templates():
+    """--what-if-template-cache: compile each distinct SLS source once in this process, as Salt
+    would if it kept compiled templates between runs (it does not: a new Jinja environment per
+    render, saltstack/salt#59441). Measures what Salt's Jinja compile costs the formula."""
+    import jinja2
+
+    compiled = {}
+    compile_source = jinja2.Environment.compile
+
+    def compile_once(self, source, name=None, filename=None, raw=False, defer_init=False):
+        if raw or not isinstance(source, str):
+            return compile_source(self, source, name, filename, raw, defer_init)
+        key = (source, name, filename, defer_init)
+        if key not in compiled:
+            compiled[key] = compile_source(self, source, name, filename, raw, defer_init)
+        return compiled[key]
+
+    jinja2.Environment.compile = compile_once
+
+
 def one_round(call, sls, rows):
     COUNTS.clear()
     CALLS.clear()
+    cpu, children, machine = time.process_time(), os.times(), machine_busy_ms()
     started = time.perf_counter()
     ret = call.cmd("state.apply", sls)
     wall = (time.perf_counter() - started) * 1000
+    row = rows.setdefault(sls, collections.defaultdict(list))
+    row["cpu ms"].append((time.process_time() - cpu) * 1000)  # this process, its threads included
+    after = os.times()
+    row["children cpu ms"].append((after.children_user + after.children_system
+                                   - children.children_user - children.children_system) * 1000)
+    row["machine cpu ms"].append(machine_busy_ms() - machine)
     if not isinstance(ret, dict):
         sys.exit(f"state.apply {sls} failed: {ret}")
     failed = [k for k, v in ret.items() if v["result"] is not True]
     if failed:
         sys.exit(f"state.apply {sls}: failed states {failed}")
-    row = rows.setdefault(sls, collections.defaultdict(list))
     row["ms"].append(wall)
     for key in ("render ms", "states ms", "subprocess", "subprocess ms", "http", "http ms"):
         row[key].append(COUNTS[key])
@@ -138,7 +181,12 @@ def main():
     parser.add_argument("--apply", action="store_true", help="apply cinder_ha first if it would change anything")
     parser.add_argument("--trace", action="store_true",
                         help="also list the subprocesses and HTTP requests of the last cinder_ha round")
+    parser.add_argument("--what-if-template-cache", action="store_true",
+                        help="an experiment, not the figure: Jinja compiles each SLS once in this process, "
+                             "as if Salt kept compiled templates between runs")
     args = parser.parse_args()
+    if args.what_if_template_cache:
+        keep_compiled_templates()
     count_calls()
     rows = {}
     with tempfile.TemporaryDirectory(prefix="cinder-ha-bench-") as tmp:
@@ -158,16 +206,22 @@ def main():
                 one_round(call, sls, rows)
         trace = collections.Counter(CALLS)  # the last cinder_ha round
     median = {sls: {key: statistics.median(values) for key, values in row.items()} for sls, row in rows.items()}
+    # the machine's busy time moves in 10 ms ticks: its mean over the rounds, not a median
+    machine = {sls: statistics.fmean(row["machine cpu ms"]) for sls, row in rows.items()}
     print(f"no-op state.apply, {args.rounds} rounds each (alternating), in-process masterless minion on the "
-          "sandbox; medians\n")
-    print("| SLS | ms | max ms | render ms | states ms | subprocesses (ms) | HTTP requests (ms) | changes |")
-    print("|---|---|---|---|---|---|---|---|")
+          "sandbox; medians" + (" (WHAT IF: Salt kept compiled templates)" if args.what_if_template_cache else "")
+          + "\n")
+    print("| SLS | ms | max ms | render ms | states ms | subprocesses (ms) | HTTP requests (ms) "
+          "| CPU ms: this process / its children / machine | changes |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for sls, m in median.items():
         print(f"| {sls} | {m['ms']:.0f} | {max(rows[sls]['ms']):.0f} | {m['render ms']:.0f} | {m['states ms']:.0f} "
               f"| {m['subprocess']:.0f} ({m['subprocess ms']:.0f}) | {m['http']:.0f} ({m['http ms']:.0f}) "
-              f"| {sum(rows[sls]['changes'])} |")
-    print(f"\nratio cinder_ha / empty SLS: {median['cinder_ha']['ms'] / median['bench_empty']['ms']:.1f}x; "
-          f"bench_shape / empty SLS: {median['bench_shape']['ms'] / median['bench_empty']['ms']:.1f}x")
+              f"| {m['cpu ms']:.0f} / {m['children cpu ms']:.0f} / {machine[sls]:.0f} | {sum(rows[sls]['changes'])} |")
+    print(f"\nratio cinder_ha / empty SLS: {median['cinder_ha']['ms'] / median['bench_empty']['ms']:.2f}x; "
+          f"bench_shape / empty SLS: {median['bench_shape']['ms'] / median['bench_empty']['ms']:.2f}x")
+    print(f"machine CPU (every process), cinder_ha / empty SLS: {machine['cinder_ha'] / machine['bench_empty']:.2f}x; "
+          f"bench_shape / empty SLS: {machine['bench_shape'] / machine['bench_empty']:.2f}x")
     if args.trace:
         print("\ncalls of the last cinder_ha round:")
         for (kind, what), count in sorted(trace.items()):
