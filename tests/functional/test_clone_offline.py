@@ -157,9 +157,9 @@ def test_crm_status_shows_each_instance(loaders, three_nodes):
 
 
 def test_the_agent_refuses_a_listen_address_this_node_does_not_hold(tmp_path):
-    """In cloned mode cinder-api binds the VIP, which the formula keeps on every node's loopback;
-    on a node without it (rebooted, formula not run yet) a check of the VIP would answer for
-    another node's instance: start fails at once, with the reason, and nothing is launched."""
+    """A listen address the node does not hold, outside a clone instance (which would put the VIP
+    on lo itself, below): a check of it would answer for another node's cinder-api, so start
+    fails at once, with the reason, and nothing is launched."""
     import pathlib
 
     agent = pathlib.Path(__file__).resolve().parents[2] / "salt" / "cinder_ha" / "files" / "ocf" / "cinder-api"
@@ -174,3 +174,80 @@ def test_the_agent_refuses_a_listen_address_this_node_does_not_hold(tmp_path):
     assert res.returncode == 1, (res.stdout, res.stderr)
     assert "is not an address of this node" in res.stderr
     assert not (run_dir / "t13.pid").exists()
+
+
+FAKE_API = """#!/usr/bin/python3
+# stands in for cinder-api (the agent passes --config-file): answers /healthcheck on the listen address
+import http.server
+class Health(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"OK")
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("198.18.255.213", 8776), Health).serve_forever()
+"""
+
+
+@pytest.fixture
+def node_netns():
+    """A network namespace of our own, standing in for a node just rebooted: lo up, no VIP on it,
+    ARP sysctls at their defaults."""
+    import os
+
+    name = f"cha-reboot-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True, timeout=10)
+    try:
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True, timeout=10)
+        yield name
+    finally:
+        pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True, timeout=10).stdout.split()
+        for pid in pids:
+            subprocess.run(["kill", "-9", pid], timeout=10)
+        subprocess.run(["ip", "netns", "delete", name], timeout=10)
+
+
+def test_a_clone_instance_puts_the_vip_back_on_its_loopback(tmp_path, node_netns):
+    """cluster:mode cloned after a reboot: the node's instance starts before the formula runs
+    again. A clone instance (CRM_meta_clone set) puts the VIP back on lo, ARP silenced first,
+    and starts: the node rejoins warm instead of with a failed start. Stop leaves the address."""
+    import pathlib
+
+    agent = pathlib.Path(__file__).resolve().parents[2] / "salt" / "cinder_ha" / "files" / "ocf" / "cinder-api"
+    conf = tmp_path / "cinder.conf"
+    conf.write_text("[DEFAULT]\nosapi_volume_listen = 198.18.255.213\nosapi_volume_listen_port = 8776\n")
+    fake_api = tmp_path / "cinder-api"
+    fake_api.write_text(FAKE_API)
+    fake_api.chmod(0o755)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir(mode=0o755)
+    env = cluster_env(OCF_ROOT="/usr/lib/ocf", OCF_RESOURCE_INSTANCE="t13_api", OCF_RESKEY_binary=str(fake_api),
+                      OCF_RESKEY_config=str(conf), OCF_RESKEY_user="root", OCF_RESKEY_pid=str(run_dir / "t13.pid"),
+                      OCF_RESKEY_CRM_meta_timeout="20000", OCF_RESKEY_CRM_meta_clone="1",
+                      HA_LOGFILE=str(tmp_path / "agent.log"))
+
+    def in_node(*argv, check=True):
+        res = subprocess.run(["ip", "netns", "exec", node_netns, *argv], capture_output=True, text=True,
+                             timeout=60, env=env)
+        assert not check or res.returncode == 0, (argv, res.stdout[-1500:], res.stderr[-1500:])
+        return res
+
+    def sysctl(name):
+        return in_node("cat", f"/proc/sys/net/ipv4/conf/all/{name}").stdout.strip()
+
+    assert "198.18.255.213" not in in_node("ip", "-o", "addr", "show", "dev", "lo").stdout
+    assert (sysctl("arp_ignore"), sysctl("arp_announce")) == ("0", "0")
+
+    in_node("bash", str(agent), "start")
+    assert "198.18.255.213/32" in in_node("ip", "-o", "addr", "show", "dev", "lo").stdout
+    assert (sysctl("arp_ignore"), sysctl("arp_announce")) == ("1", "2")
+    assert in_node("bash", str(agent), "monitor", check=False).returncode == 0
+    assert "put 198.18.255.213/32 on lo" in (tmp_path / "agent.log").read_text()
+
+    in_node("bash", str(agent), "stop")
+    assert in_node("bash", str(agent), "monitor", check=False).returncode == 7
+    assert "198.18.255.213/32" in in_node("ip", "-o", "addr", "show", "dev", "lo").stdout
+    # the host's own loopback and sysctls were never touched
+    assert "198.18.255.213" not in subprocess.run(["ip", "-o", "addr", "show", "dev", "lo"], capture_output=True,
+                                                  text=True, timeout=10).stdout

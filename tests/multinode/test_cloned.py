@@ -5,7 +5,8 @@ Runs after test_build.py (file order) on the same session cluster: the pillar sw
 cloned mode (one CIB transaction, the VIP polled every 100 ms from the root namespace: no
 failed poll), a config change applied with state.apply restarts the instances one at a time
 (no failed poll), then each fault: the API answers again on the VIP and what was written
-before reads back. Then cinder_ha.clean takes the VIP off every loopback with the rest and the
+before reads back. A node rebooted rejoins warm without the formula (its instance puts the VIP
+back on its loopback). Then cinder_ha.clean takes the VIP off every loopback with the rest and the
 formula builds the cloned cluster again. The last test switches back to active_passive (no
 failed poll either) and
 the module's fixture makes sure of it whatever happened, so test_failover.py finds the guide's
@@ -177,9 +178,8 @@ def fault_and_repair(c, kind):
         assert c.secret_failures(survivor) == []
     finally:
         if kind == "powercut":
-            mn.restart_node(holder)
+            mn.restart_node(holder)  # no state.apply: its instance puts the VIP back on its loopback
             c.wait_minions([holder])
-            c.apply(holder)  # a rebooted node: its loopback VIP again (the formula's runtime settings)
         elif kind == "partition":
             mn.set_partitioned(holder, False)
             mn.wait_online(list(NODES), via=survivor)
@@ -215,6 +215,31 @@ def test_a_fault_on_the_vips_node_moves_only_the_vip(cloned, kind):
         # the failed instance is banned at once (migration-threshold 1): the VIP goes to a warm
         # instance, no local restart first; detection is the 5 s monitor
         assert outage is not None and outage < 5 + 1 + 2, outage  # monitor + 1 s, + slack on 2 loaded cores
+
+
+def test_a_rebooted_node_rejoins_warm_before_the_formula_runs(cloned):
+    """A node rebooted (its network namespace made anew: no VIP on its loopback, the ARP sysctls
+    at their defaults) rejoins with its instance running, without a state.apply and without a
+    failed action: the clone instance puts the VIP back on lo, ARP silenced, at start. The VIP
+    stays where it is (no failed poll), and the formula then finds nothing to do on the node."""
+    c, mn = cloned, cloned.mn
+    mn.wait_settled()
+    holder = mn.locate(mn.VIP_ID)
+    node = next(n for n in NODES if n != holder)
+    arp = ["cat", "/proc/sys/net/ipv4/conf/all/arp_ignore", "/proc/sys/net/ipv4/conf/all/arp_announce"]
+    with Polled(mn) as polled:
+        mn.restart_node(node)
+        back = time.monotonic()
+        wait_instances(c, holder, timeout=120)
+        print(f"rebooted {node}: its instance runs {time.monotonic() - back:.1f} s after the node is online again")
+        mn.wait_settled(via=holder)
+    assert polled.failed() == [], f"{len(polled.failed())} of {len(polled.polls())} polls failed"
+    assert mn.locate(mn.VIP_ID, via=holder) == holder
+    assert mn.VIP in mn.node_exec(node, ["ip", "-o", "addr", "show", "dev", "lo"]).stdout
+    assert mn.node_exec(node, arp).stdout.split() == ["1", "2"]
+    assert [f for f in c.failures(holder) if f[0] == node] == []
+    c.wait_minions([node])
+    assert changed(c.apply(node)) == {}
 
 
 def test_clean_takes_the_vip_off_every_loopback_then_the_formula_builds_again(cloned):
