@@ -156,24 +156,30 @@ def test_crm_status_shows_each_instance(loaders, three_nodes):
     assert sorted(crm.locate("t13_api")) == sorted(NODES)
 
 
-def test_the_agent_refuses_a_listen_address_this_node_does_not_hold(tmp_path):
-    """A listen address the node does not hold, outside a clone instance (which would put the VIP
-    on lo itself, below): a check of it would answer for another node's cinder-api, so start
-    fails at once, with the reason, and nothing is launched."""
+@pytest.mark.parametrize("listen, instance", [("198.18.255.213", {}),
+                                              ("cinder-api.invalid", {"OCF_RESKEY_CRM_meta_clone": "0"})],
+                         ids=["primitive", "clone-instance-of-a-name"])
+def test_the_agent_refuses_a_listen_address_this_node_does_not_hold(tmp_path, listen, instance):
+    """A listen address the node does not hold, outside a clone instance (which puts an IP address
+    on lo itself, below) or a name: a check of it would answer for another node's cinder-api, so
+    start fails at once, with the reason, and nothing is launched (nor added to lo)."""
     import pathlib
 
     agent = pathlib.Path(__file__).resolve().parents[2] / "salt" / "cinder_ha" / "files" / "ocf" / "cinder-api"
     conf = tmp_path / "cinder.conf"
-    conf.write_text("[DEFAULT]\nosapi_volume_listen = 198.18.255.213\nosapi_volume_listen_port = 8776\n")
+    conf.write_text(f"[DEFAULT]\nosapi_volume_listen = {listen}\nosapi_volume_listen_port = 8776\n")
     run_dir = tmp_path / "run"
     run_dir.mkdir(mode=0o755)
     env = cluster_env(OCF_ROOT="/usr/lib/ocf", OCF_RESOURCE_INSTANCE="t13_api", OCF_RESKEY_binary="/bin/sleep",
                       OCF_RESKEY_config=str(conf), OCF_RESKEY_user="root", OCF_RESKEY_pid=str(run_dir / "t13.pid"),
-                      OCF_RESKEY_CRM_meta_timeout="20000", HA_LOGFILE=str(tmp_path / "agent.log"))
+                      OCF_RESKEY_CRM_meta_timeout="20000", HA_LOGFILE=str(tmp_path / "agent.log"), **instance)
+    lo_before = subprocess.run(["ip", "-o", "addr", "show", "dev", "lo"], capture_output=True, text=True, timeout=10).stdout
     res = subprocess.run(["bash", str(agent), "start"], capture_output=True, text=True, timeout=60, env=env)
     assert res.returncode == 1, (res.stdout, res.stderr)
-    assert "is not an address of this node" in res.stderr
+    assert "is not an address of this node, and it was not put on lo" in res.stderr
     assert not (run_dir / "t13.pid").exists()
+    assert subprocess.run(["ip", "-o", "addr", "show", "dev", "lo"], capture_output=True, text=True,
+                          timeout=10).stdout == lo_before
 
 
 FAKE_API = """#!/usr/bin/python3
