@@ -525,13 +525,13 @@ def normalize(raw):
 
 
 MODES = ("active_passive", "cloned")
+CLONED_ONLY = ("clone_id", "clone_max", "vip_stickiness", "failure_timeout")
+
+
 def default_clone_id(cluster):
     """The clone of cluster:mode cloned: cluster:clone_id, else ``cl_<primitive_id>``. Also what
     a switch back to active_passive (or cinder_ha.clean) looks for, whatever the mode now."""
     return cluster.get("clone_id") or f"cl_{cluster['primitive_id']}"
-
-
-CLONED_ONLY = ("clone_id", "clone_max", "vip_stickiness", "failure_timeout")
 
 
 def _cluster(raw, settings, errors):

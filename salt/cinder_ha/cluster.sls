@@ -59,9 +59,9 @@ include:
 
 {#- cluster:mode cloned: every node keeps the VIP on its loopback, never announced in ARP
     (arp_ignore=1, arp_announce=2: runtime values; after a reboot the node's clone instance
-    sets them and the address again at start), the LVS-DR real-server setup. Only the IPaddr2 holder answers
-    ARP for it; a node the VIP just left still answers what reaches it until clients have the
-    new holder's gratuitous ARP, so a move loses no request. #}
+    sets them and the address again at start), the LVS-DR real-server setup. Only the IPaddr2
+    holder answers ARP for it; a node the VIP just left still answers what reaches it until
+    clients have the new holder's gratuitous ARP, so a move loses no request. #}
 {{ tplroot }}-cluster-vip-on-loopback:
   cinder_ha.loopback_vip:
     - name: {{ cinder_ha.vip.address | json }}

@@ -4,6 +4,8 @@ version each way, test=True says what the cluster would do (crm_simulate on the 
 status: the running instance is kept, the other nodes get theirs), crm_verify accepts every
 candidate, and a second apply changes nothing. No cluster runs: crm_simulate moves the file's
 status section forward in place of one."""
+import os
+import pathlib
 import subprocess
 import xml.etree.ElementTree as ET
 
@@ -156,6 +158,27 @@ def test_crm_status_shows_each_instance(loaders, three_nodes):
     assert sorted(crm.locate("t13_api")) == sorted(NODES)
 
 
+AGENT = pathlib.Path(__file__).resolve().parents[2] / "salt" / "cinder_ha" / "files" / "ocf" / "cinder-api"
+
+
+def agent_env(tmp_path, listen, binary, **instance):
+    """The environment Pacemaker gives the agent for a cinder.conf listening on ``listen``
+    (written in tmp_path, the pid file in tmp_path/run), plus ``instance`` (clone meta)."""
+    conf = tmp_path / "cinder.conf"
+    conf.write_text(f"[DEFAULT]\nosapi_volume_listen = {listen}\nosapi_volume_listen_port = 8776\n")
+    (tmp_path / "run").mkdir(mode=0o755)
+    return cluster_env(OCF_ROOT="/usr/lib/ocf", OCF_RESOURCE_INSTANCE="t13_api", OCF_RESKEY_binary=str(binary),
+                       OCF_RESKEY_config=str(conf), OCF_RESKEY_user="root",
+                       OCF_RESKEY_pid=str(tmp_path / "run" / "t13.pid"), OCF_RESKEY_CRM_meta_timeout="20000",
+                       HA_LOGFILE=str(tmp_path / "agent.log"), **instance)
+
+
+def loopback_addresses(*netns):
+    """``ip -o addr show dev lo`` of this namespace, or of ``netns``."""
+    return subprocess.run(["ip", *(["-n", netns[0]] if netns else []), "-o", "addr", "show", "dev", "lo"],
+                          capture_output=True, text=True, timeout=10, check=True).stdout
+
+
 @pytest.mark.parametrize("listen, instance", [("198.18.255.213", {}),
                                               ("cinder-api.invalid", {"OCF_RESKEY_CRM_meta_clone": "0"})],
                          ids=["primitive", "clone-instance-of-a-name"])
@@ -163,23 +186,13 @@ def test_the_agent_refuses_a_listen_address_this_node_does_not_hold(tmp_path, li
     """A listen address the node does not hold, outside a clone instance (which puts an IP address
     on lo itself, below) or a name: a check of it would answer for another node's cinder-api, so
     start fails at once, with the reason, and nothing is launched (nor added to lo)."""
-    import pathlib
-
-    agent = pathlib.Path(__file__).resolve().parents[2] / "salt" / "cinder_ha" / "files" / "ocf" / "cinder-api"
-    conf = tmp_path / "cinder.conf"
-    conf.write_text(f"[DEFAULT]\nosapi_volume_listen = {listen}\nosapi_volume_listen_port = 8776\n")
-    run_dir = tmp_path / "run"
-    run_dir.mkdir(mode=0o755)
-    env = cluster_env(OCF_ROOT="/usr/lib/ocf", OCF_RESOURCE_INSTANCE="t13_api", OCF_RESKEY_binary="/bin/sleep",
-                      OCF_RESKEY_config=str(conf), OCF_RESKEY_user="root", OCF_RESKEY_pid=str(run_dir / "t13.pid"),
-                      OCF_RESKEY_CRM_meta_timeout="20000", HA_LOGFILE=str(tmp_path / "agent.log"), **instance)
-    lo_before = subprocess.run(["ip", "-o", "addr", "show", "dev", "lo"], capture_output=True, text=True, timeout=10).stdout
-    res = subprocess.run(["bash", str(agent), "start"], capture_output=True, text=True, timeout=60, env=env)
+    env = agent_env(tmp_path, listen, "/bin/sleep", **instance)
+    lo_before = loopback_addresses()
+    res = subprocess.run(["bash", str(AGENT), "start"], capture_output=True, text=True, timeout=60, env=env)
     assert res.returncode == 1, (res.stdout, res.stderr)
     assert "is not an address of this node, and it was not put on lo" in res.stderr
-    assert not (run_dir / "t13.pid").exists()
-    assert subprocess.run(["ip", "-o", "addr", "show", "dev", "lo"], capture_output=True, text=True,
-                          timeout=10).stdout == lo_before
+    assert not (tmp_path / "run" / "t13.pid").exists()
+    assert loopback_addresses() == lo_before
 
 
 FAKE_API = """#!/usr/bin/python3
@@ -200,8 +213,6 @@ http.server.HTTPServer(("198.18.255.213", 8776), Health).serve_forever()
 def node_netns():
     """A network namespace of our own, standing in for a node just rebooted: lo up, no VIP on it,
     ARP sysctls at their defaults."""
-    import os
-
     name = f"cha-reboot-{os.getpid()}"
     subprocess.run(["ip", "netns", "add", name], check=True, timeout=10)
     try:
@@ -218,20 +229,10 @@ def test_a_clone_instance_puts_the_vip_back_on_its_loopback(tmp_path, node_netns
     """cluster:mode cloned after a reboot: the node's instance starts before the formula runs
     again. A clone instance (CRM_meta_clone set) puts the VIP back on lo, ARP silenced first,
     and starts: the node rejoins warm instead of with a failed start. Stop leaves the address."""
-    import pathlib
-
-    agent = pathlib.Path(__file__).resolve().parents[2] / "salt" / "cinder_ha" / "files" / "ocf" / "cinder-api"
-    conf = tmp_path / "cinder.conf"
-    conf.write_text("[DEFAULT]\nosapi_volume_listen = 198.18.255.213\nosapi_volume_listen_port = 8776\n")
     fake_api = tmp_path / "cinder-api"
     fake_api.write_text(FAKE_API)
     fake_api.chmod(0o755)
-    run_dir = tmp_path / "run"
-    run_dir.mkdir(mode=0o755)
-    env = cluster_env(OCF_ROOT="/usr/lib/ocf", OCF_RESOURCE_INSTANCE="t13_api", OCF_RESKEY_binary=str(fake_api),
-                      OCF_RESKEY_config=str(conf), OCF_RESKEY_user="root", OCF_RESKEY_pid=str(run_dir / "t13.pid"),
-                      OCF_RESKEY_CRM_meta_timeout="20000", OCF_RESKEY_CRM_meta_clone="1",
-                      HA_LOGFILE=str(tmp_path / "agent.log"))
+    env = agent_env(tmp_path, "198.18.255.213", fake_api, OCF_RESKEY_CRM_meta_clone="1")
 
     def in_node(*argv, check=True):
         res = subprocess.run(["ip", "netns", "exec", node_netns, *argv], capture_output=True, text=True,
@@ -242,18 +243,16 @@ def test_a_clone_instance_puts_the_vip_back_on_its_loopback(tmp_path, node_netns
     def sysctl(name):
         return in_node("cat", f"/proc/sys/net/ipv4/conf/all/{name}").stdout.strip()
 
-    assert "198.18.255.213" not in in_node("ip", "-o", "addr", "show", "dev", "lo").stdout
+    assert "198.18.255.213" not in loopback_addresses(node_netns)
     assert (sysctl("arp_ignore"), sysctl("arp_announce")) == ("0", "0")
 
-    in_node("bash", str(agent), "start")
-    assert "198.18.255.213/32" in in_node("ip", "-o", "addr", "show", "dev", "lo").stdout
+    in_node("bash", str(AGENT), "start")
+    assert "198.18.255.213/32" in loopback_addresses(node_netns)
     assert (sysctl("arp_ignore"), sysctl("arp_announce")) == ("1", "2")
-    assert in_node("bash", str(agent), "monitor", check=False).returncode == 0
+    assert in_node("bash", str(AGENT), "monitor", check=False).returncode == 0
     assert "put 198.18.255.213/32 on lo" in (tmp_path / "agent.log").read_text()
 
-    in_node("bash", str(agent), "stop")
-    assert in_node("bash", str(agent), "monitor", check=False).returncode == 7
-    assert "198.18.255.213/32" in in_node("ip", "-o", "addr", "show", "dev", "lo").stdout
-    # the host's own loopback and sysctls were never touched
-    assert "198.18.255.213" not in subprocess.run(["ip", "-o", "addr", "show", "dev", "lo"], capture_output=True,
-                                                  text=True, timeout=10).stdout
+    in_node("bash", str(AGENT), "stop")
+    assert in_node("bash", str(AGENT), "monitor", check=False).returncode == 7
+    assert "198.18.255.213/32" in loopback_addresses(node_netns)
+    assert "198.18.255.213" not in loopback_addresses()  # the host's own loopback was never touched

@@ -8,9 +8,8 @@ failed poll), a config change applied with state.apply restarts the instances on
 before reads back. A node rebooted rejoins warm without the formula (its instance puts the VIP
 back on its loopback). Then cinder_ha.clean takes the VIP off every loopback with the rest and the
 formula builds the cloned cluster again. The last test switches back to active_passive (no
-failed poll either) and
-the module's fixture makes sure of it whatever happened, so test_failover.py finds the guide's
-mode. A second apply after each switch changes nothing.
+failed poll either) and the module's fixture makes sure of it whatever happened, so
+test_failover.py finds the guide's mode. A second apply after each switch changes nothing.
 """
 import time
 
@@ -29,6 +28,11 @@ def instances(c, via):
         return []
     return sorted(n.get("name") for r in clone.iter("resource") if r.get("active") == "true"
                   for n in r.findall("node"))
+
+
+def vip_on_loopback(mn, node):
+    """Whether the VIP is on `node`'s lo (cluster:mode cloned keeps it there)."""
+    return mn.VIP in mn.node_exec(node, ["ip", "-o", "addr", "show", "dev", "lo"]).stdout
 
 
 def wait_instances(c, via, expected=NODES, timeout=90):
@@ -235,7 +239,7 @@ def test_a_rebooted_node_rejoins_warm_before_the_formula_runs(cloned):
         mn.wait_settled(via=holder)
     assert polled.failed() == [], f"{len(polled.failed())} of {len(polled.polls())} polls failed"
     assert mn.locate(mn.VIP_ID, via=holder) == holder
-    assert mn.VIP in mn.node_exec(node, ["ip", "-o", "addr", "show", "dev", "lo"]).stdout
+    assert vip_on_loopback(mn, node)
     assert mn.node_exec(node, arp).stdout.split() == ["1", "2"]
     assert [f for f in c.failures(holder) if f[0] == node] == []
     c.wait_minions([node])
@@ -255,13 +259,13 @@ def test_clean_takes_the_vip_off_every_loopback_then_the_formula_builds_again(cl
     for object_id in (CLONE, mn.PRIMITIVE_ID, mn.VIP_ID):
         assert f'id="{object_id}"' not in cib, object_id
     for node in NODES:
-        assert mn.VIP not in mn.node_exec(node, ["ip", "-o", "addr", "show", "dev", "lo"]).stdout, node
+        assert not vip_on_loopback(mn, node), node
     assert changed(c.apply(sls="cinder_ha.clean")) == {}
     c.apply()
     wait_instances(c, via)
     mn.wait_answering(timeout=120)
     for node in NODES:
-        assert mn.VIP in mn.node_exec(node, ["ip", "-o", "addr", "show", "dev", "lo"]).stdout, node
+        assert vip_on_loopback(mn, node), node
     assert changed(c.apply()) == {}
 
 
@@ -280,4 +284,4 @@ def test_switch_back_to_active_passive_without_a_failed_poll(cloned):
     assert changed(c.apply()) == {}
     assert c.failures(holder) == []
     for node in NODES:  # no VIP left on any loopback
-        assert mn.VIP not in mn.node_exec(node, ["ip", "-o", "addr", "show", "dev", "lo"]).stdout
+        assert not vip_on_loopback(mn, node)
