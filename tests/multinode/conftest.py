@@ -82,7 +82,7 @@ class FormulaCluster:
         options), refreshed on every minion; the next apply uses it."""
         self.pillar.update(changes)
         self.mn.write_pillar(str(self.pillar_dir), self.mn.formula_pillar(self.facts, **self.pillar))
-        self.cli.run("saltutil.refresh_pillar", "wait=True", minion_tgt="*", _timeout=90)
+        self.cli.run("--timeout=90", "saltutil.refresh_pillar", "wait=True", minion_tgt="*")
 
     # ------------------------------------------------------------ salt
 
@@ -103,7 +103,9 @@ class FormulaCluster:
         deadline = time.monotonic() + timeout
         answered = set()
         while time.monotonic() < deadline and not set(names) <= answered:
-            ret = self.cli.run("-L", "--static", "test.ping", minion_tgt=",".join(names), _timeout=20)
+            # --timeout: the CLI's own (900 s, for state.apply) would wait that long for a minion that
+            # is down; a ping that short polls again instead
+            ret = self.cli.run("-L", "--static", "--timeout=10", "test.ping", minion_tgt=",".join(names))
             try:
                 answered = {k for k, v in by_minion(ret, names).items() if v is True}
             except AssertionError:
@@ -111,7 +113,15 @@ class FormulaCluster:
             time.sleep(1)
         assert set(names) <= answered, f"minions answering: {answered}"
 
+    def nodes_running(self):
+        """Start again a node a failed test left down, and wait for its minion: a salt call to
+        '*' otherwise waits the CLI's whole timeout for it, test after test."""
+        started = self.mn.ensure_running(NODES)
+        if started:
+            self.wait_minions(started)
+
     def ensure_built(self):
+        self.nodes_running()
         if not self.built:
             self.apply()
             self.built = True

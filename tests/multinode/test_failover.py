@@ -73,17 +73,19 @@ def test_cinder_api_killed_comes_back_on_the_vip(built_cluster):
 def test_power_cut_of_active_node_moves_vip_api_and_data(built_cluster):
     c, mn = built_cluster, built_cluster.mn
     fault = Fault(c)
-    with fault:
-        mn.power_cut(fault.active)
-        assert f"cha-{fault.active}" not in mn.netns_list()
-        assert fault.recovered(timeout=60), "no answer on the VIP after the power cut"
     survivor = other_nodes(fault.active)[0]
-    new_active = mn.locate(via=survivor)
-    assert new_active in other_nodes(fault.active)
-    assert mn.locate(resource=mn.VIP_ID, via=survivor) == new_active
-    fault.data_and_notifications_survive(via=survivor)
-    # the node reboots with its disk (CIB, lrm secret): it rejoins without a failed action
-    mn.restart_node(fault.active)
+    try:
+        with fault:
+            mn.power_cut(fault.active)
+            assert f"cha-{fault.active}" not in mn.netns_list()
+            assert fault.recovered(timeout=60), "no answer on the VIP after the power cut"
+        new_active = mn.locate(via=survivor)
+        assert new_active in other_nodes(fault.active)
+        assert mn.locate(resource=mn.VIP_ID, via=survivor) == new_active
+        fault.data_and_notifications_survive(via=survivor)
+    finally:
+        # the node reboots with its disk (CIB, lrm secret): it rejoins without a failed action
+        mn.restart_node(fault.active)
     mn.wait_settled(via=survivor)
     assert mn.locate(via=survivor) == new_active  # stickiness (pillar cluster:stickiness): no move back
     assert c.failures(survivor) == []
