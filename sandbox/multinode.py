@@ -841,8 +841,7 @@ def restart_node(node, timeout=90, attempts=2):
     wait_left(node, state)
     for attempt in range(1, attempts + 1):
         try:
-            prepare_node(node, state["nodes"], state.get("token"), state.get("master"), fresh=False)
-            launch_node(node, state)
+            start_node(node, state)
             return wait_online([node], node, timeout=timeout)
         except MultinodeError as exc:
             if attempt == attempts:
@@ -850,6 +849,13 @@ def restart_node(node, timeout=90, attempts=2):
             log(f"{node}: {exc}; starting it again")
             stop_node(node, state, graceful=False)
             wait_left(node, state)
+
+
+def start_node(node, state):
+    """Start a stopped node with its disk as it was (a reboot: CIB, lrm secrets, cinder.conf,
+    minion keys); returns its PID 1."""
+    prepare_node(node, state["nodes"], state.get("token"), state.get("master"), fresh=False)
+    return launch_node(node, state)
 
 
 def wait_left(node, state, timeout=30):
@@ -972,22 +978,6 @@ def formula_up(state, names, monitor="5s", stickiness=100, mode="active_passive"
         raise MultinodeError(f"minions answering: {sorted(answered)} of {names}")
     formula_apply()
     wait_answering(timeout=120)
-
-
-def wait_minion(name, timeout=120):
-    """Until the node's minion answers the formula's master (after a node restart: a job published
-    before it reconnects never reaches it)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        res = subprocess.run(salt_master_argv("salt", "--out=json", "--static", "--timeout=5", name, "test.ping"),
-                             capture_output=True, text=True, timeout=60, env=clean_env())
-        try:
-            if json.loads(res.stdout or "{}").get(name) is True:
-                return
-        except ValueError:
-            pass
-        time.sleep(1)
-    raise MultinodeError(f"minion {name} does not answer after {timeout}s")
 
 
 def formula_apply(target="*"):
@@ -1148,8 +1138,7 @@ def cmd_restart(args):
     started = time.monotonic()
     if not args.wait:
         stop_node(args.node, state, graceful=True)
-        prepare_node(args.node, state["nodes"], state.get("token"), state.get("master"), fresh=False)
-        launch_node(args.node, state)
+        start_node(args.node, state)
         return 0
     restart_node(args.node, timeout=args.timeout)
     log(f"{args.node}: online after {time.monotonic() - started:.1f}s")
