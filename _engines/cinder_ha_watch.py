@@ -25,6 +25,15 @@ marked reported; otherwise the engine retries, 1 s doubling to 30 s
 ``<cachedir>/cinder_ha/watch_reported.json``, so an edit made while the minion was down is
 reported once at start-up, and one already reported is not reported again.
 
+The master's answer means the event reached its bus, not that anything acted on it: the
+reactor may have rate-limited or dropped it, or its job failed. So a drift still there
+(the file's digest is the one reported, not the formula's record) is sent again ``recheck``
+seconds after it was sent, then after pauses that double up to 16 times ``recheck``
+(``cinder_ha_lib.delivery.Resend``); a corrected file, or the formula's own write, ends it.
+
+Spool entries are opened with ``O_NOFOLLOW|O_NONBLOCK`` and must be regular files: a
+symlink, folder or FIFO named ``*.json`` is skipped with one log line and left in place.
+
 Minion configuration:
 
 .. code-block:: yaml
@@ -34,11 +43,15 @@ Minion configuration:
           paths: [/etc/cinder/cinder.conf]     # default: pillar cinder_ha:cinder_conf:path
           alert_spool: /var/lib/cinder-ha/alerts
           debounce: 0.08                       # seconds
+          recheck: 60                          # a reported drift still there is sent again
+                                               # after this many seconds, then 2x, 4x ... 16x
+                                               # (0: never)
 """
 import hashlib
 import json
 import logging
 import os
+import stat
 import time
 
 from cinder_ha_lib import delivery, events
@@ -56,8 +69,10 @@ __virtualname__ = "cinder_ha_watch"
 
 DEFAULT_CONF = "/etc/cinder/cinder.conf"
 ABSENT = "absent"  # reported digest of a watched file that was removed
+NOT_REGULAR = "not-a-regular-file"  # ... and of one replaced by a FIFO, a folder, a device
 MAX_ALERT_BYTES = 64 * 1024
 RESCAN_SECONDS = 5.0  # spool leftovers and vanished directories are retried this often
+RECHECK_SECONDS = 60.0  # a reported drift still there is sent again after this, then doubling
 
 
 def __virtual__():
@@ -69,15 +84,38 @@ def __virtual__():
 # ---------------------------------------------------------------- pure helpers
 
 
-def file_digest(path):
-    """sha256 hex of the file's bytes, or ``ABSENT`` when it does not exist."""
-    sha = hashlib.sha256()
+def _open_nonblocking(path, follow=True):
+    """A read-only fd that cannot block (a FIFO opens at once); None when the file is gone."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
     try:
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(65536), b""):
-                sha.update(chunk)
+        return os.open(path, flags)
     except FileNotFoundError:
+        return None
+
+
+def _regular(fd):
+    """Whether ``fd`` is a regular file; closes it when it is not."""
+    if stat.S_ISREG(os.fstat(fd).st_mode):
+        return True
+    os.close(fd)
+    return False
+
+
+def file_digest(path):
+    """
+    sha256 hex of the file's bytes, ``ABSENT`` when it does not exist, ``NOT_REGULAR`` when it
+    is a FIFO, a device, a folder...: read without blocking, so such a file cannot hang the
+    engine; reported like any drift, and the formula's state then says what is wrong.
+    """
+    fd = _open_nonblocking(path)
+    if fd is None:
         return ABSENT
+    if not _regular(fd):
+        return NOT_REGULAR
+    with os.fdopen(fd, "rb") as handle:
+        sha = hashlib.sha256()
+        for chunk in iter(lambda: handle.read(65536), b""):
+            sha.update(chunk)
     return sha.hexdigest()
 
 
@@ -106,13 +144,27 @@ def sanitize_alert(raw):
     return events.clean_fields(raw, events.ALERT_FIELDS)
 
 
+class NotAnAlertFile(Exception):
+    """A spool entry that is no regular file (folder, FIFO, symlink, socket): skipped, left in place."""
+
+
 def read_alert_file(path):
-    """The sanitized alert of one spool file, or None when unreadable/invalid."""
+    """
+    The sanitized alert of one spool file, or None when unreadable/invalid (then deleted).
+    Opened with ``O_NOFOLLOW|O_NONBLOCK`` and checked to be a regular file, else
+    :py:class:`NotAnAlertFile`: only the alert agent writes here, as root, and a FIFO or
+    folder named ``*.json`` must neither block nor stop the engine.
+    """
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read(MAX_ALERT_BYTES + 1)
-    except FileNotFoundError:
+        fd = _open_nonblocking(path, follow=False)
+    except OSError as exc:  # ELOOP: a symlink; ENXIO: a socket; EACCES ...
+        raise NotAnAlertFile(f"cannot be opened without following it: {exc.strerror}") from exc
+    if fd is None:
         return None
+    if not _regular(fd):
+        raise NotAnAlertFile("not a regular file")
+    with os.fdopen(fd, "rb") as handle:
+        raw = handle.read(MAX_ALERT_BYTES + 1)
     if len(raw) > MAX_ALERT_BYTES:
         return None
     try:
@@ -140,7 +192,7 @@ class Watcher:
     """
 
     def __init__(self, paths, send, digests_file, alert_spool=None, debounce=0.08, reported_file=None,
-                 backoff=None):
+                 backoff=None, recheck=RECHECK_SECONDS):
         self.paths = [os.path.abspath(p) for p in paths]
         self.send = send
         self.digests_file = digests_file
@@ -149,6 +201,9 @@ class Watcher:
         self.reported_file = reported_file
         self.last_reported = delivery.load_reported(reported_file)
         self.backoff = backoff or delivery.Backoff()
+        # a drift still there is sent again (None: never; see cinder_ha_lib.delivery.Resend)
+        self.resend = delivery.Resend(recheck) if recheck else None
+        self.skipped = set()  # spool entries that are no regular file, logged once each
         self.pending = {}  # conf path -> monotonic deadline
         self.spool_due = None
         self.stopping = False
@@ -234,28 +289,66 @@ class Watcher:
         report, remembered = should_report(current, recorded, self.last_reported.get(path))
         if not report:
             self._remember(path, remembered)
+            if self.resend is not None:
+                if remembered is None:  # the formula's content again: nothing to re-send
+                    self.resend.forget(path)
+                else:  # the drift already reported is still there
+                    self.resend.watch(path, time.monotonic())
             return False
         if not self.backoff.ready(time.monotonic()):  # the link is down: wait for the retry
             self.pending[path] = self.backoff.due
             return False
         if self._deliver(events.CONF_TAG, {"path": path, "digest": current}, path):
             self._remember(path, remembered)
+            if self.resend is not None:
+                self.resend.forget(path)
+                self.resend.sent(path, time.monotonic())
             log.info("cinder_ha_watch: outside change of %s reported (sha256 %s)", path, current[:12])
             return True
         # the file is read again then: a newer edit is reported instead of this one
         self.pending[path] = self.backoff.due
         return False
 
+    def recheck(self, path):
+        """
+        Send again a drift that is still there: same file content as reported, still not the
+        formula's. A new edit goes the usual way instead; a corrected file ends the re-checks.
+        """
+        current = file_digest(path)
+        recorded = recorded_digest(self._digests(), path)
+        if current != self.last_reported.get(path) or (recorded is not None and current == recorded):
+            self.resend.forget(path)
+            self.pending.setdefault(path, time.monotonic())
+            return False
+        if not self.backoff.ready(time.monotonic()):
+            self.resend.retry_at(path, self.backoff.due)
+            return False
+        if not self._deliver(events.CONF_TAG, {"path": path, "digest": current}, path):
+            self.resend.retry_at(path, self.backoff.due)
+            return False
+        self.resend.sent(path, time.monotonic())
+        log.info("cinder_ha_watch: %s still differs from what the formula wrote (sha256 %s): reported again",
+                 path, current[:12])
+        return True
+
     def drain_spool(self):
         """Forward every spooled alert in name order; delete each once acknowledged. Returns the count."""
         if not self.alert_spool or not os.path.isdir(self.alert_spool):
             return 0
         sent = 0
-        for name in sorted(os.listdir(self.alert_spool)):
+        names = sorted(os.listdir(self.alert_spool))
+        self.skipped &= set(names)  # an entry gone and back is logged again
+        for name in names:
             if not is_spool_name(name):
                 continue
             path = os.path.join(self.alert_spool, name)
-            alert = read_alert_file(path)
+            try:
+                alert = read_alert_file(path)
+            except NotAnAlertFile as exc:
+                if name not in self.skipped:
+                    self.skipped.add(name)
+                    log.warning("cinder_ha_watch: skipping %s in the alert spool: %s (left in place)", name, exc)
+                continue
             if alert is not None:
                 if not self.backoff.ready(time.monotonic()) or not self._deliver(events.RESOURCE_TAG, alert, name):
                     # kept in order: later alerts wait behind it
@@ -268,6 +361,8 @@ class Watcher:
                 os.unlink(path)
             except FileNotFoundError:
                 pass
+            except OSError as exc:  # replaced by a folder meanwhile: the next drain skips it
+                log.warning("cinder_ha_watch: could not remove %s from the alert spool: %s", name, exc)
         return sent
 
     # -- loop
@@ -275,6 +370,8 @@ class Watcher:
         deadlines = list(self.pending.values())
         if self.spool_due is not None:
             deadlines.append(self.spool_due)
+        if self.resend is not None and self.resend.next_due() is not None:
+            deadlines.append(self.resend.next_due())
         next_rescan = self.last_rescan + RESCAN_SECONDS
         wait = min(deadlines + [next_rescan]) - time.monotonic()
         return max(0, int(wait * 1000))
@@ -294,6 +391,9 @@ class Watcher:
             if deadline <= now:
                 del self.pending[path]
                 self.check_path(path)
+        if self.resend is not None:
+            for path in self.resend.ready(now):
+                self.recheck(path)
         if self.spool_due is not None and self.spool_due <= now:
             self.spool_due = None
             self.drain_spool()
@@ -413,7 +513,7 @@ def _local_send(tag, data, timeout=None):  # pylint: disable=unused-argument
         return False
 
 
-def start(paths=None, alert_spool=None, debounce=0.08):
+def start(paths=None, alert_spool=None, debounce=0.08, recheck=RECHECK_SECONDS):
     """Engine entry point (see the module docstring for the configuration)."""
     if not paths:
         paths = [__salt__["pillar.get"]("cinder_ha:cinder_conf:path", DEFAULT_CONF) or DEFAULT_CONF]
@@ -423,4 +523,4 @@ def start(paths=None, alert_spool=None, debounce=0.08):
     send = _local_send if _masterless(__opts__) else MasterSender(__opts__)
     log.info("cinder_ha_watch: watching %s, alert spool %s", ", ".join(paths), alert_spool or "(none)")
     Watcher(paths, send, os.path.join(state_dir, "digests.json"), alert_spool=alert_spool, debounce=debounce,
-            reported_file=os.path.join(state_dir, "watch_reported.json")).run()
+            reported_file=os.path.join(state_dir, "watch_reported.json"), recheck=float(recheck or 0)).run()

@@ -4,9 +4,12 @@ file the operator's (comments, key order, repeated keys, owner, group, mode) and
 OpenStack HA guide's (2014) names found in it. Every value this module returns is masked.
 
 The file is written atomically (temp file in the same folder, fsync, rename, fsync of the
-folder). The sha256 of the bytes the formula wrote (or found correct) is recorded in
-``<cachedir>/cinder_ha/digests.json`` BEFORE the rename, so a file watcher that sees the new
-file already knows it is the formula's own.
+folder), never through a symbolic link, with the old file's owner, group, ACLs and other
+extended attributes (SELinux label included) and without world permission bits (it holds
+passwords). A missing cinder.conf is created only when asked (``create``): the formula's keys
+alone are no working cinder.conf. The sha256 of the bytes the formula wrote (or found correct)
+is recorded in ``<cachedir>/cinder_ha/digests.json`` BEFORE the rename, so a file watcher that
+sees the new file already knows it is the formula's own.
 
 CLI Example:
 
@@ -15,8 +18,10 @@ CLI Example:
     salt '*' cinder_conf.check /etc/cinder/cinder.conf
     salt '*' cinder_conf.digest /etc/cinder/cinder.conf
     salt '*' cinder_conf.restart_needed /etc/cinder/cinder.conf /run/resource-agents/p_cinder-api.pid
+    salt '*' cinder_conf.managed_keys
     salt '*' cinder_conf.driver_check /etc/cinder/cinder.conf /usr/bin/cinder-api
 """
+import errno
 import grp
 import hashlib
 import json
@@ -49,15 +54,71 @@ def _error(message):
     return CommandExecutionError(message)
 
 
-def _read(path):
-    """(text, bytes) of the file; ("", None) when it does not exist."""
+def _file_kind(mode):
+    for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+def _open_regular(path):
+    """A read-only fd of the regular file ``path``, or None when it does not exist. Raises
+    CinderHaError for a symbolic link (never followed: where the cinder user can write the
+    folder, a link would point root's write anywhere), anything that is not a regular file
+    (a FIFO would block the reader) and a file that cannot be opened."""
     try:
-        with open(path, "rb") as handle:
-            data = handle.read()
+        # lstat first: a device or FIFO is never even opened
+        st = os.lstat(path)
+        if stat.S_ISLNK(st.st_mode):
+            raise OSError(errno.ELOOP, "a symbolic link")
+        if not stat.S_ISREG(st.st_mode):
+            raise CinderHaError(f"{path} is not a regular file ({_file_kind(st.st_mode)}): left as it is; "
+                                "cinder.conf must be a plain file")
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
-        return "", None
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise CinderHaError(f"{path} is a symbolic link: the formula never writes through one (a link in a "
+                                "folder the cinder user can write would send root's write anywhere); set "
+                                "cinder_ha:cinder_conf:path to the file itself") from None
+        raise CinderHaError(f"{path} cannot be read ({exc.strerror}): left as it is") from None
+    st = os.fstat(fd)  # what was opened, if it was swapped after the lstat
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise CinderHaError(f"{path} is not a regular file ({_file_kind(st.st_mode)}): left as it is; "
+                            "cinder.conf must be a plain file")
+    return fd
+
+
+def _read_file(path):
+    """(text, bytes, os.stat_result) of the regular file ``path``; ("", None, None) when it does not
+    exist. Raises CinderHaError when it is a link, not a regular file, or unreadable."""
+    fd = _open_regular(path)
+    if fd is None:
+        return "", None, None
+    try:
+        st = os.fstat(fd)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(fd, 1 << 16)
+            except OSError as exc:
+                raise CinderHaError(f"{path} cannot be read ({exc.strerror}): left as it is") from None
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
     # surrogateescape: bytes that are not UTF-8 survive the round trip unchanged
-    return data.decode("utf-8", "surrogateescape"), data
+    return data.decode("utf-8", "surrogateescape"), data, st
+
+
+def _read(path):
+    """(text, bytes) of the file; ("", None) when it does not exist (see ``_read_file``)."""
+    return _read_file(path)[:2]
 
 
 def _sha256(data):
@@ -76,20 +137,52 @@ def _desired(options=None):
     settings, errors, _warnings = pillar.normalize(raw)
     if errors:
         raise InvalidPillar(errors)
-    return conf.desired_options(settings)  # ConfError when cinder_conf:extra contradicts the pillar
+    # a backend option given as {pillar: key} (a secret) is read here, never rendered into an SLS
+    return conf.desired_options(settings, resolve=lambda key: __salt__["pillar.get"](key, unmask=True))
 
 
-def _plan(name, options):
+def _missing(name, pid_file=None):
+    """Why a missing ``name`` is not created, and how to put it back."""
+    said = (f"{name} does not exist: it is not created from the formula's keys alone (they make no working "
+            "cinder.conf: no api_paste_config, log_dir, lock_path or backends), and cinder-api is not restarted")
+    process = running_process(pid_file) if pid_file else None
+    record = process and process["record"]
+    copy = record and _read_private(record["snapshot"])
+    if record and copy is not None and _sha256(copy) == record["sha256"] and \
+            os.path.abspath(record["config"]) == os.path.abspath(name):
+        how = (f"cinder-api (pid {process['pid']}) still runs with a private copy of the file it started with: "
+               f"restore it with 'install -m 0640 -o root -g {NEW_FILE_GROUP} {record['snapshot']} {name}' (or put "
+               "your own file back), then apply again")
+    else:
+        where = f"; {process['problem']}" if process and process["problem"] else ""
+        how = (f"put the file back (from a backup, or from another node: the agent keeps the one each cinder-api "
+               f"started with next to its pid file, <pid file>.conf{where}), then apply again")
+    return (f"{said}. {how}. Only for a brand-new install: pillar cinder_ha:cinder_conf:create: true creates it "
+            "from the formula's keys")
+
+
+def _plan(name, options, create=False, pid_file=None):
+    """(plan, text, bytes, errors, stat) for the file ``name``."""
     try:
         wanted = _desired(options)
-    except CinderHaError as exc:  # an invalid pillar: its errors name keys, never values
-        return None, "", None, exc.problems
-    text, data = _read(name)
+        text, data, st = _read_file(name)
+    except CinderHaError as exc:  # an invalid pillar or an unusable file: keys and paths, never values
+        return None, "", None, exc.problems, None
+    if data is None and not create:
+        return None, "", None, [_missing(name, pid_file)], None
     plan = conf.plan(text, wanted)
-    return plan, text, data, plan.errors
+    return plan, text, data, plan.errors, st
 
 
-def _report(name, plan, text, data, errors):
+def _world_bits(st):
+    """{"old", "new"} modes (octal text) when the file grants anything to others, else None."""
+    if st is None or not st.st_mode & 0o007:
+        return None
+    mode = stat.S_IMODE(st.st_mode)
+    return {"old": f"{mode:04o}", "new": f"{mode & ~0o007:04o}"}
+
+
+def _report(name, plan, text, data, errors, st=None):
     report = {
         "path": name,
         "exists": data is not None,
@@ -98,6 +191,7 @@ def _report(name, plan, text, data, errors):
         "changed": bool(plan and plan.changed),
         "changes": {},
         "migrations": [],
+        "mode": None if errors else _world_bits(st),  # world bits removed: cinder.conf holds passwords
     }
     if plan is not None and not errors:
         report["migrations"] = plan.migrations
@@ -107,14 +201,21 @@ def _report(name, plan, text, data, errors):
     return report
 
 
-def check(name, options=None):
+def check(name, options=None, create=False, pid_file=None):
     """
     What ``cinder_conf.managed`` would change in the file ``name``; changes nothing.
-    Returns ``{"path", "exists", "digest", "errors", "changed", "changes", "migrations", "diff"}``
-    with every secret masked.
+    Returns ``{"path", "exists", "digest", "errors", "changed", "changes", "migrations", "mode",
+    "diff"}`` with every secret masked; ``mode`` is the permission change (world bits removed) or
+    None. A symbolic link, anything but a regular file, and a missing file without ``create``
+    are errors.
 
     options
         {section: {key: value}} to manage (default: built from the ``cinder_ha`` pillar).
+    create
+        Plan a missing file from the managed keys alone (a brand-new install).
+    pid_file
+        The agent's pid file: a missing file's error then names the copy the running cinder-api
+        started with.
 
     CLI Example:
 
@@ -123,14 +224,16 @@ def check(name, options=None):
         salt '*' cinder_conf.check /etc/cinder/cinder.conf
         salt '*' cinder_conf.check /tmp/c.conf options='{DEFAULT: {osapi_volume_listen: 127.0.0.1}}'
     """
-    return _report(name, *_plan(name, options))
+    return _report(name, *_plan(name, options, create, pid_file))
 
 
-def apply(name, options=None, expected_digest=None):
+def apply(name, options=None, expected_digest=None, create=False):
     """
-    Write the planned changes to ``name`` atomically (owner, group and mode kept; a new file
-    gets 0640 root:cinder) and record the digest of the bytes written, or of the bytes found
-    when nothing changes. Nothing is written when any problem is found (all are listed).
+    Write the planned changes to ``name`` atomically (owner, group, ACLs and extended
+    attributes kept, world permission bits removed; a new file, only with ``create``, gets 0640
+    root:cinder) and record the digest of the bytes written, or of the bytes found when nothing
+    changes (then only world bits, if any, are removed). Nothing is written when any problem is
+    found (all are listed).
 
     expected_digest
         sha256 of the file as the caller last saw it (``check``'s ``digest``); refuse to write
@@ -142,8 +245,8 @@ def apply(name, options=None, expected_digest=None):
 
         salt '*' cinder_conf.apply /etc/cinder/cinder.conf
     """
-    plan, text, data, errors = _plan(name, options)
-    report = _report(name, plan, text, data, errors)
+    plan, text, data, errors, st = _plan(name, options, create)
+    report = _report(name, plan, text, data, errors, st)
     if errors:
         raise _error(f"{name} left unchanged:\n  - " + "\n  - ".join(errors))
     if expected_digest is not None and report["digest"] != expected_digest:
@@ -155,6 +258,7 @@ def apply(name, options=None, expected_digest=None):
         raise _error(f"{name} changed while the state was planning; left unchanged, run the state again")
     if not plan.changed:
         if data is not None:
+            _remove_world_bits(name, report["digest"])
             record_digest(name, report["digest"])
         return report
     new_data = plan.new_text.encode("utf-8", "surrogateescape")
@@ -171,11 +275,32 @@ def _new_file_owner():
 
 
 def _current_digest(path):
+    data = _read(path)[1]
+    return None if data is None else _sha256(data)
+
+
+def _remove_world_bits(path, read_digest):
+    """chmod o-rwx of the file as it was read (its content unchanged: no rewrite)."""
+    fd = _open_regular(path)
+    if fd is None:
+        return
     try:
-        with open(path, "rb") as handle:
-            return _sha256(handle.read())
-    except FileNotFoundError:
-        return None
+        mode = stat.S_IMODE(os.fstat(fd).st_mode)
+        if mode & 0o007 and _current_digest(path) == read_digest:
+            os.fchmod(fd, mode & ~0o007)
+    finally:
+        os.close(fd)
+
+
+def _xattrs(fd):
+    """{name: value} of every extended attribute of the open file: POSIX ACLs
+    (system.posix_acl_access), the SELinux label (security.selinux), user.* ..."""
+    try:
+        return {name: os.getxattr(fd, name) for name in os.listxattr(fd)}
+    except OSError as exc:
+        if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):  # a file system without them
+            return {}
+        raise
 
 
 def _write_atomic(name, data, read_digest=None):
@@ -183,15 +308,23 @@ def _write_atomic(name, data, read_digest=None):
     the new content was planned from (None: the file did not exist); if the file no longer
     holds them right before the rename, someone edited it meanwhile: nothing is replaced (the
     edit would be lost), the state fails, and the next run plans from the edited file."""
-    path = os.path.realpath(name)  # a symlinked cinder.conf stays a symlink
+    path = os.path.abspath(name)  # never resolved: a link is refused, not followed
     directory = os.path.dirname(path)
     if not os.path.isdir(directory):
         raise _error(f"{directory} does not exist (is cinder installed?)")
     try:
-        st = os.stat(path)
-        uid, gid, mode = st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)
-    except FileNotFoundError:
-        uid, gid, mode = _new_file_owner()
+        old = _open_regular(path)
+    except CinderHaError as exc:
+        raise _error(str(exc)) from None
+    if old is None:
+        (uid, gid, mode), attrs = _new_file_owner(), {}
+    else:
+        try:
+            st = os.fstat(old)
+            uid, gid, mode, attrs = st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode), _xattrs(old)
+        finally:
+            os.close(old)
+    mode &= ~0o007  # no world bits: cinder.conf holds passwords
     digest = _sha256(data)
     # dot name: a watcher filtering on the real file name ignores the temp file
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
@@ -203,12 +336,22 @@ def _write_atomic(name, data, read_digest=None):
                 view = view[os.write(fd, view):]
             if (uid, gid) != (os.fstat(fd).st_uid, os.fstat(fd).st_gid):
                 os.fchown(fd, uid, gid)
+            for attr, value in attrs.items():  # ACLs and the SELinux label first: fchmod then sets the mask
+                try:
+                    os.setxattr(fd, attr, value)
+                except OSError as exc:
+                    raise _error(f"{name} left unchanged: its extended attribute {attr} cannot be carried over to "
+                                 f"the new file ({exc.strerror})") from None
             os.fchmod(fd, mode)
             os.fsync(fd)
         finally:
             os.close(fd)
         record_digest(name, digest)  # before the rename: the watcher must know the new bytes are ours
-        if _current_digest(path) != read_digest:
+        try:
+            now = _current_digest(path)
+        except CinderHaError as exc:  # replaced by a link or a FIFO meanwhile
+            raise _error(str(exc)) from None
+        if now != read_digest:
             raise _error(f"{name} changed while this run was writing it: left as it is now (nothing of the "
                          "outside edit is lost); apply again")
         os.replace(tmp, path)
@@ -248,8 +391,10 @@ def digest(path):
 
         salt '*' cinder_conf.digest /etc/cinder/cinder.conf
     """
-    _text, data = _read(path)
-    return None if data is None else _sha256(data)
+    try:
+        return _current_digest(path)
+    except CinderHaError as exc:
+        raise _error(str(exc)) from None
 
 
 def recorded_digest(path):
@@ -387,6 +532,32 @@ def running_process(pid_file):
     return result
 
 
+def managed_keys(options=None):
+    """
+    The options the formula manages (``options``, else from the ``cinder_ha`` pillar), as
+    sorted ``[section] key`` names, without values.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' cinder_conf.managed_keys
+    """
+    try:
+        return conf.managed_keys(_desired(options))
+    except CinderHaError as exc:
+        raise _error(str(exc)) from None
+
+
+def _managed_among(changes, options):
+    """The keys of ``changes`` the formula manages; None when the pillar cannot say."""
+    try:
+        managed = set(managed_keys(options))
+    except Exception:  # pylint: disable=broad-except  # an invalid pillar: cannot tell
+        return None
+    return [key for key in changes if key in managed]
+
+
 def restart_needed(name, pid_file, planned=False, options=None):
     """
     Whether the cinder-api running here (pid file ``pid_file``) must be restarted to run the
@@ -394,8 +565,11 @@ def restart_needed(name, pid_file, planned=False, options=None):
     differs from what it read at start (the agent's private copy, ``<pid_file>.conf``).
     Comments, blank lines and key order are no difference. Without a start record (a process
     started by an older agent) the answer is "the file was modified after the process
-    started". Returns ``{"needed", "basis", "pid", "config", "changes", "reason"}``;
-    ``changes`` maps ``[section] key`` to the old and new values, secrets masked.
+    started". A file that is missing or cannot be read is never a reason to restart (the
+    process keeps what it started with). Returns ``{"needed", "basis", "pid", "config",
+    "changes", "managed_changes", "reason"}``; ``changes`` maps ``[section] key`` to the old
+    and new values, secrets masked; ``managed_changes`` lists those of them the formula manages
+    (None when that cannot be told).
 
     planned
         Compare with what ``cinder_conf.managed`` would write (``options`` or the pillar)
@@ -408,7 +582,8 @@ def restart_needed(name, pid_file, planned=False, options=None):
         salt '*' cinder_conf.restart_needed /etc/cinder/cinder.conf /run/resource-agents/p_cinder-api.pid
     """
     process = running_process(pid_file)
-    result = {"needed": False, "basis": None, "pid": process["pid"], "config": name, "changes": {}, "reason": ""}
+    result = {"needed": False, "basis": None, "pid": process["pid"], "config": name, "changes": {},
+              "managed_changes": None, "reason": ""}
     if process["pid"] is None:
         result["reason"] = (f"cannot tell what cinder-api runs with: {process['problem']}; not restarting it "
                             "(restart it through the cluster if its configuration changed)")
@@ -417,10 +592,18 @@ def restart_needed(name, pid_file, planned=False, options=None):
     record = process["record"]
     config = record["config"] if record else name
     result["config"] = config
+    try:
+        problem = None if _read(config)[1] is not None else f"{config} does not exist"
+    except CinderHaError as exc:
+        problem = str(exc)
+    if problem:
+        result["reason"] = (f"{problem}; not restarting cinder-api (pid {pid}): it keeps running with the "
+                            "configuration it started with")
+        return result
 
     def current_text():
         if planned and os.path.abspath(config) == os.path.abspath(name):
-            plan, text, _data, errors = _plan(name, options)
+            plan, text, _data, errors, _st = _plan(name, options)
             if plan is not None and not errors:
                 return plan.new_text, plan.changed
             return text, False
@@ -433,6 +616,8 @@ def restart_needed(name, pid_file, planned=False, options=None):
             text, _would_write = current_text()
             result["changes"] = conf.effective_changes(snapshot.decode("utf-8", "surrogateescape"), text)
             result["needed"] = bool(result["changes"])
+            if result["needed"]:
+                result["managed_changes"] = _managed_among(result["changes"], options)
             keys = ", ".join(result["changes"])
             result["reason"] = (f"what cinder reads from {config} differs from what cinder-api (pid {pid}) "
                                 f"started with: {keys}" if result["needed"] else
@@ -498,7 +683,7 @@ def driver_check(name, binary="/usr/bin/cinder-api", options=None):
         salt '*' cinder_conf.driver_check /etc/cinder/cinder.conf /usr/bin/cinder-api
     """
     result = {"ok": None, "interpreter": None, "module": None, "scheme": None, "comment": ""}
-    plan, text, _data, errors = _plan(name, options)
+    plan, text, _data, errors, _st = _plan(name, options, create=True)
     if plan is not None and not errors:
         text = plan.new_text
     urls = conf.parse(text).effective().get("database", {}).get("connection")

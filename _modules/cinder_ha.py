@@ -17,7 +17,7 @@ import logging
 import subprocess
 import time
 
-from cinder_ha_lib import catalog, formula, probe, secret_rule, urls
+from cinder_ha_lib import catalog, formula, probe, secret_rule, urls, volume
 from cinder_ha_lib import pillar as pillar_rules  # the name pillar is the functions' argument
 from cinder_ha_lib.errors import InvalidPillar
 
@@ -354,6 +354,14 @@ def status():
     .. code-block:: bash
 
         salt '*' cinder_ha.status
+
+    ``config``: whether cinder.conf differs from what this node's cinder-api runs with (a
+    restart pending until the next explicit ``state.apply cinder_ha``), the changed keys
+    (secrets masked) and which of them the formula manages.
+
+    With pillar ``volume``/``scheduler``, ``services`` gives cinder-scheduler's and
+    cinder-volume's nodes in the cluster beside cinder's own view of them (up/down, host,
+    cluster) and any cinder-volume row that is not the pillar's ``backend_host@backend``.
     """
     conf = _revealed()
     cluster, vip = conf["cluster"], conf["vip"]
@@ -373,9 +381,39 @@ def status():
     part("api", lambda: http_probe(f"http://{host}:{conf['port']}/healthcheck"))
     part("catalog", lambda: _catalog_matches(conf))
     part("failures", lambda: __salt__["crm.failures"]())
+    part("config", lambda: _config_status(conf))
     if "cinder_ha_events.recent" in __salt__:
         part("recent_moves", lambda: __salt__["cinder_ha_events.recent"](10))
+    if conf.get("volume") or conf.get("scheduler"):
+        part("services", lambda: _services_status(conf))
     return report
+
+
+def _config_status(conf):
+    """cinder.conf against what this node's cinder-api started with (the agent's start record)."""
+    pid_file = conf["agent"].get("pid") or f"{parameters()['pid_dir']}/{conf['cluster']['primitive_id']}.pid"
+    path = conf["agent"].get("config") or conf["cinder_conf"]["path"]
+    decision = __salt__["cinder_conf.restart_needed"](path, pid_file)
+    pending = bool(decision["needed"])
+    return {"restart_pending": pending, "pid": decision["pid"], "changed": decision["changes"],
+            "managed": decision.get("managed_changes"),
+            "comment": (f"cinder.conf differs from what cinder-api runs with: restart pending "
+                        f"({', '.join(decision['changes']) or path + ' modified'}; pid {decision['pid']}) until the "
+                        "next explicit state.apply cinder_ha" if pending else decision["reason"])}
+
+
+def _services_status(conf):
+    """cinder-scheduler and cinder-volume: where the cluster runs them, and cinder's own view
+    (its services table: host, cluster, up/down, heartbeat age)."""
+    found = {"cluster": {}, "cinder": __salt__["cinder_volume.services"]()}
+    for part in (conf.get("scheduler"), conf.get("volume")):
+        if part:
+            found["cluster"][part["primitive_id"]] = __salt__["crm.locate"](part["primitive_id"])
+    expected = volume.service_hosts(conf.get("volume"))
+    if expected:
+        rows = [row["host"] for row in found["cinder"] if row["binary"] == "cinder-volume"]
+        found["unexpected_volume_rows"] = sorted(set(rows) - set(expected.values()))
+    return found
 
 
 # ---------------------------------------------------------------- cloned mode: the VIP on the loopback

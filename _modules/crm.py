@@ -25,16 +25,11 @@ CLI Example:
     salt '*' crm.restart p_cinder-api
 """
 import copy
-import errno
-import fcntl
-import glob
-import json
 import logging
 import os
 import random
 import shutil
 import socket
-import stat
 import subprocess
 import tempfile
 import time
@@ -207,229 +202,9 @@ def show(object_id, cache_token=None):
     return obj
 
 
-# ---------------------------------------------------------------- secrets kept out of the CIB
+# ---------------------------------------------------------------- lrm secrets: the digest attribute and rule
 
-def _secrets_dir(secrets_dir=None):
-    return secrets_dir or __opts__.get("crm.secrets_dir") or cib.SECRETS_DIR
-
-
-def _read_private(path):
-    """Text of a secret file that is a regular 0600 file (None otherwise: rewrite it)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:
-        return None
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(fd).st_mode) or stat.S_IMODE(os.fstat(fd).st_mode) != 0o600:
-            return None
-        try:
-            return handle.read().decode("utf-8")
-        except UnicodeDecodeError:
-            return None
-
-
-def _private_folder(path):
-    """A real directory (not a link) of mode 0700: a secret folder this module may trust."""
-    return os.path.isdir(path) and not os.path.islink(path) and stat.S_IMODE(os.stat(path).st_mode) == 0o700
-
-
-def _secret_signs(objects, secrets_dir):
-    """{(rsc, param): md5 the node holds}, None where the value and .sign disagree or are missing."""
-    signs = {}
-    for obj in objects:
-        if obj["tag"] != "primitive" or obj.get("secret_mode") != "lrm":
-            continue
-        folder = os.path.join(_secrets_dir(secrets_dir), obj["id"])
-        folder_ok = _private_folder(folder)
-        for name in obj["secret_params"]:
-            value = _read_private(os.path.join(folder, name)) if folder_ok else None
-            sign = _read_private(os.path.join(folder, name) + ".sign") if value is not None else None
-            signs[(obj["id"], name)] = sign if sign is not None and sign == cib.md5_hex(value) else None
-    return signs
-
-
-_LIBC = []
-AT_FDCWD = -100
-RENAME_EXCHANGE = 2  # linux/fs.h
-
-
-def _exchange(first, second):
-    """Swap two paths in one step: renameat2(RENAME_EXCHANGE) (Linux 3.15+, glibc 2.28+)."""
-    import ctypes
-
-    if not _LIBC:
-        _LIBC.append(ctypes.CDLL(None, use_errno=True))
-    renameat2 = getattr(_LIBC[0], "renameat2", None)
-    if renameat2 is None:
-        raise OSError(errno.ENOSYS, "renameat2 is not available in this C library")
-    if renameat2(AT_FDCWD, os.fsencode(first), AT_FDCWD, os.fsencode(second), RENAME_EXCHANGE) != 0:
-        code = ctypes.get_errno()
-        raise OSError(code, f"renameat2(RENAME_EXCHANGE) failed: {os.strerror(code)}", second)
-
-
-def _fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_new_private(path, data):
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def _write_secret_folder(secrets_dir, rsc, values):
-    """
-    Replace ``<secrets_dir>/<rsc>/`` by a folder holding every value and its md5 ``.sign``.
-
-    The new folder is written complete beside the old one (files 0600, folder 0700, fsynced),
-    then the two are swapped with ONE renameat2(RENAME_EXCHANGE): a reader that resolves the
-    folder once sees the old pairs or the new pairs, never a value with another value's sign
-    (two renames, value then sign, left a window where they disagreed). Files of parameters
-    not in ``values`` are carried over. A host-local flock on the secrets folder serialises
-    writers on this node.
-    """
-    base = _secrets_dir(secrets_dir)
-    os.makedirs(base, mode=0o700, exist_ok=True)
-    os.chmod(base, 0o700)
-    final = os.path.join(base, rsc)
-    lock = os.open(base, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        for leftover in glob.glob(os.path.join(glob.escape(base), f".{glob.escape(rsc)}.swap-*")):
-            shutil.rmtree(leftover, ignore_errors=True)  # from a run killed mid-write
-        new = tempfile.mkdtemp(dir=base, prefix=f".{rsc}.swap-")  # mode 0700
-        try:
-            ours = set(values) | {name + ".sign" for name in values}
-            if os.path.isdir(final) and not os.path.islink(final):
-                for entry in os.scandir(final):
-                    # other parameters' files are kept (cibsecret's); the digest memo is of the old values
-                    if entry.name not in ours and entry.name != DIGEST_MEMO and entry.is_file(follow_symlinks=False):
-                        with open(entry.path, "rb") as handle:
-                            _write_new_private(os.path.join(new, entry.name), handle.read())
-            for name, value in sorted(values.items()):
-                _write_new_private(os.path.join(new, name), value.encode("utf-8"))
-                _write_new_private(os.path.join(new, name + ".sign"), cib.md5_hex(value).encode("ascii"))
-            key = cib.digest_memo_key(rsc, values)
-            if key in __context__.get("crm.digests", {}):  # this run computed these values' digest
-                _write_digest_memo(new, key, __context__["crm.digests"][key])
-            _fsync_dir(new)
-            if os.path.lexists(final):
-                _exchange(new, final)  # `new` now names the old folder, removed below
-            else:
-                os.rename(new, final)
-            _fsync_dir(base)
-        finally:
-            shutil.rmtree(new, ignore_errors=True)
-    finally:
-        os.close(lock)
-
-
-def _lrm_secrets(obj):
-    return {name: obj["params"][name] for name in obj.get("secret_params", ()) if name in obj["params"]}
-
-
-def _store_secrets(objects, signs, secrets_dir):
-    """Write the lrm secret folder of each primitive whose files are missing or hold other values."""
-    for obj in objects:
-        if obj["tag"] != "primitive" or obj.get("secret_mode") != "lrm":
-            continue
-        secrets = _lrm_secrets(obj)
-        stale = [name for name, value in secrets.items() if signs.get((obj["id"], name)) != cib.md5_hex(value)]
-        if not stale:
-            continue
-        _write_secret_folder(secrets_dir, obj["id"], secrets)
-        log.info("crm: stored secret parameters %s of %s in %s", ", ".join(sorted(stale)), obj["id"],
-                 os.path.join(_secrets_dir(secrets_dir), obj["id"]))
-
-
-def _check_secret_values(rsc, secrets):
-    """Refuse values Pacemaker could never read back (named, never shown)."""
-    problems = [problem for problem in (cib.secret_value_problem(rsc, name, value)
-                                        for name, value in sorted(secrets.items())) if problem]
-    if problems:
-        _fail("secret files left unchanged: " + "; ".join(problems))
-
-
-def _secret_args(rsc, secrets):
-    try:
-        cib._check_id(rsc, "resource")  # also keeps the folder name inside the secrets folder
-    except cib.ModelError as exc:
-        _fail(str(exc))
-    if not isinstance(secrets, dict) or not secrets:
-        _fail(f"{rsc}: secrets must be a non-empty mapping of parameter: value")
-    secrets = {str(k): (v if isinstance(v, str) or v is None or isinstance(v, bool) else str(v))
-               for k, v in secrets.items()}
-    _check_secret_values(rsc, secrets)
-    return secrets
-
-
-def store_secrets(rsc, secrets, secrets_dir=None, test=False):
-    """
-    Write ``secrets`` ({param: value}) of resource ``rsc`` where Pacemaker's executor reads
-    ``lrm://`` values (value file 0600 + md5 ``.sign``, directories 0700), on THIS node, in
-    one atomic folder swap, only when something differs. Every node that may run the resource
-    needs them. Values Pacemaker cannot read back (empty, a line break, trailing whitespace,
-    more than 254 bytes) are refused and nothing is written. Returns the names that changed
-    (``test=True``: that would change); values never appear.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' crm.store_secrets p_cinder-api '{os_password: ...}'   # prefer an SLS: not on a command line
-    """
-    secrets = _secret_args(rsc, secrets)
-    obj = {"tag": "primitive", "id": rsc, "secret_mode": "lrm", "params": dict(secrets),
-           "secret_params": sorted(secrets)}
-    signs = _secret_signs([obj], secrets_dir)
-    changed = sorted(name for name, value in secrets.items() if signs.get((rsc, name)) != cib.md5_hex(value))
-    if changed and not test:
-        _store_secrets([obj], signs, secrets_dir)
-    return changed
-
-
-# The digest memo: the last digest this node computed for a resource's secrets, in that
-# resource's own lrm secret folder (root-only, 0700, beside the plaintext secret files, and
-# removed with them), filed under a plain SHA-256 of the same values (cib.digest_memo_key):
-# a run whose secrets did not change skips the ~25 ms PBKDF2. Pacemaker reads only the files
-# named after parameters there.
-DIGEST_MEMO = ".cinder_ha_digest"
-
-
-def _secrets_digest(rsc, secrets, secrets_dir=None):
-    """``cib.secrets_digest``, remembered in the resource's secret folder (see DIGEST_MEMO)."""
-    folder = os.path.join(_secrets_dir(secrets_dir), rsc)
-    key = cib.digest_memo_key(rsc, secrets)
-    try:
-        memo = json.loads(_read_private(os.path.join(folder, DIGEST_MEMO)) or "{}")
-    except ValueError:
-        memo = {}
-    if isinstance(memo, dict) and memo.get("key") == key and isinstance(memo.get("digest"), str):
-        return memo["digest"]
-    digest = cib.secrets_digest(rsc, secrets)
-    # kept for the run too: a secret folder written later in it (_write_secret_folder) files it
-    __context__["crm.digests"] = {**__context__.get("crm.digests", {}), key: digest}
-    try:
-        if _private_folder(folder):
-            _write_digest_memo(folder, key, digest)
-    except OSError as exc:  # a memo is an optimisation: the digest is right without it
-        log.debug("crm: digest memo of %s not written: %s", rsc, exc)
-    return digest
-
-
-def _write_digest_memo(folder, key, digest):
-    path = os.path.join(folder, DIGEST_MEMO)
-    if os.path.lexists(path + ".new"):  # left by a run killed mid-write
-        os.unlink(path + ".new")
-    _write_new_private(path + ".new", json.dumps({"key": key, "digest": digest}).encode())
-    os.replace(path + ".new", path)
-
+# (the secret files and their digest are crm_secrets': this module writes what the CIB holds)
 
 def _node_attribute_query(node, name):
     proc = _run(["crm_attribute", "--node", node, "--name", name, "--lifetime", "forever", "--query",
@@ -441,32 +216,56 @@ def _node_attribute_query(node, name):
     _fail(f"crm_attribute --query of {name} on {node} failed (rc {proc.returncode}): {_output(proc)}")
 
 
-def publish_secrets_digest(rsc, secrets, node=None, test=False):
+def publish_secrets_digest(rsc, digest, node=None, test=False, cache_token=None, retries=6):
     """
     Publish on ``node`` (this node by default) the permanent node attribute
-    ``cinder_ha_secrets_<rsc>`` = digest of ``secrets`` ({param: value}): a location rule
-    (``secrets_of`` in ``crm.configured``) keeps the resource off, and unprobed on, every node
-    whose attribute is missing or stale. Only the digest reaches the command line. Call it
-    after the secret files are written. Returns ``{"node", "attribute", "old", "new", "changed"}``.
+    ``cinder_ha_secrets_<rsc>`` = ``digest`` (``crm_secrets.digest`` of the secrets this node
+    holds; call it once the secret files are written). A ``secrets_of`` location rule keeps the
+    resource off, and unprobed on, every node whose attribute is missing or not accepted.
+
+    A rotation never makes this node ineligible: in the same CIB transaction, each secrets rule
+    on the attribute that does not accept ``digest`` yet is extended with it when this node is
+    eligible now; a node that is not eligible now extends nothing (the controller accepts its
+    digest, or not). Digests no node publishes any more leave the rules. Returns ``{"node",
+    "attribute", "old", "new", "changed", "eligible", "rules": {location id: accepted digests}}``.
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt '*' crm.publish_secrets_digest p_cinder-api '{os_password: ...}'   # prefer crm.secrets_present
+        salt n2 crm.publish_secrets_digest p_cinder-api 3f5a...e1   # the crm_secrets.present state does this
     """
-    secrets = _secret_args(rsc, secrets)
+    try:
+        cib._check_id(rsc, "resource")
+    except cib.ModelError as exc:
+        _fail(str(exc))
+    if not isinstance(digest, str) or not digest.strip():
+        _fail(f"{rsc}: digest must be a non-empty string")
     node = node or node_name()
-    name, digest = cib.secrets_attribute(rsc), _secrets_digest(rsc, secrets)
-    old = _node_attribute_query(node, name)
-    result = {"node": node, "attribute": name, "old": old, "new": digest, "changed": old != digest}
-    if result["changed"] and not test:
-        proc = _run(["crm_attribute", "--node", node, "--name", name, "--lifetime", "forever",
-                     "--update", digest], timeout=30)
-        if proc.returncode != 0:
-            _fail(f"crm_attribute could not set {name} on {node} (rc {proc.returncode}): {_output(proc)}")
-        _forget_cib()
-    return result
+    attribute = cib.secrets_attribute(rsc)
+    seen = {}
+
+    def build(parsed):
+        objects, eligible = cib.node_publication(parsed, attribute, node, digest)
+        seen.update(old=cib.published_digests(parsed, attribute).get(node), eligible=eligible,
+                    rules={obj["id"]: cib.accepted_digests(obj) for obj in objects if obj["tag"] == "location"})
+        steps = cib.plan(objects, parsed)
+        if not steps:
+            return steps, None, []
+        try:
+            return steps, cib.apply_objects(parsed["root"], objects, parsed), []
+        except cib.ModelError as exc:
+            raise _Rejected(str(exc)) from None
+
+    try:
+        outcome = _transaction(build, test, cache_token, retries)
+    except _Rejected as exc:
+        _fail(f"{attribute} not published on {node}: {exc}")
+    if outcome["result"] is False:
+        _fail(f"{attribute} not published on {node}: {outcome['comment']}")
+    return {"node": node, "attribute": attribute, "old": seen.get("old"), "new": digest,
+            "changed": bool(outcome["changes"]), "eligible": seen.get("eligible", True),
+            "rules": seen.get("rules", {}), "actions": outcome.get("actions", [])}
 
 
 def _secret_values(objects):
@@ -657,32 +456,34 @@ def configure(objects, test=False, secrets_dir=None, cache_token=None, retries=6
         salt '*' crm.configure '[{primitive: p_x, agent: Dummy, params: {fake: 1}}]' test=True
     """
     try:
-        desired = cib.normalize_objects(objects, digest=lambda rsc, values: _secrets_digest(rsc, values, secrets_dir))
+        desired = cib.normalize_objects(
+            objects, digest=lambda rsc, values: __salt__["crm_secrets.digest"](rsc, values, secrets_dir=secrets_dir))
     except cib.ModelError as exc:
         return {"result": False, "changes": {}, "comment": f"invalid objects: {cib.mask(str(exc), [])}",
                 "actions": [], "warnings": []}
     secrets = _secret_values(desired)
     desired = desired + _local_secret_attributes(desired, node, reuse=cache_token is not None)
-    signs = _secret_signs(desired, secrets_dir)
+    signs = _held_signs(desired, secrets_dir)
     # Agent checks cost a subprocess each: only when something is to change.
     checked = {}
 
     def build(parsed):
-        steps = cib.plan(desired, parsed, signs)
+        wanted = cib.with_accepted_digests(desired, parsed, lambda resources: _holders(parsed, resources))
+        steps = cib.plan(wanted, parsed, signs)
         if not steps:
             return steps, None, secrets
         if "problems" not in checked:
-            checked["problems"] = _agent_problems([d for d in desired if any(s["id"] == d["id"] for s in steps)])
+            checked["problems"] = _agent_problems([d for d in wanted if any(s["id"] == d["id"] for s in steps)])
         if checked["problems"]:
             raise _Rejected("; ".join(checked["problems"]))
         try:
-            return steps, cib.apply_objects(parsed["root"], desired, parsed), secrets
+            return steps, cib.apply_objects(parsed["root"], wanted, parsed), secrets
         except cib.ModelError as exc:
             raise _Rejected(str(exc)) from None
 
     try:
         result = _transaction(build, test, cache_token, retries,
-                              on_commit=lambda parsed: _store_secrets(desired, signs, secrets_dir))
+                              on_commit=lambda parsed: _store_secret_files(desired, signs, secrets_dir))
     except _Rejected as exc:
         return {"result": False, "changes": {}, "actions": [], "warnings": [],
                 "comment": "CIB left unchanged: " + cib.mask(str(exc), secrets)}
@@ -691,6 +492,48 @@ def configure(objects, test=False, secrets_dir=None, cache_token=None, retries=6
 
 class _Rejected(Exception):
     pass
+
+
+def _held_signs(desired, secrets_dir):
+    """{(rsc, param): md5 this node holds or None} of the lrm primitives (crm_secrets.signs)."""
+    lrm = [obj for obj in desired if obj["tag"] == "primitive" and obj.get("secret_mode") == "lrm"]
+    if not lrm:
+        return {}
+    held = __salt__["crm_secrets.signs"](lrm, secrets_dir=secrets_dir)
+    return {(rsc, name): sign for rsc, names in held.items() for name, sign in names.items()}
+
+
+def _store_secret_files(desired, signs, secrets_dir):
+    """Right before the patch: the lrm secret files the new CIB needs, where they differ."""
+    for obj in desired:
+        if obj["tag"] != "primitive" or obj.get("secret_mode") != "lrm":
+            continue
+        values = {name: obj["params"][name] for name in obj["secret_params"] if name in obj["params"]}
+        if any(signs.get((obj["id"], name)) != cib.md5_hex(value) for name, value in values.items()):
+            __salt__["crm_secrets.store"](obj["id"], values, secrets_dir=secrets_dir)
+
+
+def _holders(parsed, resources):
+    """Nodes where any of ``resources`` is placed (started, starting, failed...), as of the CIB
+    ``parsed`` holds: crm_mon on that very text, so the answer and the patch agree (a status
+    change meanwhile makes the patch conflict, and the plan is made again)."""
+    workdir = tempfile.mkdtemp(prefix="crm-")
+    try:
+        path = os.path.join(workdir, "cib.xml")
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(cib.to_xml(parsed["root"]))
+        _count(CRM_MON)
+        proc = subprocess.run(CRM_MON, capture_output=True, text=True, timeout=30, check=False,
+                              env=dict(_env(), CIB_file=path))
+    except subprocess.TimeoutExpired:
+        proc = subprocess.CompletedProcess(CRM_MON, 124, "", "crm_mon timed out")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    if proc.returncode != 0:
+        raise _Rejected(f"where the resources guarded by an lrm secrets rule run is unknown (crm_mon rc "
+                        f"{proc.returncode}: {_output(proc)}): the rule is left as it is")
+    placed = cib.crm_mon_status(cib.strip_ansi(proc.stdout))["resources"]
+    return sorted({node for rsc in resources for node in (placed.get(rsc) or {}).get("nodes", [])})
 
 
 def simulate(objects, secrets_dir=None):
@@ -725,11 +568,10 @@ def delete(object_ids, test=False, cache_token=None, retries=6, secrets_dir=None
         present = [oid for oid in object_ids if cib.find_object(parsed, oid)]
         return cib.deletion_steps(parsed, present), (cib.remove_objects(parsed["root"], present) if present else None), []
 
-    def drop_secrets(_parsed):
+    def drop_secrets(parsed):
         for oid in object_ids:
-            folder = os.path.join(_secrets_dir(secrets_dir), oid)
-            if os.path.isdir(folder) and not test:
-                shutil.rmtree(folder, ignore_errors=True)
+            if not test and cib.find_object(parsed, oid):
+                __salt__["crm_secrets.remove"](oid, secrets_dir=secrets_dir)
 
     # after the patch: a failed delete leaves the resource in the CIB, and its secret with it
     return _transaction(build, test, cache_token, retries, after_commit=drop_secrets)
@@ -954,8 +796,24 @@ def restart(rsc, wait=True, timeout="120s"):
     if cib.clone_of(cib.parse_cib(_read_cib()), rsc) is not None:
         # an instance of a clone (cluster:mode cloned): this node's only, one node at a time
         return rolling_restart(rsc, timeout=f"{max(seconds, 300)}s")
+    # crm_resource --restart stops through target-role=Stopped and waits for every pending
+    # action of the cluster: a transition still running (e.g. new resources starting in the
+    # same apply) is let finish first, and a restart that fails or is cut off never leaves the
+    # resource stopped (the original target-role comes back).
+    _settle(f"{seconds}s")
+    original = _run(["crm_resource", "--resource", rsc, "--meta", "--get-parameter", "target-role"], timeout=30)
+    had_role = original.returncode == 0 and original.stdout.strip() not in ("", "(null)")
     args = ["crm_resource", "--restart", "--resource", rsc, f"--timeout={seconds}s"]
-    _resource_call(args, f"restart of {rsc}", timeout=seconds + 30)
+    try:
+        _resource_call(args, f"restart of {rsc}", timeout=seconds + 30)
+    except BaseException:
+        if had_role:
+            _run(["crm_resource", "--resource", rsc, "--meta", "--set-parameter", "target-role",
+                  "--parameter-value", original.stdout.strip().splitlines()[-1]], timeout=30)
+        else:
+            _run(["crm_resource", "--resource", rsc, "--meta", "--delete-parameter", "target-role"], timeout=30)
+        _forget_cib()
+        raise
     if wait:
         _settle(f"{seconds}s")
     return {"restarted": rsc, "nodes": locate(rsc)}
@@ -1221,7 +1079,7 @@ def purge(object_ids, test=False, cache_token=None, retries=6, timeout="120s"):
     Remove objects of every kind (primitives, clones, groups, constraints, locations, alerts),
     with the constraints that name them, in ONE CIB transaction; then wait (up to ``timeout``)
     for the cluster to stop the removed resources. Ids not in the CIB are ignored. Secret files
-    are left alone: the stop of a removed resource still reads them (``crm.remove_secrets``
+    are left alone: the stop of a removed resource still reads them (``crm_secrets.absent``
     after this). With ``test=True`` nothing is written; ``actions`` says what the cluster
     would do.
 
@@ -1260,30 +1118,25 @@ def purge(object_ids, test=False, cache_token=None, retries=6, timeout="120s"):
     return result
 
 
-def remove_secrets(rsc, secrets_dir=None, node=None, test=False, timeout=120):
+def unpublish_secrets_digest(rsc, node=None, test=False, timeout=120, wait=False):
     """
-    Remove THIS node's ``lrm://`` secret folder of ``rsc`` and its permanent node attribute
-    ``cinder_ha_secrets_<rsc>`` (the digest ``crm.secrets_present`` publishes), once ``rsc`` is
-    no longer configured and no longer active on this node (a stop still reads the secrets):
-    waits up to ``timeout`` seconds for that, then refuses. Returns ``{"node", "files",
-    "attribute", "changed"}`` (``files``: the secret names removed, never their values).
+    Remove ``node``'s (this node's) permanent attribute ``cinder_ha_secrets_<rsc>`` (the digest
+    ``crm.publish_secrets_digest`` wrote), once ``rsc`` is no longer configured and no longer
+    active on that node: waits up to ``timeout`` seconds for that, then refuses. ``wait``: wait
+    for it even when there is no attribute (the caller then removes the secret files, which a
+    stop still reads). Returns ``{"node", "attribute", "present"}``.
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt '*' crm.remove_secrets p_cinder-api test=True
+        salt '*' crm.unpublish_secrets_digest p_cinder-api test=True
     """
     node = node or node_name()
-    folder = os.path.join(_secrets_dir(secrets_dir), rsc)
-    files = sorted({name[:-len(".sign")] if name.endswith(".sign") else name
-                    for name in (os.listdir(folder) if os.path.isdir(folder) else []) if name != DIGEST_MEMO})
     attribute = cib.secrets_attribute(rsc)
     old = _node_attribute_query(node, attribute)
-    result = {"node": node, "files": files, "folder": os.path.isdir(folder),
-              "attribute": {"name": attribute, "present": old is not None},
-              "changed": os.path.isdir(folder) or old is not None}
-    if test or not result["changed"]:
+    result = {"node": node, "attribute": attribute, "present": old is not None}
+    if test or not (old is not None or wait):
         return result
     deadline = time.monotonic() + float(timeout)
     while True:
@@ -1303,6 +1156,4 @@ def remove_secrets(rsc, secrets_dir=None, node=None, test=False, timeout=120):
         if proc.returncode != 0:
             _fail(f"crm_attribute could not delete {attribute} on {node} (rc {proc.returncode}): {_output(proc)}")
         _forget_cib()
-    if os.path.isdir(folder):
-        shutil.rmtree(folder)
     return result

@@ -12,7 +12,10 @@ minion's RSA signature over the load (``salt/channel/client.py``, ``_package_loa
 the master holds the accepted public key of every minion. So :py:func:`react` acts only on
 an event whose ``sig`` verifies with the accepted key of the minion named by its ``id``,
 that is recent and not seen before, from a minion the master allows, within a per-minion
-rate limit; and it targets that minion only.
+rate limit; and it targets that minion only. ``dispatch.sls`` makes the stateless checks
+(:py:func:`cinder_ha_lib.events.screen`: tag, id, signature, age) while the master renders
+it, so an unsigned or forged event never becomes a runner job; this runner checks again and
+adds the allow list, the replay cache and the rate limit, which need the master's state.
 
 Master configuration (all optional):
 
@@ -28,6 +31,8 @@ Master configuration (all optional):
       max_age: 300                      # seconds a signed event is valid (clock skew + replay)
       conf_names: [cinder.conf]         # file names a conf/changed event may name
       conf_sls: cinder_ha.config        # what a conf/changed event re-applies
+      drop_log_interval: 60             # dispatch.sls logs one line per sender per this
+                                        # many seconds (with the count of its drops)
 
 Controllers (minion configuration): ``minion_sign_messages: True``.
 
@@ -47,13 +52,10 @@ import logging
 import os
 import time
 
-from cinder_ha_lib import events
+from cinder_ha_lib import delivery, events
 
 try:
-    import salt.cache
     import salt.client
-    import salt.crypt
-    import salt.serializers.msgpack
     import salt.utils.minions
 
     HAS_SALT = True
@@ -64,18 +66,7 @@ log = logging.getLogger(__name__)
 
 __virtualname__ = "cinder_ha_reactor"
 
-# the master adds _stamp after the minion signed; sig is not part of what it signed
-UNSIGNED_KEYS = ("sig", "_stamp")
 DEFAULT_ALLOW = "I@cinder_ha:vip:address"
-DEFAULTS = {
-    "allow": None,
-    "max_jobs": 6,
-    "max_moves": 60,
-    "window": 60,
-    "max_age": 300,
-    "conf_names": ["cinder.conf"],
-    "conf_sls": "cinder_ha.config",
-}
 
 
 def __virtual__():
@@ -87,13 +78,7 @@ def __virtual__():
 # ---------------------------------------------------------------- pure helpers
 
 
-def settings(opts):
-    """The ``cinder_ha_reactor`` master option over the defaults."""
-    conf = opts.get("cinder_ha_reactor")
-    merged = dict(DEFAULTS)
-    if isinstance(conf, dict):
-        merged.update({key: value for key, value in conf.items() if value is not None})
-    return merged
+settings = events.reactor_settings
 
 
 def allow_target(opts):
@@ -122,20 +107,6 @@ def decode_sig(sig_b64):
         return None
 
 
-def signed_view(data):
-    """What the minion signed: the fired load without ``sig`` and ``_stamp``, in its order."""
-    return {key: value for key, value in data.items() if key not in UNSIGNED_KEYS}
-
-
-def fresh(ts, now, max_age):
-    """The minion's ``ts`` (seconds, its clock) is within ``max_age`` of ``now``."""
-    return isinstance(ts, int) and not isinstance(ts, bool) and abs(now - ts) <= max_age
-
-
-
-
-
-
 def prune(state, now, window):
     """Forget seen signatures past their expiry and job times older than ``window``."""
     state["seen"] = {key: exp for key, exp in (state.get("seen") or {}).items() if exp > now}
@@ -149,10 +120,14 @@ def prune(state, now, window):
     return state
 
 
-def admit(state, bucket, digest, now, max_jobs, window, max_age):
+def admit(state, bucket, digest, now, max_jobs, window, max_age, ts=None):
     """
     Decide about one verified event: ``"replay"``, ``"rate"`` (first drop of the window),
     ``"rate-again"`` (further drops) or ``"ok"`` (recorded: counts against the bucket).
+
+    An admitted signature is kept as long as its event counts as fresh: until
+    ``max(now, ts) + max_age``, ``ts`` being the minion's stamp (a clock ahead of the master's
+    would otherwise make a replay fresh again after the entry left).
     """
     prune(state, now, window)
     if digest in state["seen"]:
@@ -164,7 +139,7 @@ def admit(state, bucket, digest, now, max_jobs, window, max_age):
         state["drops"][bucket] = now
         return "rate"
     state["jobs"][bucket] = times + [now]
-    state["seen"][digest] = now + max_age
+    state["seen"][digest] = max(now, ts if isinstance(ts, (int, float)) else now) + max_age
     return "ok"
 
 
@@ -175,49 +150,47 @@ def _state_path():
     return os.path.join(__opts__["cachedir"], "cinder_ha_reactor", "state.json")
 
 
-def _admit(bucket, digest, conf):
+class ReplayCacheError(Exception):
+    """The replay cache cannot be read or written: no event is admitted (a replay could pass)."""
+
+
+def load_replay_cache(path):
+    """The cache file's state; ``{}`` only when there is no file yet. Raises ReplayCacheError."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            state = json.load(handle)
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise ReplayCacheError(f"{path} is unreadable ({exc})") from exc
+    if not isinstance(state, dict) or not all(isinstance(state.get(key, {}), dict)
+                                              for key in ("seen", "jobs", "drops")):
+        raise ReplayCacheError(f"{path} does not hold a replay cache")
+    return state
+
+
+def _admit(bucket, digest, conf, ts):
     """:py:func:`admit` on the state file, one caller at a time (the reactor runs runners in threads)."""
     path = _state_path()
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     with open(path + ".lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            with open(path, encoding="utf-8") as handle:
-                state = json.load(handle)
-            if not isinstance(state, dict):
-                state = {}
-        except (OSError, ValueError):
-            state = {}
+        state = load_replay_cache(path)
         verdict = admit(state, bucket, digest, time.time(), int(conf["max_jobs"]), float(conf["window"]),
-                        float(conf["max_age"]))
-        tmp = f"{path}.tmp{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(state, handle)
-        os.replace(tmp, path)
+                        float(conf["max_age"]), ts)
+        try:
+            delivery.write_json_atomic(path, state)
+        except OSError as exc:  # an admission that is not on disk could be replayed after a restart
+            raise ReplayCacheError(f"{path} could not be written ({exc})") from exc
     return verdict
 
 
 def _accepted_key(minion):
-    """The accepted public key of ``minion`` (PEM), or None (pending, rejected, denied, unknown)."""
-    cache = salt.cache.Cache(__opts__, driver=__opts__["keys.cache_driver"])
-    key = cache.fetch("keys", minion)
-    if isinstance(key, dict) and key.get("state") == "accepted" and key.get("pub"):
-        return key["pub"]
-    return None
+    return events.accepted_key(__opts__, minion)
 
 
 def _verify(view, sig):
-    pub = _accepted_key(view["id"])
-    if pub is None:
-        return False
-    message = salt.serializers.msgpack.serialize(view)
-    # the minions' default; a 3008.4 master has no default for it (its own _return then fails)
-    algorithm = __opts__.get("signing_algorithm") or "PKCS1v15-SHA1"
-    try:
-        return bool(salt.crypt.PublicKey.from_str(pub).verify(message, sig, algorithm=algorithm))
-    except Exception as exc:  # a malformed signature is a failed one
-        log.debug("cinder_ha_reactor: signature check error: %s", exc)
-        return False
+    return events.signature_ok(_accepted_key(view["id"]), view, sig, events.signing_algorithm(__opts__))
 
 
 def _allowed_minions():
@@ -266,27 +239,15 @@ def react(tag, event, sig=""):
 
         salt-run cinder_ha_reactor.react cinder_ha/conf/changed "$EVENT_B64" "$SIG_B64"
     """
-    if tag == events.RECONFIGURE_TAG:
-        return _drop(tag, None, "reconfiguring every controller is an operator command on the master: "
-                                "salt-run state.orchestrate cinder_ha.orch.reconfigure")
-    if tag not in events.JOB_TAGS:
-        return _drop(str(tag)[:64], None, "not a cinder_ha job tag")
-    view = decode_event(event)
-    if view is None:
-        return _drop(tag, None, "event data unreadable")
-    minion = events.safe_minion_id(view.get("id"))
-    if minion is None:
-        return _drop(tag, None, "no valid minion id")
-    signature = decode_sig(sig)
-    if signature is None:
-        return _drop(tag, minion, "unsigned: a batched event, or minion_sign_messages is not True on the sender")
-    if view.get("tag") != tag or view.get("cmd") != "_minion_event":
-        return _drop(tag, minion, "not the load of a minion event with this tag")
-    if not _verify(view, signature):
-        return _drop(tag, minion, "signature does not verify with this minion's accepted key (forged id)")
+    if tag != events.RECONFIGURE_TAG and tag not in events.JOB_TAGS:
+        tag = str(tag)[:64]
+    view, signature = decode_event(event), decode_sig(sig)
     conf = settings(__opts__)
-    if not fresh(view.get("ts"), time.time(), float(conf["max_age"])):
-        return _drop(tag, minion, "stale or future timestamp")
+    # dispatch.sls made the same checks while it rendered; again here, for a call by hand
+    minion, reason = events.screen(tag, None if view is None else dict(view, sig=signature), time.time(),
+                                   float(conf["max_age"]), _verify)
+    if reason is not None:
+        return _drop(tag, minion, reason)
     if minion not in _allowed_minions():
         return _drop(tag, minion, "minion not allowed (cinder_ha_reactor:allow)")
 
@@ -295,7 +256,10 @@ def react(tag, event, sig=""):
         path = payload.get("path") if isinstance(payload, dict) else None
         if not events.conf_path_ok(path, list(conf["conf_names"])):
             return _drop(tag, minion, "path is not an absolute path to a known config file name")
-        fun, kwarg = "state.apply", {"mods": str(conf["conf_sls"]), "queue": True}
+        # a correction, not an operator's apply: only a managed key's drift restarts cinder-api
+        # (cinder_ha.restarted_through_cluster, correction); any other edit stays pending
+        fun, kwarg = "state.apply", {"mods": str(conf["conf_sls"]), "queue": True,
+                                     "pillar": {"cinder_ha_run": {"reason": "drift"}}}
     else:
         clean = events.clean_fields(payload)
         if clean is None:
@@ -305,7 +269,12 @@ def react(tag, event, sig=""):
     digest = hashlib.sha256(signature).hexdigest()
     # alerts are bursty (a failover brings several per node): their own, higher limit
     limit = conf["max_moves"] if tag.endswith("/cluster/resource") else conf["max_jobs"]
-    verdict = _admit(f"{minion}|{tag}", digest, dict(conf, max_jobs=limit))
+    try:
+        verdict = _admit(f"{minion}|{tag}", digest, dict(conf, max_jobs=limit), view.get("ts"))
+    except ReplayCacheError as exc:  # fail closed: a replay must not pass for want of the record
+        return _drop(tag, minion, f"replay cache: {exc}; every event is dropped until it is repaired "
+                                  "or removed (removing it admits replays of the last max_age seconds)",
+                     logging.ERROR)
     if verdict == "replay":
         return _drop(tag, minion, "replayed event")
     if verdict in ("rate", "rate-again"):

@@ -42,7 +42,7 @@ def pillar_valid(name, pillar=None):
     return ret
 
 
-def restarted_through_cluster(name, config="/etc/cinder/cinder.conf", pid_file=None, timeout=120):
+def restarted_through_cluster(name, config="/etc/cinder/cinder.conf", pid_file=None, timeout=120, correction=False):
     """
     Restart the cluster resource ``name`` (cinder-api) through Pacemaker, on the node where it
     runs, exactly when the process needs it: when what cinder would read from ``config`` now
@@ -55,7 +55,13 @@ def restarted_through_cluster(name, config="/etc/cinder/cinder.conf", pid_file=N
 
     Meant to run on every apply, after the cinder.conf state (``require``, not ``onchanges``):
     a drift undone in the same run restarts nothing, and a restart that failed before is
-    retried. ``test=True`` says whether it would restart and why.
+    retried. ``test=True`` says whether it would restart and why. A ``config`` that is missing
+    or cannot be read never restarts it.
+
+    In the reactor's correction run (``correction: True``) only a difference in a key the
+    formula manages restarts it: an operator's edit of any other key is reported ("restart
+    pending", also in ``cinder_ha.status``) and takes effect at the next explicit apply, so an
+    operator decides when their own change reaches cinder-api.
 
     name
         The resource id (``p_cinder-api``).
@@ -66,6 +72,9 @@ def restarted_through_cluster(name, config="/etc/cinder/cinder.conf", pid_file=N
         ``/run/resource-agents/<name>.pid``, the agent's own default.
     timeout
         Seconds to wait for the cluster to settle after the restart.
+    correction
+        The run corrects an outside edit (the reactor's, pillar ``cinder_ha_run:reason: drift``):
+        restart only for the formula's own keys.
 
     .. code-block:: yaml
 
@@ -96,6 +105,14 @@ def restarted_through_cluster(name, config="/etc/cinder/cinder.conf", pid_file=N
     if not decision["needed"]:
         ret["comment"] = f"{name} on {here}: no restart needed: {decision['reason']}."
         return ret
+    if correction:
+        managed = decision.get("managed_changes") if decision["basis"] == "start record" else None
+        if not managed:
+            keys = ", ".join(decision["changes"]) or "which keys cannot be told: " + decision["reason"]
+            ret["comment"] = (f"{name} on {here}: cinder.conf differs from what cinder-api runs with: restart pending "
+                              f"({keys}). This run corrects an outside edit and restarts cinder-api only for a key the "
+                              "formula manages: the next explicit state.apply cinder_ha restarts it.")
+            return ret
     why = {"basis": decision["basis"], "pid": decision["pid"]}
     if decision["changes"]:
         why["changed"] = decision["changes"]

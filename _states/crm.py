@@ -31,7 +31,7 @@ shown only as ``***``.
             first: p_ip_cinder-api
             then: p_cinder-api
           # only nodes that hold the current secret may run (or probe) cinder-api; the VIP
-          # follows (see crm.secrets_present)
+          # follows (see crm_secrets.present)
           - location: l_p_cinder-api_secrets
             resource: p_cinder-api
             secrets_of: p_cinder-api
@@ -51,22 +51,17 @@ def __virtual__():
 
 
 def _from_pillar(values, where):
-    """Replace each ``{"pillar": "a:b:c"}`` value by that pillar value, read here (unmasked).
-
-    A secret passed this way never appears in the rendered SLS, so neither Salt's minion
-    cache (highstate.cache.p) nor a debug log of the state's arguments holds it.
-    """
+    """Each ``{"pillar": "a:b:c"}`` value read here (unmasked): a secret passed this way never
+    appears in the rendered SLS, so neither Salt's minion cache (highstate.cache.p) nor a debug
+    log of the state's arguments holds it."""
     from salt.exceptions import CommandExecutionError
 
-    resolved = {}
-    for key, value in (values or {}).items():
-        if isinstance(value, dict) and set(value) == {"pillar"}:
-            found = __salt__["pillar.get"](value["pillar"], None, unmask=True)
-            if found is None:
-                raise CommandExecutionError(f"{where} {key}: pillar key {value['pillar']} is not set")
-            value = found
-        resolved[key] = value
-    return resolved
+    from cinder_ha_lib import cib
+
+    try:
+        return cib.resolve_pillar_refs(values, where, lambda key: __salt__["pillar.get"](key, None, unmask=True))
+    except cib.ModelError as exc:
+        raise CommandExecutionError(str(exc)) from None
 
 
 def _resolve_objects(objects):
@@ -122,11 +117,12 @@ def configured(name, objects, secrets_dir=None, node=None):
     transaction. Objects the list does not name are left alone.
 
     A ``location`` with ``secrets_of: <primitive>`` bans (-INFINITY) its resource from every
-    node whose permanent attribute ``cinder_ha_secrets_<primitive>`` is missing or is not the
-    digest of the primitive's current ``lrm`` secrets (as declared here); with
-    ``resource_discovery: never`` such nodes are not even probed. Each node publishes its
-    attribute with ``crm.secrets_present``; this node's is set in the same transaction as the
-    rule.
+    node whose permanent attribute ``cinder_ha_secrets_<primitive>`` is missing or is not an
+    accepted digest: the digest of the primitive's current ``lrm`` secrets (as declared here),
+    and during a rotation the digest of each node where the resource runs, so that a rotation
+    never stops or moves it; with ``resource_discovery: never`` such nodes are not even probed.
+    Each node publishes its attribute with ``crm_secrets.present``; this node's is set in the
+    same transaction as the rule.
 
     secrets_dir
         Where ``secret_mode: lrm`` parameters are stored (default
@@ -220,67 +216,6 @@ def property_present(name, value=None, properties=None, set_id="cib-bootstrap-op
     return configured(name, [{"property": values, "set": set_id}])
 
 
-def secrets_present(name, secrets, secrets_dir=None, publish=True, node=None):
-    """
-    The ``lrm://`` secret files of resource ``name`` on THIS node (apply on every node that may
-    run it; ``crm.configured`` with ``secret_mode: lrm`` also writes them where it runs), then
-    this node's permanent attribute ``cinder_ha_secrets_<name>`` = digest of these values, which
-    a ``secrets_of`` location rule requires before the node may probe or run the resource.
-
-    The files are replaced in one atomic folder swap, only when they differ. Values Pacemaker
-    cannot read back (empty, a line break, trailing whitespace, more than 254 bytes) fail the
-    state and nothing is written.
-
-    publish
-        Set the node attribute (default). The node that runs ``crm.configured`` with the rule
-        passes False: there the attribute goes into the same CIB transaction as the rule.
-    node
-        This node's cluster name (default: ``crm_node --name``).
-
-    .. code-block:: yaml
-
-        p_cinder-api secrets:
-          crm.secrets_present:
-            - name: p_cinder-api
-            - secrets: {os_password: {pillar: "cinder_ha:agent:os_password"}}
-    """
-    from salt.exceptions import CommandExecutionError
-
-    ret = {"name": name, "result": True, "changes": {}, "comment": ""}
-    test = __opts__["test"]
-    try:
-        secrets = _from_pillar(secrets, name)
-        changed = __salt__["crm.store_secrets"](name, secrets, secrets_dir=secrets_dir, test=test)
-    except CommandExecutionError as exc:
-        ret.update(result=False, comment=str(exc))
-        return ret
-    lines = []
-    if changed:
-        ret["changes"] = {param: "***" for param in changed}
-        lines.append(f"{'would store' if test else 'stored'} secret parameters {', '.join(changed)} of {name}")
-    else:
-        lines.append(f"secret files of {name} already hold these values")
-    if publish:
-        try:
-            if node is None and _token():  # in a state run: the name this run already read
-                node = __salt__["crm.node_name"](reuse=True)
-            published = __salt__["crm.publish_secrets_digest"](name, secrets, node=node, test=test)
-        except CommandExecutionError as exc:
-            ret.update(result=False, comment="\n".join(lines + [
-                f"{name} stays ineligible on this node: its secrets digest could not be published: {exc}"]))
-            return ret
-        label = f"node attribute {published['attribute']}@{published['node']}"
-        if published["changed"]:
-            ret["changes"][label] = {"old": published["old"], "new": published["new"]}
-            lines.append(f"{'would publish' if test else 'published'} the secrets digest as {label}")
-        else:
-            lines.append(f"{label} already holds the digest of these secrets")
-    if test and ret["changes"]:
-        ret["result"] = None
-    ret["comment"] = "\n".join(lines)
-    return ret
-
-
 def absent(name, ids=None):
     """
     The objects ``name`` (or ``ids``) absent, with the constraints that name them. A running
@@ -301,7 +236,7 @@ def purged(name, ids, timeout="120s"):
     """
     The objects ``ids`` (primitives, clones, groups, constraints, locations, alerts) absent,
     with the constraints that name them, removed in ONE CIB transaction; the cluster stops
-    removed resources (waited for up to ``timeout``). Secret files stay: ``crm.secrets_absent``
+    removed resources (waited for up to ``timeout``). Secret files stay: ``crm_secrets.absent``
     after this removes them. ``test=True`` lists every object that would go and what the
     cluster would do.
 
@@ -316,45 +251,3 @@ def purged(name, ids, timeout="120s"):
     if outcome["result"] and not outcome["changes"]:
         outcome["comment"] = "already absent"
     return _ret(name, outcome)
-
-
-def secrets_absent(name, secrets_dir=None, node=None, timeout=120):
-    """
-    THIS node's ``lrm://`` secret folder of resource ``name`` and its node attribute
-    ``cinder_ha_secrets_<name>`` absent, once ``name`` is no longer configured and no longer
-    active here (waited for up to ``timeout`` seconds: the stop of a removed resource still
-    reads its secrets). Apply on every node, after ``crm.purged`` on the controller.
-
-    .. code-block:: yaml
-
-        cinder_ha-clean-cluster-secrets-absent:
-          crm.secrets_absent:
-            - name: p_cinder-api
-            - require:
-              - crm: cinder_ha-clean-cluster-objects-absent
-    """
-    from salt.exceptions import CommandExecutionError
-
-    ret = {"name": name, "result": True, "changes": {}, "comment": ""}
-    test = __opts__["test"]
-    try:
-        out = __salt__["crm.remove_secrets"](name, secrets_dir=secrets_dir, node=node, test=test, timeout=timeout)
-    except CommandExecutionError as exc:
-        ret.update(result=False, comment=str(exc))
-        return ret
-    if not out["changed"]:
-        ret["comment"] = f"no secret files nor node attribute of {name} on {out['node']}"
-        return ret
-    verb = "would remove" if test else "removed"
-    lines = []
-    if out["folder"]:
-        ret["changes"]["secret files"] = out["files"]
-        lines.append(f"{verb} the secret files of {name} ({', '.join(out['files']) or 'empty folder'})")
-    if out["attribute"]["present"]:
-        label = f"node attribute {out['attribute']['name']}@{out['node']}"
-        ret["changes"][label] = "removed"
-        lines.append(f"{verb} {label}")
-    ret["comment"] = "\n".join(lines)
-    if test:
-        ret["result"] = None
-    return ret

@@ -2,10 +2,12 @@
 # Install everything the cinder-ha sandbox and its tests need, idempotently.
 #
 #   Debian packages: pacemaker, corosync, crmsh, resource-agents (ocf-tester),
-#                    mariadb-server, rabbitmq-server (the guide's MySQL and RabbitMQ)
+#                    mariadb-server, rabbitmq-server (the guide's MySQL and RabbitMQ),
+#                    ceph-mon/-mgr/-osd/-common + python3-rados/-rbd (cinder's RBD backend),
+#                    etcd-server/-client (tooz coordination), haproxy, acl
 #   venvs under $CINDER_HA_SANDBOX (default /srv/cinder-ha):
 #     venv/keystone  real Keystone + gunicorn
-#     venv/cinder    real cinder-api
+#     venv/cinder    real cinder (+ PyMySQL, etcd3gw; Debian's rados/rbd through a .pth file)
 #     venv/salt      Salt, pytest-salt-factories and this project (`pip install .`)
 #     venv/lint      ruff and salt-lint (scripts/lint)
 #
@@ -22,11 +24,15 @@ mkdir -p "$STAMPS" "$SANDBOX/venv" "$SANDBOX/log"
 KEYSTONE_PIP=("keystone==30.0.0" "gunicorn>=23,<28")
 # pip's cinder has no MySQL driver (Debian's depends on python3-pymysql): the formula's
 # mysql+pymysql:// URL needs PyMySQL in the same interpreter.
-CINDER_PIP=("cinder==29.0.0" "PyMySQL>=1.0")
+# etcd3gw: tooz's etcd3+http driver (the grpc etcd3 driver does not work under eventlet).
+CINDER_PIP=("cinder==29.0.0" "PyMySQL>=1.0" "etcd3gw>=2.4")
 SALT_PIP=("setuptools>=68" "wheel" "salt==3008.4" "pyinotify>=0.9.6" "keystoneauth1>=5.0" "pytest>=8" "pytest-salt-factories==1.0.5")
 LINT_PIP=("ruff==0.17.5" "salt-lint==0.9.2")
 APT_PKGS=(pacemaker pacemaker-cli-utils crmsh corosync resource-agents libxml2-utils iproute2 procps psmisc
-          curl python3-venv bridge-utils util-linux mariadb-server mariadb-client rabbitmq-server)
+          curl python3-venv bridge-utils util-linux mariadb-server mariadb-client rabbitmq-server
+          ceph-mon ceph-mgr ceph-osd ceph-common python3-rbd python3-rados etcd-server etcd-client haproxy acl)
+# Commands the packages above must have put on PATH (a stamp alone can outlive a removal).
+APT_CMDS=(crm ocf-tester mariadbd rabbitmq-server ceph-mon ceph-mgr ceph-osd ceph rbd etcd etcdctl haproxy setfacl)
 
 log() { printf '[install %(%H:%M:%S)T] %s\n' -1 "$*"; }
 
@@ -47,14 +53,17 @@ pick_python() {
 
 install_apt() {
     local want="${APT_PKGS[*]}"
-    if stamp_ok apt "$want" && command -v crm >/dev/null && command -v ocf-tester >/dev/null \
-        && command -v mariadbd >/dev/null && command -v rabbitmq-server >/dev/null; then
+    local cmd missing=""
+    for cmd in "${APT_CMDS[@]}"; do
+        PATH=/usr/sbin:/usr/bin:/sbin:/bin command -v "$cmd" >/dev/null || missing="$missing $cmd"
+    done
+    if stamp_ok apt "$want" && [ -z "$missing" ]; then
         log "apt: already installed"; return
     fi
     log "apt: installing ${APT_PKGS[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    # postinst scripts try to start the daemons (MariaDB, RabbitMQ, corosync); without an init
+    # postinst scripts try to start the daemons (MariaDB, RabbitMQ, corosync, etcd, haproxy); without an init
     # system that is harmless noise, and a policy-rc.d that says "no" keeps them from trying.
     # The sandbox starts every daemon itself, on loopback only.
     local policy=/usr/sbin/policy-rc.d had_policy=0
@@ -78,6 +87,26 @@ make_venv() {  # name, pip args...
     "$venv/bin/pip" install -q --disable-pip-version-check "$@" >"$SANDBOX/log/pip-$name.log" 2>&1 \
         || { tail -30 "$SANDBOX/log/pip-$name.log"; exit 1; }
     stamp_set "venv-$name" "$key"
+}
+
+link_debian_ceph_bindings() {
+    # Debian's rados/rbd modules (python3-rados, python3-rbd) are built for CPython 3.11's ABI:
+    # cinder's venv imports them through a .pth file naming a folder of symlinks to just those
+    # two .so files (the whole of dist-packages would pull in Debian's other packages).
+    local venv=$SANDBOX/venv/cinder dist=/usr/lib/python3/dist-packages
+    local links=$venv/debian-ceph soabi site so found=0
+    soabi=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_config_var("SOABI"))')
+    site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    mkdir -p "$links"
+    for so in "$dist"/rados.*.so "$dist"/rbd.*.so; do
+        [ -e "$so" ] || continue
+        case $so in *".$soabi.so") found=$((found + 1)); ln -sfn "$so" "$links/${so##*/}" ;; esac
+    done
+    [ $found = 2 ] || { log "cinder venv ($soabi): no matching rados/rbd .so in $dist"; exit 1; }
+    printf '%s\n' "$links" >"$site/debian-ceph.pth"
+    "$venv/bin/python" -W ignore -c 'import rados, rbd, etcd3gw' \
+        || { log "cinder venv: import rados, rbd, etcd3gw failed"; exit 1; }
+    log "venv cinder: Debian's rados and rbd importable (through $site/debian-ceph.pth)"
 }
 
 install_project() {
@@ -105,5 +134,6 @@ make_venv cinder "${CINDER_PIP[@]}" & c=$!
 make_venv salt "${SALT_PIP[@]}" & s=$!
 make_venv lint "${LINT_PIP[@]}" & l=$!
 wait $k; wait $c; wait $s; wait $l
+link_debian_ceph_bindings
 install_project
 log "done: venvs in $SANDBOX/venv, logs in $SANDBOX/log"

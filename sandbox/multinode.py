@@ -22,10 +22,14 @@ benchmarking range: nothing here routes anywhere else.
 
 Each node's process tree runs under `unshare --mount --uts --ipc --pid --fork --kill-child
 --propagation private --mount-proc sandbox/multinode/node-init.sh`: private /run and /dev/shm,
-per-node /etc/corosync, /etc/hosts, /etc/hostname, /etc/cinder, /var/lib/pacemaker,
+per-node /etc/corosync, /etc/hosts, /etc/hostname, /etc/cinder, /etc/ceph, /var/lib/pacemaker,
 /var/lib/corosync and logs, all under /srv/cinder-ha/multinode/n<i>/. The sandbox's Keystone,
-MariaDB and RabbitMQ (root netns, loopback) are reachable from the nodes at 198.18.0.254 (ports
-5000, 3306, 5672) through a small TCP relay: every node uses the same database and broker.
+MariaDB, RabbitMQ and etcd (root netns, loopback) are reachable from the nodes at 198.18.0.254
+(ports 5000, 3306, 5672, 2379) through a small TCP relay: every node uses the same database,
+broker and lock service. Ceph cannot be relayed (its clients connect to the OSDs' own
+addresses): `up` starts a second Ceph cluster (one mon, mgr and OSD) bound to 198.18.0.254
+only, data under /srv/cinder-ha/multinode/ceph, and `down` stops it; storage_facts() says
+what the nodes use.
 
 Nothing here declares a cluster object or a catalog entry: with --formula, a salt-master in the
 root namespace (198.18.0.254) and a salt-minion per node run `salt '*' state.apply cinder_ha`
@@ -48,7 +52,8 @@ import time
 import xml.etree.ElementTree as ET
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sandbox import cmdline, pid_alive  # noqa: E402  (the single-node sandbox's process helpers)
+# the single-node sandbox's process helpers, and its Ceph (the nodes get a cluster of their own)
+from sandbox import ETCD_CLIENT_PORT, RBD_POOL, RBD_USER, Ceph, SandboxError, cmdline, pid_alive  # noqa: E402
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SANDBOX = os.environ.get("CINDER_HA_SANDBOX", "/srv/cinder-ha")
@@ -65,8 +70,15 @@ HOST_ADDR = f"{SUBNET}.254"
 VIP = f"{SUBNET}.100"
 CINDER_PORT = 8776
 KEYSTONE_PORT = 5000
-# Relayed from HOST_ADDR to the same port on 127.0.0.1: Keystone, MariaDB, RabbitMQ.
-RELAYED_PORTS = (5000, 3306, 5672)
+# Relayed from HOST_ADDR to the same port on 127.0.0.1: Keystone, MariaDB, RabbitMQ, etcd. etcd
+# can be relayed (its clients use the one URL they are given); Ceph cannot (see CEPH_DIR).
+RELAYED_PORTS = (5000, 3306, 5672, ETCD_CLIENT_PORT)
+# The nodes' own Ceph cluster, bound to HOST_ADDR only: Ceph's clients connect to the addresses
+# its maps give them (each OSD's own), so a relay of the sandbox's loopback cluster cannot serve
+# the nodes. Each node sees NODE_CEPH_DIR (its own etc/ceph, bind-mounted): ceph.conf (mon host
+# HOST_ADDR) and cinder's keyring, 0640 root:cinder.
+CEPH_DIR = os.path.join(BASE, "ceph")
+NODE_CEPH_DIR = "/etc/ceph"
 REGION = "cinder-ha-multinode"  # the formula's catalog for the three nodes, apart from RegionOne
 MAX_NODES = 9
 CLUSTER_NAME = "cinder-ha-multinode"
@@ -266,7 +278,7 @@ def prepare_node(name, count, token, master, fresh=True):
     cinder = (pwd.getpwnam("cinder").pw_uid, grp.getgrnam("cinder").gr_gid)
     for sub in ("lib/pacemaker", "lib/corosync", "lib/cinder") if fresh else ():
         shutil.rmtree(os.path.join(d, sub), ignore_errors=True)
-    for sub in ("etc/corosync", "etc/cinder", "lib/corosync", "log", "salt"):
+    for sub in ("etc/corosync", "etc/cinder", "etc/ceph", "lib/corosync", "log", "salt"):
         os.makedirs(os.path.join(d, sub), exist_ok=True)
     os.makedirs(os.path.join(d, "lib/pacemaker"), exist_ok=True)
     os.chown(os.path.join(d, "lib/pacemaker"), hacluster, haclient)
@@ -448,6 +460,65 @@ def stop_node(name, state, graceful=True, timeout=60):
     save_state(state)
 
 
+# ---------------------------------------------------------------- the nodes' Ceph and etcd
+
+
+def nodes_ceph():
+    return Ceph(CEPH_DIR, HOST_ADDR, f"{HOST_ADDR}/32", os.path.join(CEPH_DIR, "run"), os.path.join(CEPH_DIR, "log"))
+
+
+def storage_facts():
+    """What cinder on the nodes uses (paths as a node sees them): the Ceph client files in its
+    own /etc/ceph, the pool and user, and etcd (the sandbox's, through the relay) as tooz's URL."""
+    cluster = nodes_ceph()
+    return {
+        "ceph_conf": os.path.join(NODE_CEPH_DIR, "ceph.conf"),
+        "ceph_keyring": os.path.join(NODE_CEPH_DIR, f"ceph.client.{RBD_USER}.keyring"),
+        "rbd_pool": RBD_POOL,
+        "rbd_user": RBD_USER,
+        "ceph_mon_host": cluster.mon_host,
+        "ceph_admin_conf": cluster.conf,  # on the host, root only: `ceph -c ...` for tests
+        "coordination_backend_url": f"etcd3+http://{HOST_ADDR}:{ETCD_CLIENT_PORT}",
+    }
+
+
+def storage_up(names):
+    """The nodes' Ceph cluster (new the first time, its data kept under CEPH_DIR), then ceph.conf
+    and cinder's keyring in every node's etc/ceph. Returns storage_facts()."""
+    cluster = nodes_ceph()
+    try:
+        took = cluster.up()
+        cinder_gid = grp.getgrnam("cinder").gr_gid
+        for name in names:
+            cluster.install_client(os.path.join(node_dir(name), "etc", "ceph"), cinder_gid)
+    except SandboxError as exc:
+        raise MultinodeError(f"the nodes' Ceph: {exc}") from None
+    log(f"Ceph for the nodes on {HOST_ADDR} (pool {RBD_POOL}, client.{RBD_USER}) ready after {took:.1f}s")
+    return storage_facts()
+
+
+class StorageStarter:
+    """storage_up() in a thread: the nodes boot meanwhile. wait() returns its result or raises
+    its error."""
+
+    def __init__(self, names):
+        self.result, self.error = None, None
+        self.thread = threading.Thread(target=self._run, args=(names,))
+        self.thread.start()
+
+    def _run(self, names):
+        try:
+            self.result = storage_up(names)
+        except Exception as exc:  # noqa: BLE001 - handed to wait()
+            self.error = exc
+
+    def wait(self):
+        self.thread.join()
+        if self.error:
+            raise self.error
+        return self.result
+
+
 # ---------------------------------------------------------------- keystone forwarder
 
 
@@ -553,12 +624,14 @@ MODES = ("active_passive", "cloned")
 
 
 def formula_pillar(facts, monitor="5s", stickiness=100, mode="active_passive", options=None, nodes=3,
-                   **overrides):
+                   volume=False, **overrides):
     """The cinder_ha pillar of the three nodes: the single-node sandbox's pillar (real MariaDB,
     RabbitMQ and Keystone, the authenticated monitor with an lrm secret) with the nodes' VIP on
     eth0 and every service reached through the relay on 198.18.0.254. `mode`: pillar
     cluster:mode (cloned: an instance per node, the stickiness goes to the VIP). `options`:
-    more cinder.conf options, {section: {key: value}} (the bench's "config change")."""
+    more cinder.conf options, {section: {key: value}} (the bench's "config change"). `volume`:
+    pillar cinder_ha:volume (False: no scheduler or volume service; a dict from
+    sandbox.volume_pillar for the nodes' Ceph)."""
     keystone_url = f"http://{HOST_ADDR}:{KEYSTONE_PORT}/v3"
     extra_conf = {"keystone_authtoken": {"region_name": REGION}}
     for section, keys in (options or {}).items():
@@ -569,10 +642,10 @@ def formula_pillar(facts, monitor="5s", stickiness=100, mode="active_passive", o
         cluster = {"stickiness": stickiness}
     pillar = load_sandbox().sandbox_pillar(
         facts, vip=VIP, netmask=24, nic="eth0", keystone_url=keystone_url, db_host=HOST_ADDR,
-        rabbit_host=HOST_ADDR,
+        rabbit_host=HOST_ADDR, db_name=DEPLOYMENT, rabbit_vhost=DEPLOYMENT,
         # cinder-api validates tokens at the identity endpoint of its region's catalog:
         # RegionOne's is on loopback, out of the nodes' reach
-        extra_conf=extra_conf,
+        extra_conf=extra_conf, volume=volume,
         keystone={"region": REGION},
         agent={"user": CINDER_USER, "monitor_interval": monitor},
         endpoints={"service_types": ["block-storage"]},
@@ -628,10 +701,38 @@ def keystone_token(facts):
     return headers["X-Subject-Token"]
 
 
+# The three nodes are a cinder deployment of their own on the sandbox's servers: their own
+# database and RabbitMQ vhost on the same MariaDB and broker (the guide's shared services).
+# Otherwise the single-node sandbox's cinder-scheduler and cinder-volume, under the same
+# backend_host, would take the nodes' work from the shared queues (and write to the other Ceph).
+DEPLOYMENT = "cinder_mn"
+
+
+def deployment_present(facts):
+    """The nodes' database (cinder's schema synced) and vhost, for the sandbox's cinder user."""
+    sandbox = load_sandbox()
+    sandbox.mariadb_sql(f"CREATE DATABASE IF NOT EXISTS {DEPLOYMENT} CHARACTER SET utf8mb4;\n"
+                        f"GRANT ALL PRIVILEGES ON {DEPLOYMENT}.* TO {sandbox.sql_string(facts['db_user'])}@'127.0.0.1';")
+    if DEPLOYMENT not in sandbox.rabbitmqctl("list_vhosts", "--quiet", "--no-table-headers").stdout.split():
+        sandbox.rabbitmqctl("add_vhost", DEPLOYMENT)
+    sandbox.rabbitmqctl("set_permissions", "-p", DEPLOYMENT, facts["rabbit_user"], ".*", ".*", ".*")
+    ours = dict(facts, db_name=DEPLOYMENT)
+    if not sandbox.cinder_db_synced(ours):
+        sync_conf = os.path.join(BASE, "db-sync.conf")
+        os.makedirs(BASE, exist_ok=True)
+        write_file(sync_conf, f"[database]\nconnection = {sandbox.database_url(ours).replace('$', '$$')}\n", 0o600)
+        log(f"cinder-manage db sync into MariaDB's {DEPLOYMENT} (~20 s)")
+        try:
+            run([facts["cinder_manage"], "--config-file", sync_conf, "db", "sync"], timeout=600)
+        finally:
+            os.unlink(sync_conf)
+
+
 def region_present(facts):
     """The catalog region of the three nodes (the formula refuses an unknown region), with an
     identity endpoint the nodes can reach (198.18.0.254): cinder-api's keystonemiddleware looks
-    Keystone up in its region's catalog."""
+    Keystone up in its region's catalog. Also the nodes' own database and vhost."""
+    deployment_present(facts)
     import urllib.error
     token = keystone_token(facts)
     try:
@@ -912,6 +1013,7 @@ def cmd_up(args):
     os.makedirs(BASE, exist_ok=True)
     os.makedirs(OCF_PROVIDER_DIR, exist_ok=True)  # mount point for the nodes' agent folder
     os.makedirs(os.path.dirname(ALERT_SPOOL), exist_ok=True)  # mount point for the nodes' spools
+    os.makedirs(NODE_CEPH_DIR, exist_ok=True)  # mount point for the nodes' Ceph client files
     # new machines: no agent until the formula installs it
     shutil.rmtree(NODE_AGENT_DIR, ignore_errors=True)
     os.makedirs(NODE_AGENT_DIR)
@@ -922,10 +1024,13 @@ def cmd_up(args):
     save_state(state)
     switch_up()
     forwarder_up(state)
+    storage = StorageStarter(names)  # Ceph starts while the nodes boot; they need it only later
     for name in names:
         launch_node(name, state)
     view = wait_online(names, names[0], timeout=args.timeout)
     log(f"{len(names)} nodes online, DC {view['dc']}, after {time.monotonic() - started:.1f}s")
+    state["storage"] = storage.wait()
+    save_state(state)
     if args.formula:
         formula_up(state, names, monitor=args.monitor, stickiness=args.stickiness, mode=args.mode)
         log(f"formula applied, API answering on the VIP, {time.monotonic() - started:.1f}s after start")
@@ -1015,8 +1120,9 @@ def formula_down(state):
             log(f"could not remove the catalog region {REGION}: {exc}")
 
 
-def reconfigure(mode=None, options=None, target="*"):
-    """A new pillar for the formula's master (cluster:mode, more cinder.conf options), then
+def reconfigure(mode=None, options=None, target="*", volume=None):
+    """A new pillar for the formula's master (cluster:mode, more cinder.conf options, the
+    volume service: "active_passive"/"active_active" on the nodes' Ceph, or False), then
     state.apply cinder_ha (the master renders the pillar on each run). Returns the runs."""
     state = load_state()
     if not state.get("salt_master"):
@@ -1026,6 +1132,11 @@ def reconfigure(mode=None, options=None, target="*"):
         settings["mode"] = mode
     if options is not None:
         settings["options"] = options
+    if volume is not None:
+        storage = storage_facts()
+        settings["volume"] = volume and load_sandbox().volume_pillar(
+            storage, ceph_conf=storage["ceph_conf"], mode=volume,
+            coordination_url=storage["coordination_backend_url"])
     write_pillar(os.path.join(MASTER_DIR, "pillar"), formula_pillar(load_sandbox().facts(), **settings))
     state["formula_pillar"] = settings
     save_state(state)
@@ -1070,6 +1181,7 @@ def cmd_down(args):
         stop_node(name, state, graceful=False)
     formula_down(state)
     forwarder_down(state)
+    nodes_ceph().down()  # before its address goes: nothing of ours is left listening on it
     existing = netns_list()
     for ns in sorted(existing):
         if ns.startswith("cha-n") and ns != SWITCH_NS:
@@ -1097,6 +1209,7 @@ def cmd_status(args):
         pid = init_pid(name, state)
         link = next((line.split()[1] for line in links.splitlines() if line.split()[0].split("@")[0] == name), "absent")
         print(f"  {name}: {'pid ' + str(pid) if pid else 'down'}, switch port {link}, {node_addr(name)}")
+    print(f"  Ceph for the nodes: {nodes_ceph().status()}; tooz {storage_facts()['coordination_backend_url']}")
     for name in node_names(state["nodes"]):
         if init_pid(name, state):
             res = node_exec(name, ["crm_mon", "-1"], timeout=20)

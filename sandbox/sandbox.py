@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Start, stop and describe the cinder-ha sandbox: real services, loopback only.
 
-    sandbox.py up [cluster|keystone|cinder|salt ...]   start (idempotent)
+    sandbox.py up [mariadb|rabbitmq|ceph|etcd|cluster|keystone|cinder|salt ...]   start (idempotent)
     sandbox.py down [...]                              stop what this script started
     sandbox.py status                                  what runs where, and the logs
 
@@ -11,6 +11,10 @@ Components
     mariadb   MariaDB (Debian's) on 127.0.0.1:3306, its own datadir; database and user `cinder`
     rabbitmq  RabbitMQ (Debian's) on 127.0.0.1:5672, epmd and distribution on loopback too;
               vhost and user `cinder`
+    ceph      Ceph 16 (Debian's): one mon (127.0.0.1:3300 v2, :6789 v1), one mgr, one OSD
+              (BlueStore on a sparse file), data under $CINDER_HA_SANDBOX/ceph; pool `volumes`,
+              user client.cinder (keyring /etc/ceph/ceph.client.cinder.keyring, 0640 root:cinder)
+    etcd      etcd 3.4 (Debian's) on 127.0.0.1:2379 (peer :2380): tooz's etcd3+http backend
     keystone  Keystone 30 under gunicorn on 127.0.0.1:5000 (its own SQLite), fernet tokens
     cinder    cinder-api's configuration, schema synced into MariaDB; the cluster starts it
     salt      salt-master + salt-minion "node1" on 127.0.0.1:14505/14506
@@ -113,9 +117,9 @@ def pids_named(name):
     return found
 
 
-def recorded_pid(name, must_contain):
+def recorded_pid(name, must_contain, run_dir=RUN):
     """The pid we recorded for `name`, if that process still runs and is what we started."""
-    path = os.path.join(RUN, f"{name}.pid")
+    path = os.path.join(run_dir, f"{name}.pid")
     try:
         with open(path) as f:
             pid = int(f.read().strip())
@@ -127,30 +131,30 @@ def recorded_pid(name, must_contain):
     return None
 
 
-def record_pid(name, pid):
-    os.makedirs(RUN, exist_ok=True)
-    with open(os.path.join(RUN, f"{name}.pid"), "w") as f:
+def record_pid(name, pid, run_dir=RUN):
+    os.makedirs(run_dir, exist_ok=True)
+    with open(os.path.join(run_dir, f"{name}.pid"), "w") as f:
         f.write(str(pid))
 
 
-def forget_pid(name):
+def forget_pid(name, run_dir=RUN):
     try:
-        os.unlink(os.path.join(RUN, f"{name}.pid"))
+        os.unlink(os.path.join(run_dir, f"{name}.pid"))
     except FileNotFoundError:
         pass
 
 
-def spawn(name, argv, logfile, env=None, cwd=None):
+def spawn(name, argv, logfile, env=None, cwd=None, run_dir=RUN):
     """Start a daemon in its own session, stdout/stderr to `logfile`, and record its pid."""
     os.makedirs(os.path.dirname(logfile), exist_ok=True)
     with open(logfile, "ab") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True, env=env, cwd=cwd)
-    record_pid(name, proc.pid)
+    record_pid(name, proc.pid, run_dir)
     return proc.pid
 
 
-def stop_pid(name, pid, timeout=60, sig=signal.SIGTERM):
+def stop_pid(name, pid, timeout=60, sig=signal.SIGTERM, run_dir=RUN):
     log(f"stopping {name} (pid {pid})")
     try:
         os.kill(pid, sig)
@@ -162,7 +166,7 @@ def stop_pid(name, pid, timeout=60, sig=signal.SIGTERM):
     if pid_alive(pid):
         log(f"{name} ignored SIGTERM for {timeout}s: SIGKILL")
         os.kill(pid, signal.SIGKILL)
-    forget_pid(name)
+    forget_pid(name, run_dir)
 
 
 def port_busy(host, port):
@@ -187,12 +191,27 @@ def run(argv, env=None, timeout=120, check=True):
     return res
 
 
-def write_file(path, text, mode=0o644):
+def write_file(path, text, mode=0o644, owner=None):
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "w") as f:
         f.write(text)
     os.chmod(tmp, mode)
+    if owner:
+        os.chown(tmp, *owner)
     os.replace(tmp, path)
+
+
+def write_if_changed(path, text, mode, owner):
+    """write_file, unless `path` already holds `text` with that mode and owner (`up` twice
+    changes nothing)."""
+    try:
+        st = os.stat(path)
+        with open(path) as f:
+            if f.read() == text and (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (mode, *owner):
+                return
+    except OSError:
+        pass
+    write_file(path, text, mode, owner)
 
 
 def facts():
@@ -535,6 +554,343 @@ def rabbitmq_down():
 
 
 
+# ---------------------------------------------------------------- ceph (cinder's RBD backend)
+
+CEPH_CLIENT_DIR = "/etc/ceph"  # what cinder reads: ceph.conf (mon host) and its keyring
+RBD_POOL = "volumes"
+RBD_USER = "cinder"
+CEPH_MON_PORTS = (3300, 6789)  # msgr2, msgr1
+CEPH_OSD_BLOCK_BYTES = 4 << 30  # BlueStore on a sparse file, as Ceph's vstart.sh does
+CEPH_OSD_MEMORY_TARGET = 896 << 20  # the smallest the OSD accepts
+# the caps the RBD driver's user usually gets: images in its pool, nothing else
+CEPH_CINDER_CAPS = ("mon", "profile rbd", "osd", f"profile rbd pool={RBD_POOL}", "mgr", f"profile rbd pool={RBD_POOL}")
+CEPH_DAEMONS = (("mon", "a"), ("mgr", "x"), ("osd", "0"))  # started in this order, stopped in the reverse
+
+
+def ceph_env():
+    return {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "HOME": "/root"}
+
+
+class Ceph:
+    """One Ceph cluster without systemd: a mon, a mgr and one OSD (BlueStore on a file), every
+    daemon bound to `addr` only, every file under `base`, each daemon recorded by pid in
+    `run_dir`. The sandbox's listens on 127.0.0.1; the three namespace nodes get a second one
+    on the bridge's host address (sandbox/multinode.py): Ceph hands its clients the OSDs' own
+    addresses, so a relay cannot stand in for it."""
+
+    def __init__(self, base, addr, network, run_dir, log_dir):
+        self.base, self.addr, self.network, self.run_dir, self.log_dir = base, addr, network, run_dir, log_dir
+        self.conf = os.path.join(base, "ceph.conf")
+        self.admin_keyring = os.path.join(base, "ceph.client.admin.keyring")
+        self.mon_host = f"[v2:{addr}:{CEPH_MON_PORTS[0]},v1:{addr}:{CEPH_MON_PORTS[1]}]"
+
+    def data_dir(self, kind, ident):
+        return os.path.join(self.base, kind, f"ceph-{ident}")
+
+    def config(self, fsid):
+        return f"""{MARKER}
+[global]
+fsid = {fsid}
+mon host = {self.mon_host}
+mon initial members = a
+# one address: every daemon binds there and nowhere else (public addr pins it: a VIP added
+# to lo later is inside 127.0.0.0/8 too)
+public network = {self.network}
+public addr = {self.addr}
+auth cluster required = cephx
+auth service required = cephx
+auth client required = cephx
+run dir = {self.base}/run
+admin socket = $run_dir/$cluster-$name.asok
+log file = {self.log_dir}/$cluster-$name.log
+# one host, one OSD: pools of one replica, placed on OSDs rather than hosts
+osd pool default size = 1
+osd pool default min size = 1
+mon allow pool size one = true
+mon allow pool delete = true
+mon warn on pool no redundancy = false
+mon data avail warn = 10
+osd crush chooseleaf type = 0
+
+[mon]
+mon data = {self.base}/mon/$cluster-$id
+keyring = $mon_data/keyring
+# every client here is current (the warning Ceph gives otherwise: CVE-2021-20288)
+auth allow insecure global id reclaim = false
+
+[mgr]
+mgr data = {self.base}/mgr/$cluster-$id
+keyring = $mgr_data/keyring
+
+[osd]
+osd data = {self.base}/osd/$cluster-$id
+keyring = $osd_data/keyring
+osd objectstore = bluestore
+bluestore block create = true
+bluestore block size = {CEPH_OSD_BLOCK_BYTES}
+osd memory target = {CEPH_OSD_MEMORY_TARGET}
+
+[client.admin]
+keyring = {self.admin_keyring}
+"""
+
+    def client_conf(self):
+        """/etc/ceph/ceph.conf for cinder: where the mons are; the keyring is found by name
+        (/etc/ceph/ceph.client.cinder.keyring)."""
+        return f"{MARKER}\n[global]\nmon host = {self.mon_host}\n"
+
+    def cli(self, *args, timeout=30, check=True, stdin=None):
+        """The `ceph` CLI as client.admin of this cluster; a mon that does not answer fails in 10 s."""
+        res = subprocess.run(["ceph", "-c", self.conf, "--connect-timeout", "10", *args], input=stdin,
+                             env=ceph_env(), capture_output=True, text=True, timeout=timeout)
+        if check and res.returncode != 0:
+            raise SandboxError(f"ceph {' '.join(args[:3])}: {(res.stderr or res.stdout).strip()[-600:]}")
+        return res
+
+    def answers(self):
+        try:
+            return self.cli("health", timeout=20, check=False).returncode == 0
+        except subprocess.TimeoutExpired:
+            return False
+
+    def osd_up(self):
+        res = self.cli("osd", "stat", "--format=json", check=False)
+        return res.returncode == 0 and json.loads(res.stdout).get("num_up_osds", 0) >= 1
+
+    def pid(self, kind):
+        # the conf path in the command line tells this cluster's daemons from the other's
+        return recorded_pid(f"ceph-{kind}", self.conf, run_dir=self.run_dir)
+
+    def running(self):
+        return {kind: self.pid(kind) for kind, _ in CEPH_DAEMONS}
+
+    def daemon_argv(self, kind, ident, *extra):
+        return [f"ceph-{kind}", "-c", self.conf, "-i", ident, "--setuser", "ceph", "--setgroup", "ceph", *extra]
+
+    def start(self, kind, ident):
+        spawn(f"ceph-{kind}", self.daemon_argv(kind, ident, "-f"), os.path.join(self.log_dir, f"ceph-{kind}.stdout"),
+              env=ceph_env(), run_dir=self.run_dir)
+
+    def bootstrap_mon(self, ceph):
+        """Keyrings (mon., client.admin), the monmap, and the mon's store: a new cluster."""
+        tmp = os.path.join(self.base, "bootstrap")
+        os.makedirs(tmp, mode=0o700, exist_ok=True)
+        mon_keyring, monmap = os.path.join(tmp, "mon.keyring"), os.path.join(tmp, "monmap")
+        fsid = self.fsid()
+        run(["ceph-authtool", "--create-keyring", mon_keyring, "--gen-key", "-n", "mon.", "--cap", "mon", "allow *"],
+            env=ceph_env())
+        if not os.path.exists(self.admin_keyring):
+            run(["ceph-authtool", "--create-keyring", self.admin_keyring, "--gen-key", "-n", "client.admin",
+                 "--cap", "mon", "allow *", "--cap", "osd", "allow *", "--cap", "mgr", "allow *",
+                 "--cap", "mds", "allow *"], env=ceph_env())
+            os.chmod(self.admin_keyring, 0o600)
+        run(["ceph-authtool", mon_keyring, "--import-keyring", self.admin_keyring], env=ceph_env())
+        run(["monmaptool", "--create", "--clobber", "--fsid", fsid, "--addv", "a", self.mon_host, monmap], env=ceph_env())
+        mon_data = self.data_dir("mon", "a")
+        os.makedirs(mon_data, exist_ok=True)
+        os.chown(mon_data, ceph.pw_uid, ceph.pw_gid)
+        os.chmod(mon_data, 0o750)
+        os.chmod(tmp, 0o755)  # the mon reads its keyring as user ceph during mkfs
+        for path in (mon_keyring, monmap):
+            os.chown(path, ceph.pw_uid, ceph.pw_gid)
+        run(self.daemon_argv("mon", "a", "--mkfs", "--monmap", monmap, "--keyring", mon_keyring), env=ceph_env())
+        shutil.rmtree(tmp)
+
+    def fsid(self):
+        path = os.path.join(self.base, "fsid")
+        if not os.path.exists(path):
+            import uuid
+            write_file(path, str(uuid.uuid4()) + "\n")
+        with open(path) as f:
+            return f.read().strip()
+
+    def bootstrap_osd(self, ceph):
+        """A new OSD: registered with the mon, its key, BlueStore made on a sparse file."""
+        import uuid
+        osd_uuid = str(uuid.uuid4())
+        ident = self.cli("osd", "new", osd_uuid).stdout.strip()
+        if ident != "0":
+            raise SandboxError(f"ceph osd new gave id {ident!r}, expected 0 (a stale OSD in {self.base}?)")
+        data = self.data_dir("osd", ident)
+        os.makedirs(data, exist_ok=True)
+        key = self.cli("auth", "get-or-create", "osd.0", "mon", "allow profile osd", "mgr", "allow profile osd",
+                       "osd", "allow *").stdout
+        write_file(os.path.join(data, "keyring"), key, 0o600, (ceph.pw_uid, ceph.pw_gid))
+        os.chown(data, ceph.pw_uid, ceph.pw_gid)
+        run(self.daemon_argv("osd", ident, "--mkfs", "--osd-uuid", osd_uuid), env=ceph_env(), timeout=300)
+
+    def up(self):
+        """Start what does not run (a new cluster the first time), then the pool and cinder's
+        user; returns the seconds it took. A mon port busy and not ours is refused."""
+        for tool in ("ceph-mon", "ceph-mgr", "ceph-osd", "ceph", "rbd"):
+            if not shutil.which(tool, path=ceph_env()["PATH"]):
+                raise SandboxError(f"{tool} not installed: run sandbox/install.sh first")
+        started = time.monotonic()
+        ceph = pwd.getpwnam("ceph")
+        pids = self.running()
+        if not pids["mon"]:
+            for port in CEPH_MON_PORTS:
+                if port_busy(self.addr, port):
+                    raise SandboxError(f"{self.addr}:{port} is in use by a process this sandbox did not start")
+        for path in (self.base, os.path.join(self.base, "run"), self.log_dir, *(os.path.join(self.base, k) for k, _ in CEPH_DAEMONS)):
+            os.makedirs(path, exist_ok=True)
+            os.chown(path, ceph.pw_uid, ceph.pw_gid)
+        os.chmod(self.base, 0o755)
+        write_if_changed(self.conf, self.config(self.fsid()), 0o644, (0, 0))
+        if not pids["mon"]:
+            if not os.path.exists(os.path.join(self.data_dir("mon", "a"), "store.db")):
+                log(f"ceph: new cluster in {self.base} (mon on {self.addr})")
+                self.bootstrap_mon(ceph)
+            self.start("mon", "a")
+        wait_for(f"ceph-mon on {self.addr}", self.answers, 60)
+        if not pids["mgr"]:
+            data = self.data_dir("mgr", "x")
+            if not os.path.exists(os.path.join(data, "keyring")):
+                os.makedirs(data, exist_ok=True)
+                key = self.cli("auth", "get-or-create", "mgr.x", "mon", "allow profile mgr", "osd", "allow *",
+                               "mds", "allow *").stdout
+                write_file(os.path.join(data, "keyring"), key, 0o600, (ceph.pw_uid, ceph.pw_gid))
+                os.chown(data, ceph.pw_uid, ceph.pw_gid)
+            self.start("mgr", "x")
+        if not pids["osd"]:
+            if not os.path.exists(os.path.join(self.data_dir("osd", "0"), "ready")):
+                self.bootstrap_osd(ceph)
+            self.start("osd", "0")
+        wait_for("the OSD up", self.osd_up, 90)
+        pools = self.cli("osd", "pool", "ls").stdout.split()
+        if RBD_POOL not in pools:
+            self.cli("osd", "pool", "create", RBD_POOL, "32")
+            self.cli("osd", "pool", "application", "enable", RBD_POOL, "rbd")
+            res = subprocess.run(["rbd", "-c", self.conf, "pool", "init", RBD_POOL], env=ceph_env(),
+                                 capture_output=True, text=True, timeout=120)
+            if res.returncode != 0:
+                raise SandboxError(f"rbd pool init {RBD_POOL}: {res.stderr.strip()[-600:]}")
+        user = self.cli("auth", "get", f"client.{RBD_USER}", "--format=json", check=False)
+        if user.returncode != 0:
+            self.cli("auth", "get-or-create", f"client.{RBD_USER}", *CEPH_CINDER_CAPS)
+        elif json.loads(user.stdout)[0]["caps"] != dict(zip(CEPH_CINDER_CAPS[::2], CEPH_CINDER_CAPS[1::2])):
+            self.cli("auth", "caps", f"client.{RBD_USER}", *CEPH_CINDER_CAPS)  # the caps of today, not older ones
+        wait_for("a mgr available", lambda: json.loads(self.cli("mgr", "stat", "--format=json").stdout).get("available"),
+                 60)
+        return time.monotonic() - started
+
+    def cinder_keyring(self):
+        """client.cinder's keyring (key and caps), for the files cinder reads."""
+        return self.cli("auth", "get", f"client.{RBD_USER}").stdout
+
+    def install_client(self, etc_dir, cinder_gid):
+        """ceph.conf (0644) and cinder's keyring (0640 root:cinder) in `etc_dir`; unchanged files
+        are not rewritten. Returns the two paths."""
+        os.makedirs(etc_dir, exist_ok=True)
+        conf, keyring = os.path.join(etc_dir, "ceph.conf"), os.path.join(etc_dir, f"ceph.client.{RBD_USER}.keyring")
+        write_if_changed(conf, self.client_conf(), 0o644, (0, 0))
+        write_if_changed(keyring, self.cinder_keyring(), 0o640, (0, cinder_gid))
+        return conf, keyring
+
+    def down(self):
+        for kind, _ in reversed(CEPH_DAEMONS):
+            pid = self.pid(kind)
+            if pid:
+                stop_pid(f"ceph-{kind}", pid, timeout=60, run_dir=self.run_dir)
+
+    def status(self):
+        pids = self.running()
+        if not any(pids.values()):
+            return "not running"
+        return ", ".join(f"{kind} pid {pid or 'down'}" for kind, pid in pids.items()) + f", mon {self.mon_host}"
+
+
+def sandbox_ceph():
+    return Ceph(os.path.join(SANDBOX, "ceph"), "127.0.0.1", "127.0.0.0/8", RUN, os.path.join(LOG, "ceph"))
+
+
+def ceph_up():
+    cluster = sandbox_ceph()
+    if all(cluster.running().values()):
+        log(f"ceph: already running ({cluster.status()})")
+    client_conf = os.path.join(CEPH_CLIENT_DIR, "ceph.conf")
+    if os.path.exists(client_conf):
+        with open(client_conf) as f:
+            if MARKER not in f.read():
+                backup = client_conf + ".cinder-ha-sandbox.orig"
+                if not os.path.exists(backup):
+                    shutil.copy2(client_conf, backup)
+                log(f"ceph: writing {client_conf} (the original is kept at {backup})")
+    took = cluster.up()
+    _, gid = ensure_cinder_user()
+    conf, keyring = cluster.install_client(CEPH_CLIENT_DIR, gid)
+    save_facts({"ceph_conf": conf, "ceph_keyring": keyring, "rbd_pool": RBD_POOL, "rbd_user": RBD_USER,
+                "ceph_mon_host": cluster.mon_host, "ceph_admin_conf": cluster.conf,
+                "ceph_admin_keyring": cluster.admin_keyring})
+    log(f"ceph: pool {RBD_POOL}, user client.{RBD_USER}, {cluster.mon_host}, ready after {took:.1f}s")
+
+
+def ceph_down():
+    sandbox_ceph().down()
+
+
+# ---------------------------------------------------------------- etcd (tooz coordination for active/active)
+
+ETCD_CLIENT_PORT = 2379
+ETCD_PEER_PORT = 2380
+
+
+def etcd_argv(data_dir, addr, name="cinder-ha"):
+    """Debian's etcd 3.4, one member, client and peer URLs on `addr` only."""
+    client, peer = f"http://{addr}:{ETCD_CLIENT_PORT}", f"http://{addr}:{ETCD_PEER_PORT}"
+    return ["etcd", "--name", name, "--data-dir", data_dir,
+            "--listen-client-urls", client, "--advertise-client-urls", client,
+            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+            "--initial-cluster", f"{name}={peer}", "--initial-cluster-state", "new",
+            "--auto-compaction-mode", "periodic", "--auto-compaction-retention", "1h",
+            "--logger", "zap", "--log-outputs", "stderr"]
+
+
+def etcd_healthy(addr="127.0.0.1"):
+    import urllib.request
+    try:
+        with urllib.request.urlopen(f"http://{addr}:{ETCD_CLIENT_PORT}/health", timeout=2) as resp:
+            return json.load(resp).get("health") == "true"
+    except (OSError, ValueError):
+        return False
+
+
+def etcd_up():
+    if not shutil.which("etcd", path=ceph_env()["PATH"]):
+        raise SandboxError("etcd-server not installed: run sandbox/install.sh first")
+    data = os.path.join(SANDBOX, "etcd")
+    pid = recorded_pid("etcd", data)
+    if pid:
+        log(f"etcd: already running (pid {pid})")
+    else:
+        for port in (ETCD_CLIENT_PORT, ETCD_PEER_PORT):
+            if port_busy("127.0.0.1", port):
+                raise SandboxError(f"127.0.0.1:{port} is in use by a process this sandbox did not start")
+        etcd = pwd.getpwnam("etcd")
+        os.makedirs(data, exist_ok=True)
+        os.chown(data, etcd.pw_uid, etcd.pw_gid)
+        os.chmod(data, 0o700)
+        started = time.monotonic()
+        spawn("etcd", ["setpriv", "--reuid", "etcd", "--regid", "etcd", "--init-groups", "--"]
+              + etcd_argv(data, "127.0.0.1"), os.path.join(LOG, "etcd.log"), env=ceph_env())
+        wait_for("etcd on :2379", etcd_healthy, 60)
+        log(f"etcd: healthy on 127.0.0.1:{ETCD_CLIENT_PORT} after {time.monotonic() - started:.1f}s")
+    save_facts({"etcd_url": f"http://127.0.0.1:{ETCD_CLIENT_PORT}",
+                "coordination_backend_url": f"etcd3+http://127.0.0.1:{ETCD_CLIENT_PORT}"})
+
+
+def etcd_status():
+    pid = recorded_pid("etcd", os.path.join(SANDBOX, "etcd"))
+    return (f"etcd: {f'pid {pid}' if pid else 'not running'}, http://127.0.0.1:{ETCD_CLIENT_PORT} "
+            f"(tooz: etcd3+http://127.0.0.1:{ETCD_CLIENT_PORT})")
+
+
+def etcd_down():
+    pid = recorded_pid("etcd", os.path.join(SANDBOX, "etcd"))
+    if pid:
+        stop_pid("etcd", pid, timeout=30)
+
+
 # ---------------------------------------------------------------- keystone
 
 
@@ -666,7 +1022,25 @@ def ensure_cinder_user():
         pwd.getpwnam("cinder")
     except KeyError:
         run(["useradd", "--system", "--user-group", "--home-dir", "/var/lib/cinder", "--shell", "/usr/sbin/nologin", "cinder"])
+    let_cinder_reach_its_interpreter()
     return pwd.getpwnam("cinder").pw_uid, grp.getgrnam("cinder").gr_gid
+
+
+def let_cinder_reach_its_interpreter():
+    """The cinder venv's interpreter may sit where the user cinder cannot reach it (pyenv's
+    under /root, mode 0700, on these machines): an ACL lets cinder pass through (x: no listing,
+    no reading) each folder on the way that others cannot pass, so cinder's services and RBD
+    client can run as cinder."""
+    real = os.path.realpath(os.path.join(VENV, "cinder", "bin", "python"))
+    if not os.path.exists(real):
+        return
+    folder, blocked = os.path.dirname(real), []
+    while folder != "/":
+        if not os.stat(folder).st_mode & 0o001:
+            blocked.append(folder)
+        folder = os.path.dirname(folder)
+    for folder in blocked:
+        run(["setfacl", "-m", "u:cinder:x", folder])
 
 
 def cinder_db_synced(f):
@@ -811,12 +1185,28 @@ def salt_up():
     log(f"salt: master and minion {NODE} answering after {time.monotonic() - started:.1f}s")
 
 
+def volume_pillar(f, ceph_conf=None, mode="active_passive", coordination_url=None, cluster=None):
+    """cinder_ha:volume for the sandbox's real Ceph: one RBD backend `ceph` on pool `volumes`
+    as cephx user `cinder` (active_passive by default; active_active with a cluster name and
+    the etcd lock manager)."""
+    backend = {"driver": "cinder.volume.drivers.rbd.RBDDriver",
+               "options": {"rbd_pool": f.get("rbd_pool", "volumes"), "rbd_user": f.get("rbd_user", "cinder"),
+                           "rbd_ceph_conf": ceph_conf or f.get("ceph_conf", "/etc/ceph/ceph.conf"),
+                           "rados_connect_timeout": 5}}
+    volume = {"mode": mode, "backends": {"ceph": backend}}
+    if mode == "active_active":
+        volume["cluster"] = cluster or "cinder-ha-cluster"
+        volume["coordination"] = {"backend_url": coordination_url or f.get("coordination_backend_url")}
+    return volume
+
+
 def sandbox_pillar(f, vip=VIP, netmask=32, nic="lo", keystone_url=None, db_host=None, rabbit_host=None,
-                   extra_conf=None, **overrides):
+                   extra_conf=None, volume=True, db_name=None, rabbit_vhost=None, **overrides):
     """The cinder_ha pillar of the sandbox: the real MariaDB and RabbitMQ (structured, so the
     formula builds and encodes the URLs), the real Keystone, the authenticated monitor with its
-    password as a Pacemaker secret. The three namespace nodes use the same with their own VIP
-    and addresses (sandbox/multinode.py)."""
+    password as a Pacemaker secret, and cinder-scheduler + cinder-volume on the real Ceph
+    (``volume``: True for the sandbox's own, a dict for another, False for none). The three
+    namespace nodes use the same with their own VIP and addresses (sandbox/multinode.py)."""
     keystone_url = keystone_url or f["keystone_url"]
     conf_extra = {
         "DEFAULT": {"auth_strategy": "keystone"},
@@ -833,9 +1223,9 @@ def sandbox_pillar(f, vip=VIP, netmask=32, nic="lo", keystone_url=None, db_host=
         "vip": {"address": vip, "netmask": netmask, "nic": nic},
         "cinder_api_port": CINDER_PORT,
         "database": {"host": db_host or f["db_host"], "port": f["db_port"], "user": f["db_user"],
-                     "password": f["db_password"], "name": f["db_name"]},
+                     "password": f["db_password"], "name": db_name or f["db_name"]},
         "rabbitmq": {"hosts": [f"{rabbit_host or f['rabbit_host']}:{f['rabbit_port']}"], "user": f["rabbit_user"],
-                     "password": f["rabbit_password"], "virtual_host": f["rabbit_vhost"]},
+                     "password": f["rabbit_password"], "virtual_host": rabbit_vhost or f["rabbit_vhost"]},
         "keystone": {
             "auth_url": keystone_url, "username": f["keystone_admin_user"],
             "password": f["keystone_admin_password"], "project_name": f["keystone_admin_project"],
@@ -848,6 +1238,8 @@ def sandbox_pillar(f, vip=VIP, netmask=32, nic="lo", keystone_url=None, db_host=
                   "os_password": f["keystone_admin_password"], "os_project_name": f["keystone_admin_project"]},
         "cinder_conf": {"extra": conf_extra},
     }
+    if volume:
+        pillar["volume"] = volume_pillar(f) if volume is True else volume
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(pillar.get(key), dict):
             pillar[key] = {**pillar[key], **value}
@@ -901,11 +1293,14 @@ def salt_down():
 
 # ---------------------------------------------------------------- main
 
-# Up in this order, down in the reverse: the database and the broker are there before the
-# cluster may start cinder-api (it reads the database at start), and stop after it.
+# Up in this order, down in the reverse: the database, the broker, the storage and the lock
+# service are there before the cluster may start cinder's services (they use them at start),
+# and stop after them.
 COMPONENTS = {
     "mariadb": (mariadb_up, mariadb_down),
     "rabbitmq": (rabbitmq_up, rabbitmq_down),
+    "ceph": (ceph_up, ceph_down),
+    "etcd": (etcd_up, etcd_down),
     "cluster": (cluster_up, cluster_down),
     "keystone": (keystone_up, keystone_down),
     "cinder": (cinder_up, cinder_down),
@@ -920,6 +1315,9 @@ def status():
         cluster_status(),
         daemon_status("mariadb", "mariadbd", MARIADB_PORT),
         daemon_status("rabbitmq", "rabbitmq-server", RABBIT_PORT),
+        f"ceph: {sandbox_ceph().status()}; pool {RBD_POOL}, user client.{RBD_USER}, client config "
+        f"{CEPH_CLIENT_DIR}/ceph.conf, admin config {sandbox_ceph().conf}",
+        etcd_status(),
         f"keystone: {'pid %s, ' % recorded_pid('keystone', 'gunicorn') if recorded_pid('keystone', 'gunicorn') else 'not running, '}"
         f"http://127.0.0.1:{KEYSTONE_PORT}/v3 (admin / see {FACTS})",
         f"cinder-api: VIP {VIP}:{CINDER_PORT} (started by the cluster), config {f.get('cinder_conf', CINDER_CONF_DIR + '/cinder.conf')}",
@@ -927,7 +1325,7 @@ def status():
         f"{recorded_pid('salt-minion', 'salt-minion') or 'not running'}; config {salt_paths()[1]}",
         "logs:",
         "    /var/log/pacemaker/pacemaker.log, /var/log/corosync/corosync.log, "
-        f"{LOG}/mariadb.log, {LOG}/rabbitmq/",
+        f"{LOG}/mariadb.log, {LOG}/rabbitmq/, {LOG}/ceph/, {LOG}/etcd.log",
         f"    {LOG}/keystone.log, {LOG}/cinder/, {SANDBOX}/salt/master/var/log/salt/, {LOG}/*.stdout",
     ]
     return "\n".join(lines)

@@ -1,16 +1,21 @@
 #!/usr/bin/env python3
 """A client that knows only Keystone: find Block Storage in the catalog and talk to it.
 
-    catalog_client.py [--facts /srv/cinder-ha/sandbox.json] [--region RegionOne]
+    catalog_client.py [--facts /srv/cinder-ha/sandbox.json] [--region RegionOne] [--no-volume]
 
 Authenticates with the sandbox's admin credentials (read from the facts file, never from
 the command line), asks the token's catalog for `block-storage`, then calls the real
 cinder-api at the URL the catalog names: the versions document, and the project's volume
-list with the token. Exit status 0 only if both answer.
+list with the token. Then Block Storage end to end: a 1 GiB volume and a snapshot of it,
+created through the catalog URL, waited for until `available` (cinder-api -> RabbitMQ ->
+cinder-scheduler -> cinder-volume -> Ceph), their RBD images listed with `rbd ls volumes`,
+then both deleted. Exit status 0 only if all of it works.
 """
 import argparse
 import json
+import subprocess
 import sys
+import time
 from urllib.parse import urlsplit
 
 from keystoneauth1 import session
@@ -21,6 +26,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--facts", default="/srv/cinder-ha/sandbox.json")
     parser.add_argument("--region", default=None)
+    parser.add_argument("--no-volume", action="store_true", help="only the catalog, versions and volume list")
     args = parser.parse_args()
     with open(args.facts) as f:
         facts = json.load(f)
@@ -49,7 +55,72 @@ def main():
     volumes = sess.get(volumes_url, raise_exc=False)
     print(f"GET volumes (with a token) -> HTTP {volumes.status_code}"
           + (f", {len(volumes.json().get('volumes', []))} volumes" if volumes.ok else f": {volumes.text[:200]}"))
-    return 0 if latest and volumes.ok else 1
+    if not (latest and volumes.ok):
+        return 1
+    if args.no_volume:
+        return 0
+    return 0 if volume_round_trip(sess, volumes_url.rsplit("/", 1)[0], facts) else 1
+
+
+def wait_for(sess, url, key, wanted="available", timeout=180):
+    """Poll a volume or snapshot until its status is `wanted` (True) or an end state (False)."""
+    deadline = time.monotonic() + timeout
+    status = None
+    while time.monotonic() < deadline:
+        reply = sess.get(url, raise_exc=False)
+        if reply.status_code == 404 and wanted == "deleted":
+            return True, "deleted"
+        status = reply.json()[key]["status"] if reply.ok else f"HTTP {reply.status_code}"
+        if status == wanted:
+            return True, status
+        if status in ("error", "error_deleting"):
+            return False, status
+        time.sleep(1)
+    return False, status
+
+
+def rbd_images(facts):
+    """`rbd ls volumes` as the sandbox's Ceph admin (images and snapshots of the pool)."""
+    conf, keyring = facts.get("ceph_admin_conf"), facts.get("ceph_admin_keyring")
+    if not conf:
+        return None
+    pool = facts.get("rbd_pool", "volumes")
+    out = subprocess.run(["rbd", "-c", conf, "--keyring", keyring, "ls", "-l", pool], capture_output=True,
+                         text=True, timeout=30)
+    return out.stdout.strip() if out.returncode == 0 else f"rbd ls failed: {out.stderr.strip()[:200]}"
+
+
+def volume_round_trip(sess, base, facts):
+    """Create a volume and a snapshot through the API, wait for both, show the RBD images, delete."""
+    started = time.monotonic()
+    reply = sess.post(f"{base}/volumes", json={"volume": {"size": 1, "name": "cinder-ha-demo"}}, raise_exc=False)
+    if not reply.ok:
+        print(f"FAIL: POST volumes -> HTTP {reply.status_code}: {reply.text[:200]}")
+        return False
+    volume_id = reply.json()["volume"]["id"]
+    ok, status = wait_for(sess, f"{base}/volumes/{volume_id}", "volume")
+    print(f"volume {volume_id} (1 GiB) -> {status} after {time.monotonic() - started:.1f} s")
+    if not ok:
+        return False
+    started = time.monotonic()
+    reply = sess.post(f"{base}/snapshots", json={"snapshot": {"volume_id": volume_id, "name": "cinder-ha-demo"}},
+                      raise_exc=False)
+    snapshot_id = reply.json()["snapshot"]["id"] if reply.ok else None
+    ok, status = wait_for(sess, f"{base}/snapshots/{snapshot_id}", "snapshot") if snapshot_id else (False, reply.text)
+    print(f"snapshot {snapshot_id} -> {status} after {time.monotonic() - started:.1f} s")
+    images = rbd_images(facts)
+    if images is not None:
+        print(f"rbd ls -l {facts.get('rbd_pool', 'volumes')}:\n  " + "\n  ".join(images.splitlines()))
+    if snapshot_id:
+        sess.delete(f"{base}/snapshots/{snapshot_id}", raise_exc=False)
+        gone, _ = wait_for(sess, f"{base}/snapshots/{snapshot_id}", "snapshot", wanted="deleted")
+        ok = ok and gone
+    sess.delete(f"{base}/volumes/{volume_id}", raise_exc=False)
+    gone, status = wait_for(sess, f"{base}/volumes/{volume_id}", "volume", wanted="deleted")
+    print(f"snapshot and volume deleted: {'yes' if gone else status}")
+    if images is not None and volume_id in images:
+        print(f"RBD image volume-{volume_id} was in the pool")
+    return ok and gone and (images is None or volume_id in images)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,21 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(getattr(pytest.mark, parts[0]))
 
 
+def pytest_configure(config):
+    # Importing salt (the salt-factories plugin does, before any conftest) parks a temporary
+    # handler on the root logger: it buffers every WARNING record of the run, the daemons'
+    # forwarded by the log server included, and writes them at interpreter exit to the
+    # sys.stderr of that import, closed by pytest by then: one "--- Logging error ---"
+    # traceback per record. Salt removes it when it sets logging up, which a test process
+    # never does: remove it here, so records go through pytest's log capture instead (shown
+    # with the test that failed).
+    try:
+        import salt._logging
+    except ImportError:
+        return
+    salt._logging.shutdown_temp_handler()
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_sessionstart(session):
     # pytest-salt-factories' log server binds 0.0.0.0 by default: loopback only here.

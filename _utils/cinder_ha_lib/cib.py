@@ -28,7 +28,8 @@ Object model (one dict per object, the formula's shape)::
                                 {"attribute": "a", "operation": "ne", "value": "v"}]}]}
     {"location": "l_x", "resource": "p_x", "secrets_of": "p_y", "resource_discovery": "never"}
         -> the rule "-INFINITY where this node has not published the digest of p_y's current
-           lrm secrets" (see ``secrets_rule``); p_y must be declared in the same list.
+           lrm secrets", accepting more than one digest during a rotation (see ``secrets_rules``);
+           p_y must be declared in the same list.
 
 Internally each object is normalized to ``{"tag": ..., "id": ..., ...}`` with every value a
 string, op intervals and timeouts in milliseconds, so that what ``crm`` or an operator wrote
@@ -68,9 +69,11 @@ RULE_OPERATIONS = ("defined", "not_defined", "eq", "ne", "lt", "lte", "gt", "gte
 # 254 bytes and strips trailing isspace() characters before comparing its md5 with .sign.
 SECRET_MAX_BYTES = 254
 SECRETS_ATTR_PREFIX = "cinder_ha_secrets_"
-# Node attributes live in the CIB, which more people read than the 0600 secret files: the
-# published digest is a slow, salted, domain-separated hash, not the md5 of .sign files.
+# Node attributes live in the CIB, which more people read than the 0600 secret files (a
+# crm_report holds it): the published digest is keyed by a secret only the nodes hold (the
+# corosync authkey) over a slow, salted, domain-separated hash, never the md5 of .sign files.
 SECRETS_DIGEST_DOMAIN = b"cinder-ha lrm secrets v1\x00"
+SECRETS_DIGEST_KEY_DOMAIN = b"cinder-ha lrm secrets digest key v2"
 SECRETS_DIGEST_ROUNDS = 100000
 ALERT_SELECTS = ("nodes", "fencing", "resources", "attributes")
 
@@ -118,29 +121,168 @@ def _digest_material(rsc, secrets):
                       ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def secrets_digest(rsc, secrets):
+def _digest_key(key):
+    """The HMAC key the digest uses: derived from the cluster's key, never that key itself."""
+    import hmac
+
+    return hmac.new(key, SECRETS_DIGEST_KEY_DOMAIN, hashlib.sha256).digest()
+
+
+def secrets_digest(rsc, secrets, key=None):
     """Digest of the lrm secrets of ``rsc`` ({name: value}) that a node publishes in the CIB.
 
-    PBKDF2-HMAC-SHA256 over an unambiguous encoding (JSON) of the resource id and the sorted
-    name/value pairs, salted with a domain string and the resource id: equal on every node that
-    holds the same values, and costly to brute-force from a CIB dump (~25 ms each).
+    PBKDF2-HMAC-SHA256 (~25 ms) over an unambiguous encoding (JSON) of the resource id and the
+    sorted name/value pairs, salted with a domain string and the resource id, then HMAC-SHA256
+    keyed by ``key`` (bytes every node holds: the corosync authkey): equal on every node that
+    holds the same values and key; without the key a CIB dump gives nothing to guess against,
+    and with it each guess still costs the PBKDF2. ``key=None`` (no cluster key): the PBKDF2
+    alone, guessable offline for a weak password.
     """
+    import hmac
+
     salt = SECRETS_DIGEST_DOMAIN + rsc.encode("utf-8")
-    return hashlib.pbkdf2_hmac("sha256", _digest_material(rsc, secrets), salt, SECRETS_DIGEST_ROUNDS).hex()
+    slow = hashlib.pbkdf2_hmac("sha256", _digest_material(rsc, secrets), salt, SECRETS_DIGEST_ROUNDS)
+    if key is None:
+        return slow.hex()
+    return hmac.new(_digest_key(key), slow, hashlib.sha256).hexdigest()
 
 
-def digest_memo_key(rsc, secrets):
-    """What a node's digest memo is filed under: a plain SHA-256 of the same material. Only for
-    a root-only file beside the plaintext secret files themselves (see crm's digest memo), where
-    it reveals nothing those files do not; never for the CIB."""
-    return hashlib.sha256(SECRETS_DIGEST_DOMAIN + _digest_material(rsc, secrets)).hexdigest()
+def digest_memo_key(rsc, secrets, key=None):
+    """What a node's digest memo is filed under: a plain SHA-256 of the same material and of
+    the derived key (another cluster key, another digest). Only for a root-only file beside the
+    plaintext secret files themselves (see crm_secrets' digest memo), where it reveals nothing
+    those files and the authkey do not; never for the CIB."""
+    keyed = b"" if key is None else _digest_key(key)
+    return hashlib.sha256(SECRETS_DIGEST_DOMAIN + keyed + _digest_material(rsc, secrets)).hexdigest()
 
 
-def secrets_rule(attribute, digest):
-    """The rule that bans (-INFINITY) every node whose ``attribute`` is missing or not ``digest``."""
-    return {"score": "-INFINITY", "boolean_op": "or",
-            "expressions": [{"attribute": attribute, "operation": "not_defined", "value": None, "type": None},
-                            {"attribute": attribute, "operation": "ne", "value": digest, "type": None}]}
+# ---------------------------------------------------------------- lrm secrets: the rule and its rotation
+#
+# A ``secrets_of`` location bans (-INFINITY) every node whose digest attribute is missing or is
+# not in the rule's ACCEPTED set of digests (one ``ne`` expression each, ANDed). A password
+# rotation never makes a node ineligible by itself:
+# - a node's run publishes its new digest in ONE CIB patch with the rule: when the rule does not
+#   accept it yet and the node is eligible now, the patch adds it (``node_publication``); a node
+#   that is not eligible gains nothing (the controller decides);
+# - the controller's run accepts its own digest plus the digest of every node where a guarded
+#   resource is (``controller_accepted``): a rotation never stops or moves what runs;
+# - anyone drops a digest that no node publishes (it can make no node ineligible), so the old
+#   digest goes as soon as the last node holding it has published the new one.
+
+
+def secrets_rules(attribute, digests):
+    """The rules that ban (-INFINITY) every node whose ``attribute`` is missing or not one of
+    ``digests`` (sorted: the same set is the same rule)."""
+    accepted = sorted(set(digests))
+    return [{"score": "-INFINITY", "boolean_op": "and",
+             "expressions": [{"attribute": attribute, "operation": "not_defined", "value": None, "type": None}]},
+            {"score": "-INFINITY", "boolean_op": "and",
+             "expressions": [{"attribute": attribute, "operation": "ne", "value": digest, "type": None}
+                             for digest in accepted]}]
+
+
+def secrets_rule_attribute(location):
+    """The digest attribute a location's rules test when they are a secrets rule (this
+    formula's, any version), else None."""
+    expressions = [expr for rule in location.get("rules") or [] for expr in rule["expressions"]]
+    names = {expr["attribute"] for expr in expressions}
+    if len(names) != 1 or not next(iter(names)).startswith(SECRETS_ATTR_PREFIX):
+        return None
+    if any(expr["operation"] not in ("not_defined", "ne") for expr in expressions):
+        return None
+    return next(iter(names))
+
+
+def accepted_digests(location):
+    """The digests a secrets rule accepts: the values of its ``ne`` expressions."""
+    return sorted({expr["value"] for rule in location.get("rules") or [] for expr in rule["expressions"]
+                   if expr["operation"] == "ne" and expr["value"] is not None})
+
+
+def published_digests(parsed, attribute):
+    """{node: digest} of each node's ``attribute`` in the CIB's nodes section."""
+    return {obj["node"]: obj["value"] for (tag, _oid), obj in parsed["objects"].items()
+            if tag == "node_attr" and obj["name"] == attribute}
+
+
+def _still_published(accepted, published):
+    """``accepted`` without the digests no node publishes (never emptied: a rule needs one)."""
+    kept = [digest for digest in accepted if digest in published.values()]
+    return kept or accepted
+
+
+def controller_accepted(digest, published, holders):
+    """What the controller's rule accepts: the digest of the declared secrets, and the digest
+    published by each node in ``holders`` (where a guarded resource is placed): the rotation
+    never bans a node where something runs. Others holding an older digest become ineligible
+    until their own run."""
+    return sorted({digest} | {published[node] for node in holders if published.get(node)})
+
+
+def secret_locations(parsed, attribute):
+    """The locations of the CIB whose rules are a secrets rule on ``attribute``."""
+    return [obj for (tag, _oid), obj in sorted(parsed["objects"].items())
+            if tag == "location" and secrets_rule_attribute(obj) == attribute]
+
+
+def with_accepted_digests(desired, parsed, holders):
+    """``desired`` with each ``secrets_of`` location accepting ``controller_accepted``.
+    ``holders(resources)``: the nodes where any of those resources is placed, called only when
+    a node publishes a digest other than the declared one (a rotation in progress)."""
+    result = []
+    for obj in desired:
+        if obj["tag"] == "location" and obj.get("secrets_digest"):
+            published = published_digests(parsed, obj["secrets_attribute"])
+            digests = [obj["secrets_digest"]]
+            if set(published.values()) - {obj["secrets_digest"]}:
+                guarded = sorted({o["rsc"] for o in desired if o.get("secrets_attribute") == obj["secrets_attribute"]}
+                                 | {obj["secrets_of"]})
+                digests = controller_accepted(obj["secrets_digest"], published, holders(guarded))
+            obj = dict(obj, accepted=digests, rules=secrets_rules(obj["secrets_attribute"], digests))
+        result.append(obj)
+    return result
+
+
+def node_publication(parsed, attribute, node, digest):
+    """What a node publishing ``digest`` as its ``attribute`` writes, in ONE CIB patch:
+    ``(objects, eligible)``. Its attribute, and each secrets rule on ``attribute`` that does
+    not accept ``digest`` yet, extended with it when the node is eligible now (its current
+    digest accepted by every such rule): it stays eligible through the rotation. A node not
+    eligible now extends nothing: it publishes, and waits for the controller to accept it.
+    Digests no node publishes any more leave the rules. ``eligible``: the node is eligible
+    once the patch is in."""
+    published = published_digests(parsed, attribute)
+    current = published.get(node)
+    locations = secret_locations(parsed, attribute)
+    eligible_now = current is not None and all(current in accepted_digests(loc) for loc in locations)
+    after = dict(published, **{node: digest})
+    objects, eligible = [node_attribute(node, attribute, digest)], True
+    for location in locations:
+        accepted = accepted_digests(location)
+        if digest not in accepted:
+            if eligible_now:
+                accepted = accepted + [digest]
+            else:
+                eligible = False
+        accepted = _still_published(accepted, after)
+        if accepted != accepted_digests(location):
+            objects.append(dict(location, rules=secrets_rules(attribute, accepted)))
+    return objects, eligible
+
+
+def resolve_pillar_refs(values, where, get):
+    """``values`` with each ``{"pillar": "a:b:c"}`` replaced by ``get("a:b:c")`` (the states pass
+    an unmasked pillar read): a secret named this way never appears in the rendered SLS.
+    Raises ModelError naming the key whose pillar value is not set."""
+    resolved = {}
+    for key, value in (values or {}).items():
+        if isinstance(value, dict) and set(value) == {"pillar"}:
+            found = get(value["pillar"])
+            if found is None:
+                raise ModelError(f"{where} {key}: pillar key {value['pillar']} is not set")
+            value = found
+        resolved[key] = value
+    return resolved
 
 
 def mask(text, secrets):
@@ -442,7 +584,7 @@ def _normalize_location(raw, errors):
 def _expand_secret_rules(objects, errors, digest=secrets_digest):
     """``secrets_of: p_y`` -> the rule on p_y's current secrets (digest of the declared values)."""
     primitives = {obj["id"]: obj for obj in objects if obj["tag"] == "primitive"}
-    digests = {}  # PBKDF2 costs ~25 ms: once per primitive, not once per rule naming it
+    digests = {}  # the digest's PBKDF2 costs ~25 ms: once per primitive, not once per rule naming it
     for obj in objects:
         if obj["tag"] != "location" or not obj.get("secrets_of"):
             continue
@@ -460,7 +602,7 @@ def _expand_secret_rules(objects, errors, digest=secrets_digest):
             digests[owner["id"]] = digest(owner["id"], secrets)
         obj["secrets_digest"] = digests[owner["id"]]
         obj["secrets_attribute"] = secrets_attribute(owner["id"])
-        obj["rules"] = [secrets_rule(obj["secrets_attribute"], obj["secrets_digest"])]
+        obj["rules"] = secrets_rules(obj["secrets_attribute"], [obj["secrets_digest"]])
 
 
 def node_attribute(node, name, value):

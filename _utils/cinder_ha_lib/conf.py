@@ -15,7 +15,7 @@ way to write a newline inside a value (a continuation line is joined with ``\\n`
 leading spaces are lost), so newlines are rejected, as is ``\\$`` (oslo.config always reads it
 as ``$``).
 
-Entry points: ``parse``, ``plan``, ``desired_options``, ``mask_value``, ``mask_text``,
+Entry points: ``parse``, ``plan``, ``desired_options``, ``managed_keys``, ``mask_value``, ``mask_text``,
 ``masked_diff``; for "does the running cinder-api need a restart": ``effective_changes``,
 ``parse_start_record``; for "can cinder load its database driver": ``db_driver``,
 ``shebang_argv``.
@@ -25,7 +25,7 @@ import ipaddress
 import re
 from urllib.parse import urlsplit
 
-from cinder_ha_lib import secret_rule, urls  # the one rule for secrets; URL building
+from cinder_ha_lib import secret_rule, urls, volume  # secrets; URL building; the volume service
 from cinder_ha_lib.errors import ConfError, StartRecordError
 from cinder_ha_lib.secret_rule import MASK, is_secret_name, mask_url
 
@@ -249,8 +249,15 @@ def masked_diff(old_text, new_text, path="cinder.conf"):
 
 # ---------------------------------------------------------------- desired options
 
-def desired_options(settings):
-    """The normalized ``cinder_ha`` settings (cinder_ha_pillar.normalize) -> {section: {key: value}}."""
+# A desired value meaning "no such key": the settings make it wrong, whatever its value
+# (e.g. a backend_host left from active_passive once cinder-volume runs active_active).
+ABSENT = type("Absent", (), {"__repr__": lambda self: "ABSENT"})()
+
+
+def desired_options(settings, resolve=None):
+    """The normalized ``cinder_ha`` settings (cinder_ha_pillar.normalize) -> {section: {key: value}}.
+    ``resolve(pillar_key)`` gives the value of a backend option written ``{pillar: key}``
+    (cinder_ha_lib.volume.options)."""
     listen = {}
     if settings.get("vip"):
         listen["osapi_volume_listen"] = settings["vip"]["address"]
@@ -265,6 +272,11 @@ def desired_options(settings):
     for key in ("driver", "transport_url", "topics"):
         if notes.get(key) is not None:
             options["oslo_messaging_notifications"][key] = notes[key]
+    managed, absent = volume.options(settings.get("volume"), resolve=resolve)
+    for section, values in managed.items():
+        options.setdefault(section, {}).update(values)
+    for section, key in absent:
+        options.setdefault(section, {}).setdefault(key, ABSENT)
     conflicts = []
     for section, values in ((settings.get("cinder_conf") or {}).get("extra") or {}).items():
         target = options.setdefault(section_name(str(section)), {})
@@ -277,6 +289,14 @@ def desired_options(settings):
     if conflicts:
         raise ConfError(conflicts)
     return {section: values for section, values in options.items() if values}
+
+
+def managed_keys(desired):
+    """The ``[section] key`` names (as ``effective_changes`` names them) of the desired
+    {section: {key: value}}, sorted: what the formula manages, as opposed to the operator's
+    own keys."""
+    return sorted(f"[{section_name(str(section))}] {key}" for section, values in desired.items()
+                  for key in (values or {}))
 
 
 def _check_url(section, key, value, errors):
@@ -535,6 +555,11 @@ def plan(old_text, desired):
     the guide's legacy keys migrated. Returns a ``Plan``; ``new_text`` is ``old_text`` unchanged
     when there are errors."""
     config = parse(old_text)
+    # keys the settings say must not be there (ABSENT): removed, never written
+    absent = [(section_name(str(section)), str(key)) for section, values in desired.items()
+              if isinstance(values, dict) for key, value in values.items() if value is ABSENT]
+    desired = {section: ({key: value for key, value in values.items() if value is not ABSENT}
+                         if isinstance(values, dict) else values) for section, values in desired.items()}
     errors = list(config.errors) + validate(desired)
     if errors:
         return Plan(old_text, old_text, [], [], errors)
@@ -548,7 +573,7 @@ def plan(old_text, desired):
         return Plan(old_text, old_text, [], notes, errors)
     actions = []
     # removals first: a new key then lands after the section's last surviving option
-    for section, key in removals:
+    for section, key in removals + absent:
         _remove(config, section, key, actions)
     for (section, key), (values, multi) in list(wanted.items()) + [(k, ([v], False)) for k, v in extra.items()]:
         _set(config, section, key, values, multi, actions)

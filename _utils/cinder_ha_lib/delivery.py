@@ -73,6 +73,48 @@ class Backoff:
         return self.due is not None
 
 
+class Resend:
+    """
+    When a drift is sent again. The master's answer says only that the event reached its bus:
+    the reactor may have dropped it (rate limit, a full pool) or its job may have failed. So a
+    drift still there ``first`` seconds after it was sent is sent again, then after twice as
+    long, up to ``cap`` (bounded: a drift nobody corrects costs one event per ``cap``). The
+    formula's own write is never one: it records its digest before the file changes.
+    """
+
+    def __init__(self, first=60.0, cap=None):
+        if first <= 0:
+            raise ValueError("need first > 0")
+        self.first = float(first)
+        self.cap = float(cap) if cap is not None else 16 * self.first
+        self.due = {}  # path -> (monotonic time, interval that led there)
+
+    def sent(self, path, now):
+        """``path``'s drift was acknowledged at ``now``: the next send doubles the last pause."""
+        interval = self.due[path][1] * 2 if path in self.due else self.first
+        self.due[path] = (now + min(interval, self.cap), min(interval, self.cap))
+
+    def watch(self, path, now):
+        """A drift already reported (before a restart, say): re-checked ``first`` s from ``now``."""
+        self.due.setdefault(path, (now + self.first, self.first / 2))
+
+    def retry_at(self, path, when):
+        """The re-send was not acknowledged: try again at ``when``, the pause unchanged."""
+        if path in self.due:
+            self.due[path] = (when, self.due[path][1])
+
+    def forget(self, path):
+        """No drift any more (corrected, or a new edit that is reported on its own)."""
+        self.due.pop(path, None)
+
+    def ready(self, now):
+        """The paths whose re-check is due."""
+        return [path for path, (when, _) in self.due.items() if when <= now]
+
+    def next_due(self):
+        return min((when for when, _ in self.due.values()), default=None)
+
+
 def reported_transition(reported, path, digest):
     """
     ``reported`` (path -> digest) after setting ``path`` to ``digest`` (None forgets it),
@@ -104,12 +146,32 @@ def load_reported(path):
 
 def save_reported(path, reported):
     """Write ``reported`` atomically (a crash leaves the old or the new file, never half)."""
-    if not path:
-        return
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    if path:
+        write_json_atomic(path, reported)
+
+
+def write_json_atomic(path, data):
+    """
+    Replace ``path`` with ``data`` as JSON, durably: a temp file, fsynced, renamed over
+    ``path``, then the folder fsynced (the rename itself survives a power cut).
+    """
+    folder = os.path.dirname(path)
+    os.makedirs(folder, mode=0o700, exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(reported, handle, sort_keys=True)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, sort_keys=True)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -34,6 +34,8 @@ from cinder_ha_lib import pillar
 AGENT_PARAMS = ("binary", "config", "user", "pid", "url", "keystone_get_token_url", "os_username", "os_password",
                 "os_tenant_name", "os_auth_url", "os_project_name", "os_user_domain_name", "os_project_domain_name",
                 "additional_parameters")
+# The agents of cinder's RPC services: one file (cinder-service) under these names.
+SERVICE_AGENTS = ("cinder-scheduler", "cinder-volume")
 # Parameters stored as Pacemaker secrets, each named by the pillar key the crm module reads.
 SECRET_PARAMS = {"os_password": "cinder_ha:agent:os_password"}
 
@@ -98,7 +100,8 @@ def _alert(settings, parameters):
 
 
 def _secret_rules(settings):
-    """Nodes whose cinder_ha_secrets_<primitive> attribute is missing or stale: -INFINITY, and
+    """Nodes whose cinder_ha_secrets_<primitive> attribute is missing or not accepted (the digest of
+    the current secrets, or during a rotation the one of a node where cinder-api runs): -INFINITY, and
     resource-discovery=never so they are not even probed (Pacemaker 2.1 applies a rule's
     discovery mode to the nodes the rule matches; a score alone still probes). The VIP gets the
     same ban, probes allowed (IPaddr2 needs no secret): otherwise, when no node is eligible,
@@ -135,6 +138,8 @@ def _cloned_objects(settings, parameters):
     # active_passive unwraps the clone, so the instance that stays is not restarted
     api["meta"] = {"migration-threshold": "1", "failure-timeout": cluster["failure_timeout"],
                    "multiple-active": "stop_unexpected"}
+    # the one address an instance may put on its node's lo (the agent refuses any other)
+    api["params"]["vip"] = settings["vip"]["address"]
     clone_meta = {"clone-node-max": "1", "interleave": "true"}
     if cluster.get("clone_max") is not None:
         clone_meta["clone-max"] = str(cluster["clone_max"])
@@ -151,8 +156,72 @@ def _cloned_objects(settings, parameters):
     return objects
 
 
+def service_binary(parameters, settings, service):
+    """cinder-scheduler / cinder-volume: installed beside cinder-api (the same package or venv)."""
+    api = settings["agent"].get("binary") or parameters["cinder_api_binary"]
+    return posixpath.join(posixpath.dirname(api), service)
+
+
+def service_clone_id(primitive_id):
+    return f"cl_{primitive_id}"
+
+
+def _service_primitive(settings, parameters, service, primitive_id, agent):
+    """A cinder service under ocf:openstack:<service> (the formula's cinder-service agent)."""
+    params = {"binary": service_binary(parameters, settings, service),
+              "config": settings["agent"].get("config") or settings["cinder_conf"]["path"],
+              "user": settings["agent"].get("user") or parameters["cinder_user"]}
+    return {"primitive": primitive_id, "agent": f"ocf:openstack:{service}", "params": params,
+            "ops": {"monitor": {"interval": agent["monitor_interval"], "timeout": agent["monitor_timeout"]},
+                    "start": {"timeout": agent["start_timeout"]},
+                    "stop": {"timeout": agent["stop_timeout"]}}}
+
+
+def _clone(primitive_id, settings):
+    meta = {"clone-node-max": "1", "interleave": "true"}
+    nodes = settings["cluster"].get("nodes")
+    if nodes:
+        meta["clone-max"] = str(len(nodes))
+    return {"clone": service_clone_id(primitive_id), "resource": primitive_id, "meta": meta}
+
+
+def service_objects(settings, parameters):
+    """cinder-scheduler, a clone on every controller (stateless; cinder supports it active/active),
+    and cinder-volume: one primitive (volume:mode active_passive: the same backend_host on every
+    node, started on one; it stays where it runs when a node comes back, a move being an outage
+    of the volume service) or a clone (active_active, the instances grouped under volume:cluster)."""
+    objects = []
+    scheduler, volume = settings.get("scheduler"), settings.get("volume")
+    if scheduler:
+        objects += [_service_primitive(settings, parameters, "cinder-scheduler", scheduler["primitive_id"],
+                                       scheduler["agent"]),
+                    _clone(scheduler["primitive_id"], settings)]
+    if volume:
+        primitive = _service_primitive(settings, parameters, "cinder-volume", volume["primitive_id"],
+                                       volume["agent"])
+        objects.append(primitive)
+        if volume["mode"] == "active_active":
+            objects.append(_clone(volume["primitive_id"], settings))
+        else:
+            primitive["meta"] = {"resource-stickiness": "100"}
+    return objects
+
+
+def service_object_ids(settings):
+    """Ids of the scheduler and volume objects (clones before their primitive), for clean."""
+    ids = []
+    for part in (settings.get("scheduler"), settings.get("volume")):
+        if part:
+            ids += [service_clone_id(part["primitive_id"]), part["primitive_id"]]
+    return ids
+
+
 def cluster_objects(settings, parameters):
     """The objects ``crm.configured`` keeps in the CIB, in one transaction (see the module doc)."""
+    return _api_objects(settings, parameters) + service_objects(settings, parameters)
+
+
+def _api_objects(settings, parameters):
     cluster = settings["cluster"]
     if cluster.get("mode") == "cloned":
         return _cloned_objects(settings, parameters)
@@ -179,7 +248,7 @@ def object_ids(settings, parameters):
     if cluster.get("mode") == "cloned":  # the clone goes before the primitive it holds
         cloned = [*cloned_constraint_ids(cluster), cluster["clone_id"]]
     return [*secret_rule_ids(cluster), *constraint_ids(cluster), *cloned, cluster["primitive_id"], cluster["vip_id"],
-            parameters["alert_id"]]
+            parameters["alert_id"], *service_object_ids(settings)]
 
 
 def catalog_services(settings):
@@ -202,6 +271,8 @@ def map_data(parameters, settings, minion_conf):
     data = dict(parameters)
     data.update(settings)
     data["catalog_services"] = catalog_services(settings)
+    data["service_agents"] = list(SERVICE_AGENTS)
+    data["service_binaries"] = {service: service_binary(parameters, settings, service) for service in SERVICE_AGENTS}
     data["engine_conf_path"] = posixpath.join(posixpath.dirname(minion_conf), "minion.d", parameters["engine_conf"])
     cluster, vip = settings["cluster"], settings["vip"]
     data["clone_id"] = pillar.default_clone_id(cluster)

@@ -1,5 +1,6 @@
 {#- Guide step 1: the ocf:openstack:cinder-api resource agent, on every node that may run
-    cinder-api. The guide downloads the retired openstack-resource-agents copy; this formula
+    cinder-api (and, with pillar volume/scheduler, ocf:openstack:cinder-volume and
+    cinder-scheduler, and the functions the agents share). The guide downloads the retired openstack-resource-agents copy; this formula
     ships its own (salt://<tplroot>/files/ocf/cinder-api, parameter agent_source). Operators
     who host their own copy set pillar cinder_ha:agent:source (URL) and the then required
     cinder_ha:agent:source_hash (checked by cinder_ha.validate). Mode 0755 is the guide's
@@ -26,4 +27,32 @@ include:
     - makedirs: True
     - require:
       - sls: {{ tplroot }}.validate
+      - file: {{ tplroot }}-agent-functions-file-managed
+
+{#- The functions every agent of the formula sources, beside them: a dot file, which Pacemaker
+    does not list as an agent. #}
+{{ tplroot }}-agent-functions-file-managed:
+  file.managed:
+    - name: {{ (cinder_ha.agent_dir ~ "/" ~ cinder_ha.agent_functions) | json }}
+    - source: {{ ("salt://" ~ tplroot ~ "/" ~ cinder_ha.agent_functions_source) | json }}
+    - user: root
+    - group: root
+    - mode: "0644"
+    - makedirs: True
+    - require:
+      - sls: {{ tplroot }}.validate
+{%- for service in cinder_ha.service_agents %}
+
+{#- ocf:openstack:{{ service }}: one agent, cinder-service, under the name of the service it runs #}
+{{ tplroot }}-agent-{{ service }}-file-managed:
+  file.managed:
+    - name: {{ (cinder_ha.agent_dir ~ "/" ~ service) | json }}
+    - source: {{ ("salt://" ~ tplroot ~ "/" ~ cinder_ha.service_agent_source) | json }}
+    - user: root
+    - group: root
+    - mode: "0755"
+    - makedirs: True
+    - require:
+      - file: {{ tplroot }}-agent-functions-file-managed
+{%- endfor %}
 {%- endif %}

@@ -4,9 +4,10 @@
     secrets named by pillar key, never by value). Only the controller writes the CIB; with
     secret_mode lrm every node gets the secret file, since any node may run the resource, and
     publishes the digest of its secrets as a node attribute: location rules keep cinder-api off
-    (and unprobed on) every node without the current secret, and the VIP with it (a missing
+    (and unprobed on) every node without an accepted secret, and the VIP with it (a missing
     secret file is a hard "Unable to load CIB secrets" error that bans the resource from the
-    node until a cleanup). Removed by cinder_ha.clean. #}
+    node until a cleanup). A password rotation bans no node, whichever minion runs first (README
+    "lrm secrets"). Removed by cinder_ha.clean. #}
 {%- set tplroot = tpldir.split("/")[0] %}
 {%- set formula = salt["cinder_ha.formula_map"](tplroot, saltenv) %}
 {%- set check, cinder_ha, role, is_controller = formula.check, formula.cinder_ha, formula.role, formula.role.is_controller %}
@@ -17,7 +18,7 @@ include:
 {%- else %}
 {%- set cluster = cinder_ha.cluster %}
 {%- set objects = salt["cinder_ha.cluster_objects"](cinder_ha) %}
-{#- the primitive's lrm secrets, each named by its pillar key (crm.secrets_present reads it) #}
+{#- the primitive's lrm secrets, each named by its pillar key (crm_secrets.present reads it) #}
 {%- set secrets = {} %}
 {%- for obj in objects if obj.get("primitive") == cluster.primitive_id %}
 {%-   for name in obj.secret_params %}{% do secrets.update({name: obj.params[name]}) %}{% endfor %}
@@ -27,6 +28,9 @@ include:
   - {{ tplroot }}.validate
   - {{ tplroot }}.agent
   - {{ tplroot }}.alerts
+{%- if cinder_ha.volume %}
+  - {{ tplroot }}.config
+{%- endif %}
 
 {%- if not role.cluster_running %}
 
@@ -90,11 +94,11 @@ include:
 
 {%- if lrm_secrets %}
 
-{#- The controller's own digest attribute is set by crm.configured, in the same CIB
-    transaction as the rules: published here first, it would make this node ineligible
-    (and stop cinder-api here) until the rules caught up, on every password change. #}
+{#- Another node publishes its digest together with the rules, which keep accepting it
+    (crm.publish_secrets_digest); the controller's own digest attribute is set by
+    crm.configured, in the same CIB transaction as the rules it writes. #}
 {{ tplroot }}-cluster-secrets-present:
-  crm.secrets_present:
+  crm_secrets.present:
     - name: {{ cluster.primitive_id | json }}
     - secrets: {{ secrets | json }}
     - secrets_dir: {{ cinder_ha.secrets_dir | json }}
@@ -113,8 +117,12 @@ include:
       - sls: {{ tplroot }}.validate
       - sls: {{ tplroot }}.agent
       - sls: {{ tplroot }}.alerts
+{%-   if cinder_ha.volume %}
+      {#- backends cinder's Python refuses change nothing, in the CIB either #}
+      - cinder_volume: {{ tplroot }}-config-volume-backends-usable
+{%-   endif %}
 {%-   if lrm_secrets %}
-      - crm: {{ tplroot }}-cluster-secrets-present
+      - crm_secrets: {{ tplroot }}-cluster-secrets-present
 {%-   else %}
 
 {#- No lrm secret (plain mode, or no password): rules from an earlier lrm setup would keep

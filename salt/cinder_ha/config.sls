@@ -5,6 +5,10 @@
     it runs, and only when what it would read now differs from what it started with. The
     restart check runs on every apply (require, not onchanges): a drift undone in the same
     run restarts nothing, and a restart that failed earlier is retried.
+    The reactor's run (pillar cinder_ha_run:reason drift) corrects an outside edit: it restarts
+    only for a key the formula manages (an operator's own key waits for the next explicit
+    apply: "restart pending") and never creates a missing cinder.conf. Nothing does, unless
+    pillar cinder_ha:cinder_conf:create is true (a brand-new install).
     cinder_ha.clean leaves cinder.conf in place (cinder needs it without the cluster too). #}
 {%- set tplroot = tpldir.split("/")[0] %}
 {%- set formula = salt["cinder_ha.formula_map"](tplroot, saltenv) %}
@@ -14,11 +18,40 @@ include:
 {%- if check.valid %}
 {#- (an invalid pillar renders the validation state alone, with every problem listed) #}
 {%- set primitive_id = cinder_ha.cluster.primitive_id %}
+{%- set correction = salt["pillar.get"]("cinder_ha_run:reason") == "drift" %}
+{%- set api_pid_file = cinder_ha.agent.pid or cinder_ha.pid_dir ~ "/" ~ primitive_id ~ ".pid" %}
+
+{%- if cinder_ha.volume %}
+
+{#- The pillar's backends checked in cinder's own Python before anything is written: drivers
+    import, active_active only with SUPPORTS_ACTIVE_ACTIVE drivers, a cluster name that is no
+    host, a lock manager that answers. #}
+{{ tplroot }}-config-volume-backends-usable:
+  cinder_volume.backends_usable:
+    - name: {{ cinder_ha.cinder_conf.path | json }}
+    - binary: {{ cinder_ha.service_binaries["cinder-volume"] | json }}
+    - require:
+      - sls: {{ tplroot }}.validate
+    - require_in:
+      - cinder_conf: {{ tplroot }}-config-cinder-conf-managed
+
+{#- The old HA guide's [DEFAULT] host shared by every node: recorded before the write that
+    removes it, its volumes and service rows moved once cinder-volume runs under backend_host. #}
+{{ tplroot }}-config-shared-host-recorded:
+  cinder_volume.shared_host_recorded:
+    - name: {{ cinder_ha.cinder_conf.path | json }}
+    - require:
+      - sls: {{ tplroot }}.validate
+    - require_in:
+      - cinder_conf: {{ tplroot }}-config-cinder-conf-managed
+{%- endif %}
 
 {{ tplroot }}-config-cinder-conf-managed:
   cinder_conf.managed:
     - name: {{ cinder_ha.cinder_conf.path | json }}
     - binary: {{ (cinder_ha.agent.binary or cinder_ha.cinder_api_binary) | json }}
+    - create: {{ (cinder_ha.cinder_conf.create and not correction) | json }}
+    - pid_file: {{ api_pid_file | json }}
     - require:
       - sls: {{ tplroot }}.validate
 
@@ -26,7 +59,30 @@ include:
   cinder_ha.restarted_through_cluster:
     - name: {{ primitive_id | json }}
     - config: {{ (cinder_ha.agent.config or cinder_ha.cinder_conf.path) | json }}
-    - pid_file: {{ (cinder_ha.agent.pid or cinder_ha.pid_dir ~ "/" ~ primitive_id ~ ".pid") | json }}
+    - pid_file: {{ api_pid_file | json }}
+    - correction: {{ correction | json }}
     - require:
       - cinder_conf: {{ tplroot }}-config-cinder-conf-managed
+{#- cinder-scheduler and cinder-volume, as cinder-api: restarted through the cluster where they
+    run, only when what they would read differs from what they started with. #}
+{%- for service in [cinder_ha.scheduler, cinder_ha.volume] if service %}
+
+{{ tplroot }}-config-{{ service.primitive_id }}-restarted-through-cluster:
+  cinder_ha.restarted_through_cluster:
+    - name: {{ service.primitive_id | json }}
+    - config: {{ (cinder_ha.agent.config or cinder_ha.cinder_conf.path) | json }}
+    - pid_file: {{ (cinder_ha.pid_dir ~ "/" ~ service.primitive_id ~ ".pid") | json }}
+    - correction: {{ correction | json }}
+    - require:
+      - cinder_conf: {{ tplroot }}-config-cinder-conf-managed
+{%- endfor %}
+{%- if cinder_ha.volume %}
+
+{{ tplroot }}-config-shared-host-moved:
+  cinder_volume.shared_host_moved:
+    - name: {{ cinder_ha.cinder_conf.path | json }}
+    - binary: {{ cinder_ha.service_binaries["cinder-volume"] | json }}
+    - require:
+      - cinder_ha: {{ tplroot }}-config-{{ cinder_ha.volume.primitive_id }}-restarted-through-cluster
+{%- endif %}
 {%- endif %}

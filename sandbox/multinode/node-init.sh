@@ -1,7 +1,7 @@
 #!/bin/bash
 # PID 1 of one controller node (started by sandbox/multinode.py inside the node's network
 # namespace under `unshare --mount --uts --ipc --pid --fork --kill-child --propagation private
-# --mount-proc`). Gives the node private /run, /dev/shm and per-node cluster/cinder/salt state,
+# --mount-proc`). Gives the node private /run, /dev/shm and per-node cluster/cinder/ceph/salt state,
 # starts corosync, pacemakerd and (if configured) a salt-minion, then reaps orphans.
 # SIGTERM = graceful shutdown; SIGKILL of this process = power cut (the kernel kills the namespace).
 #
@@ -28,6 +28,8 @@ bind "$dir/etc/corosync" /etc/corosync
 bind "$dir/etc/hosts" /etc/hosts
 bind "$dir/etc/hostname" /etc/hostname
 bind "$dir/etc/cinder" /etc/cinder
+# the Ceph client files of this node: ceph.conf (mon host 198.18.0.254), cinder's keyring
+bind "$dir/etc/ceph" /etc/ceph
 bind "$dir/lib/pacemaker" /var/lib/pacemaker
 bind "$dir/lib/corosync" /var/lib/corosync
 bind "$dir/log/pacemaker" /var/log/pacemaker

@@ -9,7 +9,9 @@ import json
 import os
 import pathlib
 import pwd
+import shutil
 import signal
+import socket
 import stat
 import subprocess
 import threading
@@ -39,6 +41,14 @@ def instance():
     support.kill_instance()
     yield configs
     support.kill_instance()
+
+
+@pytest.fixture
+def spool(tmp_path):
+    """An alert spool folder of the test's own (alert_spool): nothing reaches the sandbox's."""
+    folder = tmp_path / "spool"
+    folder.mkdir()
+    return str(folder)
 
 
 @pytest.fixture
@@ -98,7 +108,7 @@ def test_ocf_tester_without_credentials_healthcheck_only(stopped):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_monitor_codes_and_v2_url_against_real_keystone(stopped, sandbox_facts):
+def test_monitor_codes_and_v2_url_against_real_keystone(stopped, sandbox_facts, spool):
     params = support.guide_params(sandbox_facts)
     assert support.run_agent("monitor", params, CRM_meta_interval=5000).returncode == 7
     started = support.run_agent("start", params)
@@ -118,7 +128,8 @@ def test_monitor_codes_and_v2_url_against_real_keystone(stopped, sandbox_facts):
     assert [line for line in cinder_log.splitlines() if '"GET /v3/ HTTP/1.1" status: 200' in line]
 
     # wrong password: logged, but Keystone's answer is no reason to restart cinder
-    wrong = support.run_agent("monitor", dict(params, os_password="not-the-password"), CRM_meta_interval=5000)
+    wrong = support.run_agent("monitor", dict(params, os_password="not-the-password", alert_spool=spool),
+                              CRM_meta_interval=5000)
     assert wrong.returncode == 0
     assert "rejected the monitor's credentials (HTTP 401)" in wrong.stderr
     assert "not-the-password" not in wrong.stdout + wrong.stderr
@@ -142,13 +153,6 @@ def test_monitor_codes_and_v2_url_against_real_keystone(stopped, sandbox_facts):
             os.kill(pid, signal.SIGCONT)
 
 
-def test_cinder_that_cannot_validate_tokens_fails_the_monitor(stopped, sandbox_facts):
-    params = support.modern_params(sandbox_facts, config=str(support.CONF_BADAUTH))
-    started = support.run_agent("start", params)
-    assert started.returncode == 0, started.stderr  # /healthcheck needs no Keystone
-    result = support.run_agent("monitor", params, CRM_meta_interval=5000)
-    assert result.returncode == 1
-    assert "with a valid Keystone token" in result.stderr
 
 
 def test_stop_when_not_running_succeeds_without_config_or_binary(stopped):
@@ -168,14 +172,15 @@ def test_stop_of_a_running_daemon_needs_only_the_pid_file(stopped, sandbox_facts
     assert not os.path.exists(support.PID_FILE)
 
 
-def test_stop_kills_a_daemon_that_ignores_term(stopped, sandbox_facts):
+def test_stop_ends_a_hung_daemon(stopped, sandbox_facts):
+    """A hung (SIGSTOPped) daemon: stop sends SIGCONT to its group with the TERM, so it handles
+    the TERM at once instead of waiting for the KILL."""
     params = support.modern_params(sandbox_facts)
     assert support.run_agent("start", params).returncode == 0
     for pid in support.cinder_pids():
-        os.kill(pid, signal.SIGSTOP)  # TERM stays pending: only KILL ends it
+        os.kill(pid, signal.SIGSTOP)
     stop = support.run_agent("stop", params, CRM_meta_timeout=12000)
     assert stop.returncode == 0, stop.stderr
-    assert "sending SIGKILL" in stop.stderr
     assert support.wait_for(lambda: not support.cinder_pids(), 5)
 
 
@@ -312,8 +317,10 @@ def test_without_a_record_the_monitor_reads_the_config(stopped, tmp_path):
     record = pathlib.Path(RECORD).read_text()
     starttime = read_record()["starttime"]
     pathlib.Path(RECORD).write_text(record.replace(f"starttime={starttime}\n", "starttime=1\n"))
+    # (issue 23: the record then says that the process with this pid is not the one started,
+    # so it is not ours at all)
     assert support.run_agent("monitor", dict(noauth_params(), config=str(copy)),
-                             CRM_meta_interval=5000).returncode == 1
+                             CRM_meta_interval=5000).returncode == 7
 
 
 def test_planted_links_are_never_followed(stopped, tmp_path):
@@ -449,3 +456,215 @@ def test_console_log_never_written_through_a_planted_link(stopped):
             support.run_agent("stop", noauth_params())
             planted.unlink()
     existing.unlink()
+
+
+# ---- issue 23: an identity incident is never a cinder-api failure ----
+
+def watch_engine():
+    """The cinder_ha_watch engine's module: what it makes of a spool file is what it forwards."""
+    from tests.support.reactor import load
+
+    return load("identity_watch_engine", PROJECT / "_engines" / "cinder_ha_watch.py")
+
+
+def started_with(params):
+    started = support.run_agent("start", params)
+    assert started.returncode == 0, started.stderr  # /healthcheck needs no Keystone
+    return support.running_pid(), read_record()["starttime"]
+
+
+def assert_warned_once(spool, params, cause, pid_and_start):
+    """Two monitors: both succeed and log the cause; one identity_warning is spooled (the
+    engine forwards it as is), not two; the daemon is the one started."""
+    results = [support.run_agent("monitor", params, CRM_meta_interval=5000, CRM_meta_timeout=12000)
+               for _ in range(2)]
+    for result in results:
+        assert result.returncode == 0, result.stderr
+        assert f"identity incident, not a cinder-api failure ({cause})" in result.stderr, result.stderr
+    warnings = support.spooled(spool, "identity_warning")
+    assert len(warnings) == 1, warnings
+    assert warnings[0]["rsc"] == "agent_cinder-api" and warnings[0]["desc"].startswith(f"{cause}: ")
+    [name] = [n for n in os.listdir(spool) if n.endswith(".json")]
+    forwarded = watch_engine().read_alert_file(os.path.join(spool, name))
+    assert forwarded["kind"] == "identity_warning" and forwarded["desc"].startswith(cause)
+    assert (support.running_pid(), read_record()["starttime"]) == pid_and_start
+    return results
+
+
+def test_wrong_service_credentials_in_cinder_warn_and_never_fail(stopped, sandbox_facts, spool):
+    """cinder's [keystone_authtoken] password is wrong: keystonemiddleware answers a token
+    Keystone has just issued with 503 "The Keystone service is temporarily unavailable"
+    (measured). The same on every node: a failure would move or ban cinder-api for nothing."""
+    params = dict(support.modern_params(sandbox_facts, config=str(support.CONF_BADAUTH)), alert_spool=spool)
+    running = started_with(params)
+    results = assert_warned_once(spool, params, "cinder_service_credentials", running)
+    assert "ERROR" in results[0].stderr  # loud: an operator must fix the service credentials
+
+
+def test_keystone_unreachable_for_the_monitor_warns_on_the_alert_path(stopped, sandbox_facts, spool):
+    params = dict(support.modern_params(sandbox_facts), alert_spool=spool)
+    running = started_with(params)
+    down = dict(params, os_auth_url="http://127.0.0.1:9/v3")  # a closed port: Keystone down
+    assert_warned_once(spool, down, "keystone_unreachable", running)
+    # Keystone back: the check passes, and that is spooled too
+    back = support.run_agent("monitor", params, CRM_meta_interval=5000)
+    assert back.returncode == 0, back.stderr
+    assert [e["desc"].split(":")[0] for e in support.spooled(spool, "identity_recovered")] == ["keystone_unreachable"]
+
+
+def test_cinder_that_cannot_reach_keystone_warns(stopped, sandbox_facts, spool):
+    """cinder's own auth_url unreachable, the monitor's Keystone fine: 503 from keystonemiddleware."""
+    conf = support.conf_variant("idm-closed", [("auth_url = http://127.0.0.1:5000", "auth_url = http://127.0.0.1:9")])
+    params = dict(support.modern_params(sandbox_facts, config=str(conf)), alert_spool=spool)
+    assert_warned_once(spool, params, "keystone_unreachable_from_cinder", started_with(params))
+
+
+def test_cinder_hung_on_a_frozen_keystone_warns(stopped, sandbox_facts, spool):
+    """cinder's Keystone accepts connections and never answers (as a SIGSTOPped one does):
+    keystonemiddleware waits, the authenticated GET times out. Keystone is what hangs."""
+    frozen = socket.socket()
+    frozen.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    frozen.bind(("127.0.0.1", 0))
+    frozen.listen(64)
+    port = frozen.getsockname()[1]
+    try:
+        conf = support.conf_variant("idm-frozen", [("auth_url = http://127.0.0.1:5000",
+                                                    f"auth_url = http://127.0.0.1:{port}")])
+        params = dict(support.modern_params(sandbox_facts, config=str(conf)), alert_spool=spool)
+        assert_warned_once(spool, params, "keystone_unreachable_from_cinder", started_with(params))
+    finally:
+        frozen.close()
+
+
+def test_a_5xx_from_cinders_own_code_still_fails(stopped, sandbox_facts, spool):
+    """A 500 from cinder itself (its database file corrupted under it: computeFault) is a
+    cinder-api failure, Keystone being fine."""
+    db = support.INSTANCE_DIR / "state" / "cinder.db"
+    copy = support.INSTANCE_DIR / "state" / "cinder-corrupt.db"
+    shutil.copyfile(db, copy)
+    cinder = pwd.getpwnam("cinder")
+    os.chown(copy, cinder.pw_uid, cinder.pw_gid)
+    conf = support.conf_variant("corrupt-db", [(f"sqlite:///{db}", f"sqlite:///{copy}")])
+    from keystoneauth1 import session as ks_session
+    from keystoneauth1.identity import v3
+
+    auth = v3.Password(auth_url=sandbox_facts["keystone_url"], username=sandbox_facts["keystone_admin_user"],
+                       password=sandbox_facts["keystone_admin_password"],
+                       project_name=sandbox_facts["keystone_admin_project"],
+                       user_domain_name="Default", project_domain_name="Default")
+    project_id = auth.get_project_id(ks_session.Session(auth=auth, timeout=10))  # for the volumes URL
+    params = dict(support.modern_params(sandbox_facts, config=str(conf)), alert_spool=spool,
+                  url=f"http://{support.VIP}:{support.PORT}/v3/{project_id}/volumes")
+    try:
+        started_with(params)
+        assert support.run_agent("monitor", params, CRM_meta_interval=5000).returncode == 0
+        with open(copy, "r+b") as handle:
+            handle.write(b"not a database" * 8)
+        failed = support.run_agent("monitor", params, CRM_meta_interval=5000)
+        assert failed.returncode == 1, failed.stderr
+        assert "answered HTTP 500 to an authenticated GET" in failed.stderr
+        assert support.spooled(spool) == []
+    finally:
+        copy.unlink(missing_ok=True)
+
+
+# ---- issue 23: a recycled pid is never ours; the console log is capped ----
+
+def test_a_recycled_pid_is_neither_monitored_nor_stopped(stopped):
+    """The pid file and start record name a pid that now belongs to another process whose
+    command line names cinder-api: monitor says not running, stop leaves it alone."""
+    assert support.run_agent("start", noauth_params()).returncode == 0
+    record = pathlib.Path(RECORD).read_text()
+    old_pid = support.running_pid()
+    for pid in support.cinder_pids():
+        os.kill(pid, signal.SIGKILL)
+    assert support.wait_for(lambda: not support.cinder_pids(), 10)
+    impostor = subprocess.Popen(["bash", "-c", "exec -a cinder-api sleep 300"], start_new_session=True)
+    try:
+        assert support.wait_for(lambda: "cinder-api" in pathlib.Path(f"/proc/{impostor.pid}/cmdline").read_text(), 5)
+        pathlib.Path(support.PID_FILE).write_text(f"{impostor.pid}\n")
+        pathlib.Path(RECORD).write_text(record.replace(f"pid={old_pid}\n", f"pid={impostor.pid}\n"))
+        monitor = support.run_agent("monitor", noauth_params(), CRM_meta_interval=5000)
+        assert monitor.returncode == 7, monitor.stderr
+        stop = support.run_agent("stop", noauth_params())
+        assert stop.returncode == 0, stop.stderr
+        assert impostor.poll() is None, "stop killed a process that is not cinder-api's"
+    finally:
+        impostor.kill()
+        impostor.wait()
+
+
+def test_the_console_log_is_capped_at_start_and_by_the_monitor(stopped):
+    console = pathlib.Path(support.PID_FILE).parent / "agent_cinder-api.console.log"
+    params = dict(noauth_params(), console_log_max=2)  # MiB
+    with console.open("ab") as handle:
+        handle.write(b"old line\n" * (3 * 1024 * 1024 // 9))
+    assert console.stat().st_size > 3 * 1024 * 1024
+    assert support.run_agent("start", params).returncode == 0
+    assert console.stat().st_size <= 2 * 1024 * 1024
+    with console.open("ab") as handle:  # a cinder.conf without log_file: the daemon's output grows
+        handle.write(b"new line\n" * (3 * 1024 * 1024 // 9))
+    monitor = support.run_agent("monitor", params, CRM_meta_interval=5000)
+    assert monitor.returncode == 0, monitor.stderr
+    assert console.stat().st_size <= 2 * 1024 * 1024
+    assert console.read_bytes().endswith(b"new line\n")  # the most recent output is kept
+
+
+# ---- issue 23: a clone instance puts only the VIP on lo ----
+
+@pytest.fixture
+def node_netns():
+    with support.network_namespace(f"cha-vip-{os.getpid()}") as name:
+        yield name
+
+
+def run_agent_in(netns, action, params, **meta):
+    """support.run_agent, inside network namespace ``netns`` (a node of its own)."""
+    agent_env = support.env(OCF_ROOT="/usr/lib/ocf", OCF_RESOURCE_INSTANCE="agent_cinder-api",
+                            OCF_RESOURCE_TYPE="cinder-api", OCF_RESOURCE_PROVIDER="openstack", __OCF_ACTION=action)
+    agent_env.update({f"OCF_RESKEY_{key}": str(value) for key, value in {**params, **meta}.items()})
+    return subprocess.run(["ip", "netns", "exec", netns, str(support.AGENT_PATH), action], env=agent_env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def lo_of(netns):
+    return subprocess.run(["ip", "-n", netns, "-o", "addr", "show", "dev", "lo"], capture_output=True, text=True,
+                          timeout=10, check=True).stdout
+
+
+NETNS_LISTEN = "198.18.255.223"
+
+
+@pytest.mark.parametrize("vip", ["198.18.255.224", None], ids=["another-address", "no-vip-parameter"])
+def test_a_clone_instance_refuses_to_put_anything_but_the_vip_on_lo(stopped, node_netns, vip):
+    """cinder.conf names an address that is not the VIP (a typo, the database's address): a clone
+    instance must not make its node answer for it. Start fails with the reason, nothing runs,
+    lo is untouched."""
+    conf = support.conf_variant("netns", [(f"osapi_volume_listen = {support.VIP}",
+                                           f"osapi_volume_listen = {NETNS_LISTEN}")], source=support.CONF_NOAUTH)
+    params = dict(noauth_params(), config=str(conf), **({"vip": vip} if vip else {}))
+    before = lo_of(node_netns)
+    started = run_agent_in(node_netns, "start", params, CRM_meta_clone=0)
+    assert started.returncode != 0, started.stderr
+    assert f"{NETNS_LISTEN}/32" not in lo_of(node_netns) and lo_of(node_netns) == before
+    assert not support.cinder_pids()
+    reason = "is not the VIP" if vip else "vip parameter"
+    assert reason in started.stderr, started.stderr
+
+
+def test_a_clone_instance_puts_the_vip_on_lo(stopped, node_netns):
+    conf = support.conf_variant("netns", [(f"osapi_volume_listen = {support.VIP}",
+                                           f"osapi_volume_listen = {NETNS_LISTEN}")], source=support.CONF_NOAUTH)
+    params = dict(noauth_params(), config=str(conf), vip=NETNS_LISTEN)
+    try:
+        started = run_agent_in(node_netns, "start", params, CRM_meta_clone=0)
+        assert started.returncode == 0, started.stderr
+        assert f"{NETNS_LISTEN}/32" in lo_of(node_netns)
+        assert run_agent_in(node_netns, "monitor", params, CRM_meta_clone=0, CRM_meta_interval=5000).returncode == 0
+    finally:
+        run_agent_in(node_netns, "stop", params)
+
+
+def test_a_vip_parameter_that_is_no_address_is_a_configuration_error(instance):
+    result = support.run_agent("validate-all", dict(noauth_params(), vip="cinder.example.org"))
+    assert result.returncode == 6 and "vip" in result.stderr

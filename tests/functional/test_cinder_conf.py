@@ -4,6 +4,8 @@ import hashlib
 import json
 import os
 import pwd
+import struct
+import threading
 from unittest import mock
 
 import pytest
@@ -150,30 +152,107 @@ def test_bad_input_leaves_the_file_identical(loaders, guide_conf, kwargs):
     assert list(guide_conf.parent.iterdir()) == [guide_conf]  # no temp file left behind
 
 
-def test_owner_group_mode_kept_and_new_file_is_0640_root_cinder(loaders, tmp_path):
+def test_owner_group_kept_world_bits_removed_and_new_file_is_0640_root_cinder(loaders, tmp_path):
     path = tmp_path / "cinder.conf"
     path.write_text("[DEFAULT]\n")
     nobody = pwd.getpwnam("nobody").pw_uid
     cinder_gid = grp.getgrnam("cinder").gr_gid
     os.chown(path, nobody, cinder_gid)
-    os.chmod(path, 0o604)
-    assert managed(loaders, path, options=LISTEN).result is True
+    os.chmod(path, 0o664)
+    ret = managed(loaders, path, options=LISTEN)
+    assert ret.result is True and "World permission bits removed" in ret.comment, ret.comment
     st = path.stat()
-    assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (nobody, cinder_gid, 0o604)
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (nobody, cinder_gid, 0o660)
+    # content already right: the world bits go all the same (the file holds passwords)
+    os.chmod(path, 0o644)
+    inode = path.stat().st_ino
+    ret = managed(loaders, path, options=LISTEN)
+    assert ret.result is True and ret.changes == {"mode": {"old": "0644", "new": "0640"}}, ret.changes
+    assert path.stat().st_mode & 0o7777 == 0o640 and path.stat().st_ino == inode
     fresh = tmp_path / "new.conf"
-    ret = managed(loaders, fresh, options=LISTEN)
+    ret = managed(loaders, fresh, options=LISTEN, create=True)
     assert ret.result is True and ret.changes
     st = fresh.stat()
     assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (0, cinder_gid, 0o640)
 
 
-def test_symlink_stays_a_symlink(loaders, tmp_path):
+@pytest.mark.parametrize("test", [False, True])
+def test_a_missing_file_is_not_created_from_the_formulas_keys_alone(loaders, tmp_path, test):
+    """Issue 23: the formula's keys alone are no working cinder.conf (no api_paste_config,
+    log_dir, lock_path, backends): without create the state fails, says how to restore it,
+    and writes nothing."""
+    path = tmp_path / "etc" / "cinder.conf"
+    path.parent.mkdir()
+    ret = managed(loaders, path, options=LISTEN, test=test)
+    assert ret.result is False and ret.changes == {}, ret.comment
+    assert f"{path} does not exist" in ret.comment and "cinder_conf:create" in ret.comment, ret.comment
+    assert list(path.parent.iterdir()) == []
+    assert loaders.modules.cinder_conf.recorded_digest(str(path)) is None
+
+
+def test_a_symlinked_conf_is_refused_and_nothing_is_written(loaders, tmp_path):
+    """A link in a folder the cinder user can write would point root's write anywhere."""
     real = tmp_path / "real.conf"
     real.write_text("[DEFAULT]\n")
     link = tmp_path / "cinder.conf"
     link.symlink_to(real)
-    assert managed(loaders, link, options=LISTEN).result is True
-    assert link.is_symlink() and "osapi_volume_listen = 192.168.42.103" in real.read_text()
+    ret = managed(loaders, link, options=LISTEN)
+    assert ret.result is False and ret.changes == {}
+    assert "symbolic link" in ret.comment, ret.comment
+    assert link.is_symlink() and real.read_text() == "[DEFAULT]\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cinder.conf", "minion", "real.conf"]
+
+
+def in_thread(func, timeout=15):
+    """func() in a thread: (finished, result). A call blocked in open() never finishes."""
+    out = {}
+    thread = threading.Thread(target=lambda: out.setdefault("ret", func()), daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return not thread.is_alive(), out.get("ret")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
+def test_a_fifo_or_directory_is_a_clear_error_that_never_blocks(loaders, tmp_path, kind):
+    path = tmp_path / "cinder.conf"
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.mkdir()
+    finished, ret = in_thread(lambda: managed(loaders, path, options=LISTEN))
+    if not finished:  # unblock the reader, then fail
+        os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+    assert finished, f"cinder_conf.managed blocked on a {kind} named cinder.conf"
+    assert ret.result is False and "not a regular file" in ret.comment, ret.comment
+    assert path.is_fifo() if kind == "fifo" else path.is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cinder.conf", "minion"]
+
+
+def posix_acl(entries):
+    """A system.posix_acl_access value (linux/posix_acl_xattr.h): version 2, then (tag, perm, id)."""
+    return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", tag, perm, ident) for tag, perm, ident in entries)
+
+
+def test_acl_and_xattrs_of_the_old_file_are_kept(loaders, tmp_path):
+    path = tmp_path / "cinder.conf"
+    path.write_text("[DEFAULT]\n")
+    os.chmod(path, 0o640)
+    undefined = 0xFFFFFFFF
+    nobody = pwd.getpwnam("nobody").pw_uid
+    # user::rw- user:nobody:r-- group::r-- mask::r-- other::---
+    acl = posix_acl([(0x01, 6, undefined), (0x02, 4, nobody), (0x04, 4, undefined), (0x10, 4, undefined),
+                     (0x20, 0, undefined)])
+    os.setxattr(path, "system.posix_acl_access", acl)
+    os.setxattr(path, "user.cinder_ha_test", b"keep me")
+    before = {name: os.getxattr(path, name) for name in os.listxattr(path)}
+    assert set(before) >= {"system.posix_acl_access", "user.cinder_ha_test"}
+    inode = path.stat().st_ino
+    ret = managed(loaders, path, options=LISTEN)
+    assert ret.result is True and "[DEFAULT] osapi_volume_listen" in ret.changes, ret.comment
+    assert path.stat().st_ino != inode  # a new file took its place
+    after = {name: os.getxattr(path, name) for name in os.listxattr(path)}
+    assert after == before
+    assert path.stat().st_mode & 0o7777 == 0o640
 
 
 def test_digest_is_recorded_before_the_rename(loaders, tmp_path):

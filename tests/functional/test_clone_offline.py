@@ -232,7 +232,8 @@ def test_a_clone_instance_puts_the_vip_back_on_its_loopback(tmp_path, node_netns
     fake_api = tmp_path / "cinder-api"
     fake_api.write_text(FAKE_API)
     fake_api.chmod(0o755)
-    env = agent_env(tmp_path, "198.18.255.213", fake_api, OCF_RESKEY_CRM_meta_clone="1")
+    env = agent_env(tmp_path, "198.18.255.213", fake_api, OCF_RESKEY_CRM_meta_clone="1",
+                    OCF_RESKEY_vip="198.18.255.213")
 
     def in_node(*argv, check=True):
         res = subprocess.run(["ip", "netns", "exec", node_netns, *argv], capture_output=True, text=True,

@@ -256,18 +256,6 @@ def test_verify_and_status_offline(crm):
     assert status["resources"]["crm_api"]["active"] is False
 
 
-def test_secrets_present_on_a_node_that_does_not_write_the_cib(states, tmp_path):
-    secrets = tmp_path / "secrets"
-    first = states.secrets_present(name="crm_api", secrets={"os_password": "S3cr$t `x`"},
-                                   secrets_dir=str(secrets), publish=False)
-    assert first.result is True and first.changes == {"os_password": "***"}
-    assert (secrets / "crm_api" / "os_password").read_text() == "S3cr$t `x`"
-    again = states.secrets_present(name="crm_api", secrets={"os_password": "S3cr$t `x`"},
-                                   secrets_dir=str(secrets), publish=False)
-    assert again.changes == {}
-    cib.assert_no_secret("S3cr$t", first.raw, "the state return")
-
-
 def test_alert_object_is_created_compared_and_changed_in_place(states, offline):
     alert = {"alert": "crm_alert", "path": "/usr/share/pacemaker/alerts/cinder_ha_alert", "select": ["resources"],
              "attributes": {"cinder_ha_resources": "crm_api crm_ip"}, "recipient": "/var/lib/cinder-ha/alerts"}
@@ -306,23 +294,12 @@ def test_a_secret_named_by_its_pillar_key_is_read_in_the_module(loaders, offline
     assert (secrets / "crm_pw" / "passwd").read_text() == password
     assert cib.param("crm_pw", "passwd") == "lrm://"
     cib.assert_no_secret(password, result.raw, "the state return")
-    on_other_node = loaders.states.crm.secrets_present(name="crm_pw", secrets={"passwd": ref},
-                                                       secrets_dir=str(tmp_path / "other"))
+    on_other_node = loaders.states.crm_secrets.present(name="crm_pw", secrets={"passwd": ref},
+                                                       secrets_dir=str(tmp_path / "other"), publish=False)
     assert (tmp_path / "other" / "crm_pw" / "passwd").read_text() == password
     cib.assert_no_secret(password, on_other_node.raw, "the state return")
     missing = loaders.states.crm.configured(name="crm", objects=[dict(obj, params={"passwd": {"pillar": "no:such:key"}})])
     assert missing.result is False and "no:such:key is not set" in missing.comment
-
-
-def test_secrets_present_fails_clearly_when_the_digest_cannot_be_published(states, tmp_path):
-    # The offline CIB has no node: crm_attribute cannot set the node attribute.
-    secrets = tmp_path / "secrets"
-    result = states.secrets_present(name="crm_api", secrets={"os_password": "S3cr$t"}, secrets_dir=str(secrets),
-                                    node="node9")
-    assert result.result is False
-    assert "stays ineligible on this node" in result.comment and "node9" in result.comment
-    assert (secrets / "crm_api" / "os_password").read_text() == "S3cr$t"  # the files are still right
-    cib.assert_no_secret("S3cr$t", result.raw, "the state return")
 
 
 def tool_calls(monkeypatch):

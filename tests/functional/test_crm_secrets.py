@@ -1,5 +1,7 @@
-"""lrm secrets through Salt's loader: the eligibility rule and node attribute on an offline CIB
-(real cibadmin / crm_attribute / crm_verify / crm_simulate), the atomic folder swap, refusals."""
+"""lrm secrets through Salt's loader (crm_secrets: files and digests; crm: the rule and the node
+attribute) on an offline CIB (real cibadmin / crm_attribute / crm_verify / crm_simulate): the
+eligibility rule, a password rotation that bans nobody, the keyed digest, the atomic folder
+swap, refusals."""
 import hashlib
 import os
 import stat
@@ -13,26 +15,49 @@ from tests.support import crm as cib
 
 PASSWORD = "S3cr$t 'one' `x`"
 ATTRIBUTE = "cinder_ha_secrets_crm_api"
-MEMO = ".cinder_ha_digest"  # crm.DIGEST_MEMO
+MEMO = ".cinder_ha_digest"  # crm_secrets.DIGEST_MEMO
+KEY = b"a corosync authkey \x00\xff of this test"
 
 
 @pytest.fixture
 def offline(cib_file, monkeypatch):
     monkeypatch.setenv("CIB_file", str(cib_file))
     # crm_attribute and the rule need a node: an offline CIB has none until one is declared.
-    subprocess.run(["cibadmin", "--create", "--scope", "nodes", "--xml-text", '<node id="1" uname="node1"/>'],
-                   check=True, capture_output=True, env=cib.cib_env(), timeout=30)
+    for number in (1, 2):
+        subprocess.run(["cibadmin", "--create", "--scope", "nodes", "--xml-text",
+                        f'<node id="{number}" uname="node{number}"/>'],
+                       check=True, capture_output=True, env=cib.cib_env(), timeout=30)
     return cib_file
 
 
 @pytest.fixture
-def states(loaders, offline):
+def keyed(loaders, tmp_path):
+    """The cluster key crm_secrets reads (the corosync authkey on a real node)."""
+    path = tmp_path / "authkey"
+    path.write_bytes(KEY)
+    path.chmod(0o400)
+    loaders.opts["crm_secrets.authkey"] = str(path)
+    return path
+
+
+@pytest.fixture
+def states(loaders, offline, keyed):
     return loaders.states.crm
 
 
 @pytest.fixture
-def crm(loaders, offline):
+def secret_states(loaders, offline, keyed):
+    return loaders.states.crm_secrets
+
+
+@pytest.fixture
+def crm(loaders, offline, keyed):
     return loaders.modules.crm
+
+
+@pytest.fixture
+def secrets_module(loaders, keyed):
+    return loaders.modules.crm_secrets
 
 
 def objects(password=PASSWORD):
@@ -48,8 +73,8 @@ def objects(password=PASSWORD):
     ]
 
 
-def node_attribute(name=ATTRIBUTE):
-    proc = subprocess.run(["crm_attribute", "--node", "node1", "--name", name, "--lifetime", "forever",
+def node_attribute(name=ATTRIBUTE, node="node1"):
+    proc = subprocess.run(["crm_attribute", "--node", node, "--name", name, "--lifetime", "forever",
                            "--query", "--quiet"], capture_output=True, text=True, env=cib.cib_env(), timeout=30)
     return proc.stdout.strip() if proc.returncode == 0 else None
 
@@ -63,7 +88,20 @@ def location(object_id):
 def digest(password=PASSWORD):
     from cinder_ha_lib import cib
 
-    return cib.secrets_digest("crm_api", {"passwd": password})
+    return cib.secrets_digest("crm_api", {"passwd": password}, KEY)
+
+
+def accepted(object_id):
+    return sorted(e.get("value") for e in location(object_id).iter("expression") if e.get("operation") == "ne")
+
+
+def scores(cib_file, rsc="crm_ip"):
+    """{node: allocation score of rsc} from crm_simulate on the CIB file."""
+    import re
+
+    proc = subprocess.run(["crm_simulate", "--xml-file", str(cib_file), "--node-up", "node1", "--node-up", "node2",
+                           "-s"], capture_output=True, text=True, env=cib.env(), timeout=60)
+    return dict(re.findall(rf"{rsc} allocation score on (node\d): (\S+)", proc.stdout))
 
 
 def test_rule_and_this_nodes_digest_land_in_one_transaction_and_a_rerun_changes_nothing(states, crm, tmp_path):
@@ -79,10 +117,12 @@ def test_rule_and_this_nodes_digest_land_in_one_transaction_and_a_rerun_changes_
     api = location("crm_l_api_secrets")
     assert api.get("resource-discovery") == "never" and api.get("rsc") == "crm_api"
     assert location("crm_l_ip_secrets").get("resource-discovery") is None
-    [rule] = api.findall("rule")
-    assert [(e.get("attribute"), e.get("operation"), e.get("value")) for e in rule.findall("expression")] == [
-        (ATTRIBUTE, "not_defined", None), (ATTRIBUTE, "ne", digest())]
+    assert [[(e.get("attribute"), e.get("operation"), e.get("value")) for e in rule.findall("expression")]
+            for rule in api.findall("rule")] == [[(ATTRIBUTE, "not_defined", None)], [(ATTRIBUTE, "ne", digest())]]
     assert node_attribute() == digest()
+    # keyed by the cluster key: not the digest anyone can compute from a guess of the password
+    from cinder_ha_lib import cib as cib_lib
+    assert digest() != cib_lib.secrets_digest("crm_api", {"passwd": PASSWORD})
     assert (secrets / "crm_api" / "passwd").read_text() == PASSWORD
     assert crm.verify()["valid"] is True, crm.verify()
     epoch = cib.epoch()
@@ -97,7 +137,8 @@ def test_the_digest_memo_spares_pbkdf2_while_the_secret_stays_and_follows_a_chan
 
     computed = []
     real = cib_lib.secrets_digest
-    monkeypatch.setattr(cib_lib, "secrets_digest", lambda rsc, values: computed.append(rsc) or real(rsc, values))
+    monkeypatch.setattr(cib_lib, "secrets_digest",
+                        lambda rsc, values, key=None: computed.append(rsc) or real(rsc, values, key))
     secrets = tmp_path / "secrets"
     memo = secrets / "crm_api" / MEMO
 
@@ -112,11 +153,11 @@ def test_the_digest_memo_spares_pbkdf2_while_the_secret_stays_and_follows_a_chan
     cib.assert_no_secret(PASSWORD, memo.read_text(), "the digest memo")
     again = configure()
     assert computed == ["crm_api"] and again.changes == {}, again.changes  # no PBKDF2 at all
-    assert node_attribute() == real("crm_api", {"passwd": PASSWORD})
+    assert node_attribute() == real("crm_api", {"passwd": PASSWORD}, KEY)
     # another password: computed anew, the rule and the attribute follow it
     changed = configure("N3w-pass")
     assert f"{ATTRIBUTE}@node1" in changed.changes["objects"] and len(computed) == 2
-    assert node_attribute() == real("crm_api", {"passwd": "N3w-pass"})
+    assert node_attribute() == real("crm_api", {"passwd": "N3w-pass"}, KEY)
     assert sorted(os.listdir(secrets / "crm_api")) == [MEMO, "passwd", "passwd.sign"]
     assert configure("N3w-pass").changes == {} and len(computed) == 2
     # a memo that is not ours (not 0600) is ignored, never trusted, and replaced
@@ -164,9 +205,9 @@ def test_simulated_placement_keeps_api_and_vip_off_a_node_without_the_digest(sta
     assert 'crm_api_monitor_0' in ops and 'crm_api_start_0' in ops and 'crm_ip_start_0' in ops, proc.stdout
 
 
-def test_secrets_present_publishes_only_the_digest_once(states, tmp_path):
+def test_secrets_present_publishes_only_the_digest_once(secret_states, tmp_path):
     secrets = tmp_path / "secrets"
-    first = states.secrets_present(name="crm_api", secrets={"passwd": PASSWORD}, secrets_dir=str(secrets),
+    first = secret_states.present(name="crm_api", secrets={"passwd": PASSWORD}, secrets_dir=str(secrets),
                                    node="node1")
     assert first.result is True, first.comment
     assert first.changes == {"passwd": "***",
@@ -175,18 +216,18 @@ def test_secrets_present_publishes_only_the_digest_once(states, tmp_path):
     cib.assert_no_secret(PASSWORD, first.raw, "the state return")
     epoch = cib.epoch()
     folder_inode = (secrets / "crm_api").stat().st_ino
-    again = states.secrets_present(name="crm_api", secrets={"passwd": PASSWORD}, secrets_dir=str(secrets),
+    again = secret_states.present(name="crm_api", secrets={"passwd": PASSWORD}, secrets_dir=str(secrets),
                                    node="node1")
     assert again.result is True and again.changes == {}, again.comment
     assert cib.epoch() == epoch and (secrets / "crm_api").stat().st_ino == folder_inode
-    unpublished = states.secrets_present(name="crm_api", secrets={"passwd": "other"}, secrets_dir=str(secrets),
+    unpublished = secret_states.present(name="crm_api", secrets={"passwd": "other"}, secrets_dir=str(secrets),
                                          node="node1", publish=False)
     assert unpublished.changes == {"passwd": "***"} and node_attribute() == digest()
 
 
-def test_secrets_present_test_mode_writes_nothing(states, tmp_path):
+def test_secrets_present_test_mode_writes_nothing(secret_states, tmp_path):
     secrets = tmp_path / "secrets"
-    dry = states.secrets_present(name="crm_api", secrets={"passwd": PASSWORD}, secrets_dir=str(secrets),
+    dry = secret_states.present(name="crm_api", secrets={"passwd": PASSWORD}, secrets_dir=str(secrets),
                                  node="node1", test=True)
     assert dry.result is None and "passwd" in dry.changes
     assert not secrets.exists() and node_attribute() is None
@@ -194,9 +235,9 @@ def test_secrets_present_test_mode_writes_nothing(states, tmp_path):
 
 @pytest.mark.parametrize("value,why", [("two\nlines", "line break"), ("x" * 300, "300 bytes"),
                                        ("trailing ", "whitespace"), ("", "empty")])
-def test_unreadable_values_are_refused_and_nothing_is_written(states, crm, tmp_path, value, why):
+def test_unreadable_values_are_refused_and_nothing_is_written(states, secret_states, tmp_path, value, why):
     secrets = tmp_path / "secrets"
-    refused = states.secrets_present(name="crm_api", secrets={"passwd": value}, secrets_dir=str(secrets),
+    refused = secret_states.present(name="crm_api", secrets={"passwd": value}, secrets_dir=str(secrets),
                                      node="node1")
     assert refused.result is False and why in refused.comment and "passwd" in refused.comment
     assert not secrets.exists() and node_attribute() is None
@@ -208,13 +249,13 @@ def test_unreadable_values_are_refused_and_nothing_is_written(states, crm, tmp_p
         cib.assert_no_secret(value.strip(), [refused.raw, configured.raw], "the state returns")
 
 
-def test_swap_keeps_other_parameters_modes_and_leaves_no_temporary_folder(crm, tmp_path):
+def test_swap_keeps_other_parameters_modes_and_leaves_no_temporary_folder(secrets_module, tmp_path):
     secrets = tmp_path / "secrets"
     folder = secrets / "crm_api"
     folder.mkdir(parents=True, mode=0o700)
     (folder / "other").write_text("kept")  # a parameter this state does not manage (cibsecret's)
     (folder / "other.sign").write_text(hashlib.md5(b"kept").hexdigest())
-    assert crm.store_secrets("crm_api", {"passwd": "one"}, secrets_dir=str(secrets)) == ["passwd"]
+    assert secrets_module.store("crm_api", {"passwd": "one"}, secrets_dir=str(secrets)) == ["passwd"]
     assert sorted(os.listdir(secrets)) == ["crm_api"]
     assert sorted(os.listdir(folder)) == ["other", "other.sign", "passwd", "passwd.sign"]
     assert (folder / "other").read_text() == "kept"
@@ -223,9 +264,9 @@ def test_swap_keeps_other_parameters_modes_and_leaves_no_temporary_folder(crm, t
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700 and stat.S_IMODE(secrets.stat().st_mode) == 0o700
     # A value file changed behind our back (its .sign no longer matches) is rewritten.
     (folder / "passwd").write_text("tampered")
-    assert crm.store_secrets("crm_api", {"passwd": "one"}, secrets_dir=str(secrets)) == ["passwd"]
+    assert secrets_module.store("crm_api", {"passwd": "one"}, secrets_dir=str(secrets)) == ["passwd"]
     assert (folder / "passwd").read_text() == "one"
-    assert crm.store_secrets("crm_api", {"passwd": "one"}, secrets_dir=str(secrets)) == []
+    assert secrets_module.store("crm_api", {"passwd": "one"}, secrets_dir=str(secrets)) == []
 
 
 def _pair_reader(folder, stop, seen, by_path):
@@ -257,10 +298,10 @@ def _pair_reader(folder, stop, seen, by_path):
     seen.update(pairs=pairs, mismatches=mismatches, missing=errors)
 
 
-def test_a_reader_never_sees_a_value_with_another_values_sign(crm, tmp_path):
+def test_a_reader_never_sees_a_value_with_another_values_sign(secrets_module, tmp_path):
     secrets = tmp_path / "secrets"
     folder = str(secrets / "crm_api")
-    crm.store_secrets("crm_api", {"passwd": "value-0"}, secrets_dir=str(secrets))
+    secrets_module.store("crm_api", {"passwd": "value-0"}, secrets_dir=str(secrets))
     stop = threading.Event()
     swap_seen, path_seen = {}, {}
     readers = [threading.Thread(target=_pair_reader, args=(folder, stop, swap_seen, False)),
@@ -271,7 +312,7 @@ def test_a_reader_never_sees_a_value_with_another_values_sign(crm, tmp_path):
     started = time.monotonic()
     try:
         for number in range(1, writes + 1):
-            assert crm.store_secrets("crm_api", {"passwd": f"value-{number}-" + "x" * (number % 50)},
+            assert secrets_module.store("crm_api", {"passwd": f"value-{number}-" + "x" * (number % 50)},
                                      secrets_dir=str(secrets)) == ["passwd"]
     finally:
         elapsed = time.monotonic() - started
@@ -289,3 +330,101 @@ def test_a_reader_never_sees_a_value_with_another_values_sign(crm, tmp_path):
     # swap when it falls between its two fopen() calls: no file layout can prevent that, see
     # the report of this test (-s) for how often a tight loop hits it.
     assert path_seen["missing"] == 0, path_seen
+
+
+# ---------------------------------------------------------------- a password rotation bans nobody
+
+def test_a_rotation_started_on_another_node_keeps_every_node_eligible(states, secret_states, offline, tmp_path):
+    """node1 is the controller; node2 rotates first (the controller's minion is down): the rule
+    accepts the old and the new digest, then the controller's run completes the rotation."""
+    quorum = {"property": {"no-quorum-policy": "ignore"}}
+    ctl, other = str(tmp_path / "node1"), str(tmp_path / "node2")
+    assert states.configured(name="crm", objects=objects() + [quorum], secrets_dir=ctl, node="node1").result
+    joined = secret_states.present(name="crm_api", secrets={"passwd": PASSWORD}, secrets_dir=other, node="node2")
+    assert joined.result is True and node_attribute(node="node2") == digest(), joined.comment
+    assert accepted("crm_l_api_secrets") == [digest()]
+    assert set(scores(offline).values()) == {"0"}, scores(offline)  # both eligible
+
+    rotated = secret_states.present(name="crm_api", secrets={"passwd": "N3w-pass"}, secrets_dir=other, node="node2")
+    assert rotated.result is True, rotated.comment
+    assert rotated.changes[f"node attribute {ATTRIBUTE}@node2"] == {"old": digest(), "new": digest("N3w-pass")}
+    assert rotated.changes["accepted by crm_l_api_secrets"] == sorted([digest(), digest("N3w-pass")])
+    cib.assert_no_secret("N3w-pass", rotated.raw, "the state return")
+    for rule in ("crm_l_api_secrets", "crm_l_ip_secrets"):
+        assert accepted(rule) == sorted([digest(), digest("N3w-pass")]), rule
+    assert "-INFINITY" not in scores(offline).values(), scores(offline)  # nobody banned, node2 included
+
+    # the controller's run: its own digest in the same patch, and the old digest leaves the rule
+    done = states.configured(name="crm", objects=objects("N3w-pass") + [quorum], secrets_dir=ctl, node="node1")
+    assert done.result is True, done.comment
+    assert accepted("crm_l_api_secrets") == accepted("crm_l_ip_secrets") == [digest("N3w-pass")]
+    assert {node_attribute(node=n) for n in ("node1", "node2")} == {digest("N3w-pass")}
+    assert "-INFINITY" not in scores(offline).values()
+
+
+def test_a_node_without_an_accepted_digest_cannot_make_itself_eligible(states, secret_states, offline, tmp_path):
+    assert states.configured(name="crm", objects=objects(), secrets_dir=str(tmp_path / "n1"), node="node1").result
+    late = secret_states.present(name="crm_api", secrets={"passwd": "its own"}, secrets_dir=str(tmp_path / "n2"),
+                                 node="node2")
+    assert late.result is True and "stays ineligible on node2 until the controller" in late.comment
+    assert node_attribute(node="node2") == digest("its own")
+    assert accepted("crm_l_api_secrets") == [digest()]  # not extended by a node that was not eligible
+
+
+def test_the_controller_keeps_the_digest_of_the_node_where_the_resources_run(states, offline, tmp_path):
+    """The resources run on node2, whose minion has not rotated: the controller's rotation keeps
+    node2's digest accepted (a rotation never stops or moves what runs), and drops it once the
+    resources no longer run there."""
+    quorum = {"property": {"no-quorum-policy": "ignore"}}
+    prefer = {"location": "crm_l_prefer_node2", "resource": "crm_ip", "node": "node2", "score": "100"}
+    ctl = str(tmp_path / "node1")
+    assert states.configured(name="crm", objects=objects() + [quorum, prefer], secrets_dir=ctl, node="node1").result
+    subprocess.run(["crm_attribute", "--node", "node2", "--name", ATTRIBUTE, "--lifetime", "forever",
+                    "--update", digest()], check=True, capture_output=True, env=cib.cib_env(), timeout=30)
+    ran = tmp_path / "ran.xml"
+    subprocess.run(["crm_simulate", "--xml-file", str(offline), "--node-up", "node1", "--node-up", "node2",
+                    "--simulate", "--save-output", str(ran)], check=True, capture_output=True, env=cib.env(),
+                   timeout=60)
+    offline.write_text(ran.read_text())  # the resources now run on node2 in this CIB's status
+    assert "crm_api" in subprocess.run(["crm_resource", "--locate", "-r", "crm_api"], capture_output=True, text=True,
+                                       env=cib.cib_env(), timeout=30).stdout
+    rotated = states.configured(name="crm", objects=objects("N3w-pass") + [quorum, prefer], secrets_dir=ctl,
+                                node="node1")
+    assert rotated.result is True, rotated.comment
+    assert accepted("crm_l_api_secrets") == sorted([digest(), digest("N3w-pass")])
+    assert not any("crm_api" in action and "node2" in action and ("Stop" in action or "Move" in action)
+                   for action in rotated.changes.get("cluster", [])), rotated.changes
+    assert scores(offline)["node2"] != "-INFINITY"
+
+
+def test_the_digest_follows_the_cluster_key(secrets_module, keyed, tmp_path):
+    from cinder_ha_lib import cib as cib_lib
+
+    folder = str(tmp_path / "s")
+    secrets_module.store("crm_api", {"passwd": PASSWORD}, secrets_dir=folder)
+    assert secrets_module.key_status()["keyed"] is True
+    assert secrets_module.digest("crm_api", {"passwd": PASSWORD}, secrets_dir=folder) == digest()
+    assert digest() != cib_lib.secrets_digest("crm_api", {"passwd": PASSWORD})
+
+
+def test_secrets_present_on_a_node_that_does_not_write_the_cib(secret_states, tmp_path):
+    secrets = tmp_path / "secrets"
+    first = secret_states.present(name="crm_api", secrets={"os_password": "S3cr$t `x`"},
+                                  secrets_dir=str(secrets), publish=False)
+    assert first.result is True and first.changes == {"os_password": "***"}
+    assert (secrets / "crm_api" / "os_password").read_text() == "S3cr$t `x`"
+    again = secret_states.present(name="crm_api", secrets={"os_password": "S3cr$t `x`"},
+                                  secrets_dir=str(secrets), publish=False)
+    assert again.changes == {}
+    cib.assert_no_secret("S3cr$t", first.raw, "the state return")
+
+
+def test_secrets_present_fails_clearly_when_the_digest_cannot_be_published(secret_states, tmp_path):
+    # node9 is not in the CIB: its attribute cannot be set.
+    secrets = tmp_path / "secrets"
+    result = secret_states.present(name="crm_api", secrets={"os_password": "S3cr$t"}, secrets_dir=str(secrets),
+                                   node="node9")
+    assert result.result is False
+    assert "could not be published" in result.comment and "node9" in result.comment
+    assert (secrets / "crm_api" / "os_password").read_text() == "S3cr$t"  # the files are still right
+    cib.assert_no_secret("S3cr$t", result.raw, "the state return")

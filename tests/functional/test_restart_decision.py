@@ -150,6 +150,41 @@ def test_no_pid_file_or_dead_process_cannot_tell_and_does_not_restart(loaders, s
     assert "no pid in" in needed(loaders, started)["reason"]
 
 
+@pytest.mark.parametrize("damage", ["missing", "directory"])
+def test_a_missing_or_unreadable_conf_never_restarts(loaders, started, damage):
+    """Issue 23: a cinder.conf moved away (or replaced by what cannot be read) is no new
+    configuration: restarting cinder-api on it could only take it down."""
+    started["conf"].unlink()
+    if damage == "directory":
+        started["conf"].mkdir()
+    decision = needed(loaders, started)
+    assert decision["needed"] is False and decision["changes"] == {}, decision
+    assert "not restarting" in decision["reason"] and str(started["conf"]) in decision["reason"], decision
+
+
+def test_a_missing_conf_is_not_recreated_and_the_message_names_the_running_copy(loaders, started):
+    started["conf"].unlink()
+    options = {"DEFAULT": {"osapi_volume_listen": "127.0.0.103"}}
+    ret = loaders.states.cinder_conf.managed(name=str(started["conf"]), options=options,
+                                             pid_file=str(started["pid_file"]))
+    assert ret.result is False and ret.changes == {}
+    assert f"{started['conf']} does not exist" in ret.comment
+    assert f"pid {started['pid']}" in ret.comment and str(started["snapshot"]) in ret.comment, ret.comment
+    assert "cinder_conf:create" in ret.comment
+    assert not started["conf"].exists() and no_secret(ret.full_return)
+    # asked for explicitly (a brand-new install): created from the keys given
+    ret = loaders.states.cinder_conf.managed(name=str(started["conf"]), options=options, create=True)
+    assert ret.result is True and started["conf"].read_text() == "[DEFAULT]\nosapi_volume_listen = 127.0.0.103\n"
+
+
+def test_managed_keys_name_the_formulas_keys_only(loaders):
+    options = {"DEFAULT": {"osapi_volume_listen": "127.0.0.103", "transport_url": "fake://"},
+               "Database": {"connection": f"mysql+pymysql://cinder:{DB_PASSWORD}@127.0.0.1/cinder"}}
+    keys = loaders.modules.cinder_conf.managed_keys(options=options)
+    assert keys == ["[DEFAULT] osapi_volume_listen", "[DEFAULT] transport_url", "[database] connection"]
+    assert no_secret(keys)
+
+
 # ---------------------------------------------------------------- the database driver
 
 

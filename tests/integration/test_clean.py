@@ -26,7 +26,9 @@ ALERT_AGENT = pathlib.Path("/usr/share/pacemaker/alerts/cinder_ha_alert")
 ALERT_SPOOL = pathlib.Path("/var/lib/cinder-ha/alerts")
 PID_FILE = pathlib.Path("/run/resource-agents/p_cinder-api.pid")
 OBJECT_IDS = ("l_p_cinder-api_secrets", "l_p_ip_cinder-api_secrets", "c_p_cinder-api_with_ip",
-              "o_ip_before_p_cinder-api", *CLUSTER_IDS, "cinder_ha_salt")
+              "o_ip_before_p_cinder-api", *CLUSTER_IDS, "cinder_ha_salt",
+              # the sandbox pillar runs cinder-scheduler (a clone) and cinder-volume (active_passive)
+              "cl_p_cinder-scheduler", "p_cinder-scheduler", "p_cinder-volume")
 OTHER_REGION = "cinder-ha-clean-other"
 FORMULA_SERVICES = {("block-storage", "cinder"), ("volumev3", "cinderv3")}
 CATALOG = json.dumps({"cinder_ha": {"clean": {"catalog": True}}})
@@ -175,9 +177,16 @@ def test_clean_removes_what_the_formula_built(built, salt_cli, salt_minion):
     assert not SECRETS.exists()
     for path in (AGENT, ALERT_AGENT, ALERT_SPOOL, engine_conf(salt_minion)):
         assert not path.exists(), path
-    # stopped: no process behind the agent's pid file, nothing on the VIP (the address is gone)
+    for name in ("cinder-scheduler", "cinder-volume", ".cinder-ha-functions"):
+        assert not AGENT.with_name(name).exists(), name
+    # stopped: no cinder-api, cinder-scheduler or cinder-volume process of the sandbox left (the
+    # agent's stop deletes its pid file, so the pid file alone proves nothing), nothing on the
+    # VIP (the address is gone)
     pid = PID_FILE.read_text().strip() if PID_FILE.exists() else None
     assert not (pid and pathlib.Path(f"/proc/{pid}").exists()), pid
+    left = subprocess.run(["pgrep", "-a", "-f", "bin/cinder-(api|scheduler|volume) --config-file"],
+                          capture_output=True, text=True).stdout
+    assert not left.strip(), left
     assert not cinder_api_answers(timeout=0)
     addresses = subprocess.run(["ip", "-o", "addr", "show"], capture_output=True, text=True).stdout
     assert f"inet {built['vip']}/" not in addresses

@@ -115,7 +115,7 @@ def live(loaders, sandbox_facts):
 
 
 def test_a_node_without_the_current_secret_is_neither_probed_nor_used(live, sandbox_facts):
-    crm, states = live.modules.crm, live.states.crm
+    crm, states, secret_states = live.modules.crm, live.states.crm, live.states.crm_secrets
     password = sandbox_facts["keystone_admin_password"]
     created = states.configured(name="secrets", objects=objects(sandbox_facts, "Stopped"))
     assert created.result is True, created.comment
@@ -148,7 +148,7 @@ def test_a_node_without_the_current_secret_is_neither_probed_nor_used(live, sand
 
     # The node's secret state writes the files and publishes the digest: probe, start, answer.
     started = time.monotonic()
-    present = states.secrets_present(name=API, secrets={"os_password": password})
+    present = secret_states.present(name=API, secrets={"os_password": password})
     assert present.result is True, present.comment
     assert f"node attribute {ATTRIBUTE}@node1" in present.changes
     cib.assert_no_secret(password, present.raw, "the state return")
@@ -165,5 +165,5 @@ def test_a_node_without_the_current_secret_is_neither_probed_nor_used(live, sand
     again = states.configured(name="secrets", objects=objects(sandbox_facts, "Started"))
     assert set(again.changes.get("objects", {})) <= {API, IP}, again.comment
     assert states.configured(name="secrets", objects=objects(sandbox_facts, "Started")).changes == {}
-    assert states.secrets_present(name=API, secrets={"os_password": password}).changes == {}
+    assert secret_states.present(name=API, secrets={"os_password": password}).changes == {}
     assert cib.epoch()[1] <= epoch[1] + 1

@@ -30,6 +30,8 @@ import pytest
 from tests.conftest import PROJECT
 
 MAX_JOBS = 3
+MAX_AGE = 20  # seconds: short, so the replay cache's expiry is tested within a minute
+DROP_LOG_INTERVAL = 10
 SIGNING = "PKCS1v15-SHA224"
 A, B = "trust-a", "trust-b"
 CONF_TAG = "cinder_ha/conf/changed"
@@ -85,7 +87,8 @@ def trust_master(salt_factories, trust_paths):
         "signing_algorithm": SIGNING,
         "reactor": [{"cinder_ha/*": ["salt://cinder_ha/reactor/dispatch.sls"]}],
         # one window for the whole module: the rate test counts every job A got
-        "cinder_ha_reactor": {"max_jobs": MAX_JOBS, "window": 3600},
+        "cinder_ha_reactor": {"max_jobs": MAX_JOBS, "window": 3600, "max_age": MAX_AGE,
+                              "drop_log_interval": DROP_LOG_INTERVAL},
     }
     factory = salt_factories.salt_master_daemon("trust-master", overrides=overrides)
     with factory.started(start_timeout=120):
@@ -179,6 +182,35 @@ def settle(listener, master, since, count, timeout=60):
     return react_returns(listener, master, since)
 
 
+def master_log(master, offset=0):
+    with open(master.config["log_file"], encoding="utf-8", errors="replace") as handle:
+        handle.seek(offset)
+        return handle.read()
+
+
+def log_size(master):
+    return os.path.getsize(master.config["log_file"])
+
+
+def marker(minions, listener, master, since):
+    """
+    A genuine event from A, then its runner's decision. The reactor renders events one by one
+    in bus order, so once the marker's decision is there, every event sent before it has been
+    rendered: what they started is on the bus by now. Returns the runner decisions since.
+    """
+    genuine(minions[A], RESOURCE_TAG, {"rsc": "trust_marker", "task": "monitor", "rc": "0"})
+    assert wait_until(lambda: [d for d in react_returns(listener, master, since) if d.get("result")], 60), \
+        react_returns(listener, master, since)
+    time.sleep(1)
+    return react_returns(listener, master, since)
+
+
+def only_the_marker(decisions, listener, master, since):
+    assert [d["result"] for d in decisions] == [True], decisions  # the marker's, no other runner job
+    assert len(runs(listener, master, since, fun=REACT_FUN)) == 1
+    assert [j["fun"] for j in jobs(listener, master, since)] == ["cinder_ha_events.handle_move"]
+
+
 def test_forged_batched_events_claiming_a_start_nothing(started, minions, trust_master, event_listener):
     since = time.time()
     conf = {"path": CONF, "digest": "x"}
@@ -199,11 +231,29 @@ def test_forged_batched_events_claiming_a_start_nothing(started, minions, trust_
         [(trust_master.id, CONF_TAG), (trust_master.id, RESOURCE_TAG)], after_time=since)) >= 4, 30) and \
         event_listener.get_events([(trust_master.id, CONF_TAG), (trust_master.id, RESOURCE_TAG)], after_time=since)
     assert len(fired) == 4 and {e.data["id"] for e in fired} == {A}, [e.data for e in fired]
-    decisions = settle(event_listener, trust_master, since, 4)
-    assert len(decisions) == 4 and not any(d["result"] for d in decisions), decisions
-    assert sorted(d["reason"].split(":")[0].split(" (")[0] for d in decisions) == \
-        sorted(["unsigned"] * 2 + ["signature does not verify with this minion's accepted key"] * 2), decisions
-    assert jobs(event_listener, trust_master, since) == []
+    # dropped while dispatch.sls rendered: not one runner job (issue 23), only the marker's
+    only_the_marker(marker(minions, event_listener, trust_master, since), event_listener, trust_master, since)
+
+
+def test_a_flood_of_unsigned_events_starts_no_runner_job_and_logs_a_few_lines(started, minions, trust_master,
+                                                                               event_listener):
+    """Issue 23: 300 unsigned events claiming one id: no runner job, the drop log rate-limited."""
+    since, offset = time.time(), log_size(trust_master)
+    claimed = "trust-flood"  # its own drop-log entry: the count is this test's alone
+    flood = [claiming(claimed, CONF_TAG, {"path": CONF, "digest": str(n)}) for n in range(150)] + \
+            [claiming(claimed, RESOURCE_TAG, {"rsc": "p_cinder-api", "task": "stop"}) for _ in range(150)]
+    send_as(minions[B], forged_load(flood))
+    assert wait_until(lambda: len(event_listener.get_events(
+        [(trust_master.id, CONF_TAG), (trust_master.id, RESOURCE_TAG)], after_time=since)) >= 300, 30)
+    only_the_marker(marker(minions, event_listener, trust_master, since), event_listener, trust_master, since)
+    time.sleep(DROP_LOG_INTERVAL + 1)  # the next drop writes the line that counts the quiet ones
+    send_as(minions[B], forged_load([claiming(claimed, CONF_TAG, {"path": CONF, "digest": "last"})]))
+    line = f"from {claimed} dropped before any job: unsigned"
+    assert wait_until(lambda: master_log(trust_master, offset).count(line) >= 2, 30), master_log(trust_master, offset)
+    lines = [entry for entry in master_log(trust_master, offset).splitlines() if line in entry]
+    counts = [int(entry.split(" drop(s) from this sender")[0].rsplit("(", 1)[1]) for entry in lines]
+    # 301 drops in at most 3 lines (2 unless the flood straddled an interval)
+    assert sum(counts) == 301 and len(lines) <= 3, lines
 
 
 def test_reconfigure_from_a_minion_starts_nothing(started, minions, trust_master, event_listener):
@@ -214,11 +264,9 @@ def test_reconfigure_from_a_minion_starts_nothing(started, minions, trust_master
     send_as(minions[B], forged_load([{"tag": "cinder_ha/reconfigure", "data": {"user": "root"}}]))
     assert wait_until(lambda: len(event_listener.get_events([(trust_master.id, "cinder_ha/reconfigure")],
                                                             after_time=since)) == 2, 30)
-    settle(event_listener, trust_master, since, 2)
+    only_the_marker(marker(minions, event_listener, trust_master, since), event_listener, trust_master, since)
     assert runs(event_listener, trust_master, since, fun="runner.state.orchestrate") == []  # no orchestration
     assert runs(event_listener, trust_master, since, fun="state.orchestrate") == []
-    assert jobs(event_listener, trust_master, since) == []
-    assert all(r["result"] is False for r in react_returns(event_listener, trust_master, since))
     with open(trust_master.config["log_file"], encoding="utf-8", errors="replace") as handle:
         assert "operator command on the master: salt-run state.orchestrate" in handle.read()
 
@@ -289,3 +337,58 @@ def test_rate_limit_drops_a_flood(started, minions, trust_master, event_listener
     assert 1 <= len(accepted) <= MAX_JOBS
     with open(trust_master.config["log_file"], encoding="utf-8", errors="replace") as handle:
         assert "dropped: rate limit" in handle.read()
+
+
+def signed_as(minion, tag, payload, ts):
+    """A load of `minion`'s, stamped `ts` (its clock), signed with its own key, as the master fires it."""
+    import salt.crypt
+    import salt.serializers.msgpack
+
+    load = {"id": minion.id, "cmd": "_minion_event", "pretag": None, "data": payload, "tag": tag, "ts": ts}
+    sig = salt.crypt.sign_message(os.path.join(minion.config["pki_dir"], "minion.pem"),
+                                  salt.serializers.msgpack.serialize(load), algorithm=SIGNING)
+    return {"tag": tag, "data": dict(load, sig=base64.b64encode(sig).decode())}
+
+
+def test_a_replay_of_an_event_stamped_ahead_is_refused_until_the_stamp_is_stale(started, minions, trust_master,
+                                                                                event_listener):
+    """
+    Issue 23: A's clock runs 15 s ahead. Its signed event is fresh until ts + MAX_AGE, so its
+    replay-cache entry must last as long: a copy replayed after admission + MAX_AGE is dropped.
+    """
+    event = signed_as(minions[A], RESOURCE_TAG, {"rsc": "trust_ahead", "task": "stop", "rc": "0"},
+                      int(time.time()) + 15)
+    since = time.time()
+    send_as(minions[B], forged_load([event]))
+    (first,) = settle(event_listener, trust_master, since, 1)
+    assert first["result"] is True, first
+    admitted = time.time()
+    time.sleep(max(0.0, admitted + MAX_AGE + 2 - time.time()))  # past the old expiry, still fresh
+    since = time.time()
+    send_as(minions[B], forged_load([event]))
+    decisions = settle(event_listener, trust_master, since, 1)
+    assert [(d["result"], d.get("reason")) for d in decisions] == [(False, "replayed event")], decisions
+    assert jobs(event_listener, trust_master, since) == []
+
+
+def test_an_unreadable_replay_cache_drops_every_event_and_says_so(started, minions, trust_master, event_listener):
+    """Issue 23: a corrupt cache fails closed (an emptied one would admit every replay)."""
+    cache = os.path.join(trust_master.config["cachedir"], "cinder_ha_reactor", "state.json")
+    assert os.path.exists(cache)  # the earlier tests' admissions
+    offset = log_size(trust_master)
+    with open(cache, "w") as handle:
+        handle.write('{"seen": {"truncated')
+    try:
+        since = time.time()
+        genuine(minions[A], RESOURCE_TAG, {"rsc": "trust_corrupt", "task": "stop", "rc": "0"})
+        (decision,) = settle(event_listener, trust_master, since, 1)
+        assert decision["result"] is False and decision["reason"].startswith("replay cache: "), decision
+        assert jobs(event_listener, trust_master, since) == []
+        assert "[ERROR   ]" in master_log(trust_master, offset) and "is unreadable" in master_log(trust_master, offset)
+        with open(cache) as handle:
+            assert handle.read() == '{"seen": {"truncated'  # left for the operator, not emptied
+    finally:
+        os.unlink(cache)
+    since = time.time()  # removed by the operator: events are admitted again
+    genuine(minions[A], RESOURCE_TAG, {"rsc": "trust_corrupt", "task": "start", "rc": "0"})
+    assert [d["result"] for d in settle(event_listener, trust_master, since, 1)] == [True]

@@ -166,8 +166,8 @@ class FormulaCluster:
         return BlockStorage(self.facts, self.mn.REGION)
 
     def notifications(self):
-        """Messages cinder published to the broker's notifications.info queue (vhost cinder)."""
-        out = self.sandbox.rabbitmqctl("list_queues", "-p", self.facts["rabbit_vhost"], "name", "messages",
+        """Messages cinder published to the broker's notifications.info queue (the nodes' vhost)."""
+        out = self.sandbox.rabbitmqctl("list_queues", "-p", self.mn.DEPLOYMENT, "name", "messages",
                                        "--quiet", "--no-table-headers").stdout
         for line in out.splitlines():
             parts = line.split()

@@ -6,6 +6,7 @@ lrm secrets, cinder.conf, catalog); and that cinder-api really uses MariaDB and 
 """
 import json
 import pathlib
+import xml.etree.ElementTree as ET
 
 from tests.multinode.conftest import NODES
 
@@ -73,7 +74,23 @@ def test_what_the_formula_built(built_cluster):
     assert 'name="os_password" value="lrm://"' in cib
     assert c.facts["keystone_admin_password"] not in cib
     assert 'name="resource-stickiness" value="100"' in cib  # the pillar's value
-    assert cib.count("<rsc_location ") >= 1  # the secret rule
+    # the two secret rules: cinder-api's (never probed where it bans) and the VIP's, each banning
+    # a node without the digest attribute or with one it does not accept; every node publishes
+    # the accepted digest
+    digests = {node: mn.node_exec(via, ["crm_attribute", "--node", node, "--name",
+                                        f"cinder_ha_secrets_{mn.PRIMITIVE_ID}", "--lifetime", "forever",
+                                        "--query", "--quiet"], check=True).stdout.strip() for node in NODES}
+    assert len(set(digests.values())) == 1 and len(digests["n1"]) == 64, digests
+    root = ET.fromstring(cib)
+    for rule_id, rsc, discovery in ((f"l_{mn.PRIMITIVE_ID}_secrets", mn.PRIMITIVE_ID, "never"),
+                                    (f"l_{mn.VIP_ID}_secrets", mn.VIP_ID, None)):
+        location = root.find(f".//constraints/rsc_location[@id='{rule_id}']")
+        assert location is not None, rule_id
+        assert (location.get("rsc"), location.get("resource-discovery")) == (rsc, discovery)
+        assert [(r.get("score"), [(e.get("attribute"), e.get("operation"), e.get("value"))
+                                  for e in r.findall("expression")]) for r in location.findall("rule")] == [
+            ("-INFINITY", [(f"cinder_ha_secrets_{mn.PRIMITIVE_ID}", "not_defined", None)]),
+            ("-INFINITY", [(f"cinder_ha_secrets_{mn.PRIMITIVE_ID}", "ne", digests["n1"])])], rule_id
 
     for node in NODES:
         conf = (pathlib.Path(mn.node_dir(node)) / "etc/cinder/cinder.conf").read_text()
@@ -97,14 +114,15 @@ def test_cinder_api_uses_the_real_database_and_broker(built_cluster):
     assert client.url == VIP_URL
     before = c.notifications()
     created = client.create_type("build")
-    # the data is in MariaDB, the one database every node uses
-    assert c.db_scalar(f"SELECT name FROM cinder.volume_types WHERE id = '{created['id']}';") == created["name"]
-    assert int(c.db_scalar("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'cinder';")) > 30
+    # the data is in MariaDB, the one database every node uses (the nodes' own, mn.DEPLOYMENT)
+    db = mn.DEPLOYMENT
+    assert c.db_scalar(f"SELECT name FROM {db}.volume_types WHERE id = '{created['id']}';") == created["name"]
+    assert int(c.db_scalar(f"SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = '{db}';")) > 30
     # the notification is on the real broker, and cinder-api holds a connection to it
     c.wait_notifications_above(before)
     connections = c.sandbox.rabbitmqctl("list_connections", "user", "vhost", "client_properties",
                                         "--quiet", "--no-table-headers").stdout
-    assert any("cinder-api" in line and "\tcinder\t" in line for line in connections.splitlines()), connections
+    assert any("cinder-api" in line and f"\t{db}\t" in line for line in connections.splitlines()), connections
     # no node fell back to SQLite (oslo.db's default when [database] connection is missing)
     found = [str(p) for p in pathlib.Path(mn.BASE).rglob("cinder.sqlite")]
     assert found == []

@@ -1,4 +1,6 @@
-"""`multinode.py down` leaves nothing behind: namespaces, links, addresses, mounts, processes."""
+"""`multinode.py down` leaves nothing behind: namespaces, links, addresses, mounts, processes,
+the nodes' Ceph cluster and anything listening on the bridge's host address."""
+import json
 import os
 import subprocess
 
@@ -34,12 +36,42 @@ def ancestors():
     return found
 
 
+def listening_on(addr):
+    """`ss` lines of TCP sockets listening on `addr` (a socket outlives its address)."""
+    return [line for line in out("ss", "-Hltnp").splitlines() if line.split()[3].rsplit(":", 1)[0] == addr]
+
+
+def ceph_daemons(conf):
+    """Pids of the ceph daemons started with `conf` (the nodes' cluster, not the sandbox's)."""
+    return [p for p, (cmd, _, _) in processes().items() if cmd.split(" ", 1)[0].startswith("ceph-") and conf in cmd]
+
+
+RBD_AND_LOCK = """
+import json, sys, rados, rbd
+from tooz import coordination
+with rados.Rados(conffile="/etc/ceph/ceph.conf", rados_id="cinder") as cluster:
+    with cluster.open_ioctx("volumes") as ioctx:
+        rbd.RBD().create(ioctx, "teardown-probe", 1 << 30)
+        listed = rbd.RBD().list(ioctx)
+        rbd.RBD().remove(ioctx, "teardown-probe")
+coordinator = coordination.get_coordinator(sys.argv[1], b"teardown-probe")
+coordinator.start(start_heart=True)
+lock = coordinator.get_lock(b"teardown-probe")
+locked = lock.acquire(blocking=False)
+lock.release()
+coordinator.stop()
+print(json.dumps({"listed": listed, "locked": locked}))
+"""
+
+
 def snapshot():
     return {
         "netns": out("ip", "netns", "list"),
         "links": sorted(line.split(":")[1].strip() for line in out("ip", "-o", "link").splitlines()),
         "addrs": out("ip", "-o", "addr"),
-        "mounts": open("/proc/mounts").read(),
+        # the first `ip netns add` since boot makes /run/netns a mount point of its own and
+        # iproute2 keeps it (machine setup, shared by every netns user): not ours to remove
+        "mounts": [line for line in open("/proc/mounts").read().splitlines() if line.split()[1] != "/run/netns"],
     }
 
 
@@ -50,6 +82,22 @@ def test_down_leaves_nothing_behind(multinode):
     during = snapshot()
     assert "cha-n3" in during["netns"] and any(link.startswith("cha-host") for link in during["links"])
     assert "198.18.0.254/24" in during["addrs"]
+    # the nodes' own Ceph cluster, on the bridge's host address only, serves a node's cinder
+    # user with the node's /etc/ceph; etcd answers through the relay
+    storage = multinode.storage_facts()
+    ceph_pids = ceph_daemons(storage["ceph_admin_conf"])
+    assert len(ceph_pids) == 3
+    ceph_addrs = {line.split()[3] for line in out("ss", "-Hltnp").splitlines()
+                  if any(f"pid={pid}," in line for pid in ceph_pids)}
+    assert {"198.18.0.254:3300", "198.18.0.254:6789"} <= ceph_addrs
+    assert all(a.startswith("198.18.0.254:") for a in ceph_addrs), ceph_addrs
+    probe = multinode.node_exec("n2", ["runuser", "-u", "cinder", "--", multinode.CINDER_VENV + "/bin/python",
+                                       "-W", "ignore", "-c", RBD_AND_LOCK, storage["coordination_backend_url"]],
+                                timeout=120)
+    assert probe.returncode == 0, probe.stderr[-2000:]
+    assert json.loads(probe.stdout) == {"listed": ["teardown-probe"], "locked": True}
+    keyring = multinode.node_exec("n2", ["stat", "-c", "%a %U %G", storage["ceph_keyring"]], check=True)
+    assert keyring.stdout.split() == ["640", "root", "cinder"]
     # the namespaces the nodes' processes live in, to look for survivors after `down`
     state = multinode.load_state()
     ours = set()
@@ -69,4 +117,6 @@ def test_down_leaves_nothing_behind(multinode):
     survivors = {p: cmd for p, (cmd, pidns, netns) in processes().items()
                  if pidns in ours or netns in ours or "multinode" in cmd and "pytest" not in cmd and p not in mine}
     assert not survivors
+    assert not ceph_daemons(storage["ceph_admin_conf"])
+    assert not listening_on("198.18.0.254")
     assert not os.path.exists(f"/proc/{forwarder}") or "_forward" not in open(f"/proc/{forwarder}/cmdline").read()

@@ -22,6 +22,9 @@ PROJECT = pathlib.Path(__file__).resolve().parents[2]
 SANDBOX = pathlib.Path(os.environ.get("CINDER_HA_SANDBOX", "/srv/cinder-ha"))
 AGENT_SOURCE = PROJECT / "salt" / "cinder_ha" / "files" / "ocf" / "cinder-api"
 AGENT_PATH = pathlib.Path("/usr/lib/ocf/resource.d/openstack/cinder-api")
+# the functions the agents share, installed beside them as a dot file (agent.sls)
+FUNCTIONS_SOURCE = AGENT_SOURCE.with_name("cinder-ha-functions")
+FUNCTIONS_PATH = AGENT_PATH.with_name(".cinder-ha-functions")
 INSTANCE_DIR = SANDBOX / "agent-instance"
 VIP = "127.0.0.113"
 PORT = 18763
@@ -45,13 +48,39 @@ def facts():
 
 
 def install_agent():
-    """Copy the project's agent to its real location (0755), as the formula's state does."""
+    """Copy the project's agent and the functions it sources to their real location (0755 and
+    0644), as the formula's state does: the functions first, as agent.sls orders them."""
     AGENT_PATH.parent.mkdir(parents=True, exist_ok=True)
-    tmp = AGENT_PATH.with_name(".cinder-api.tmp")
-    shutil.copyfile(AGENT_SOURCE, tmp)
-    os.chmod(tmp, 0o755)
-    os.replace(tmp, AGENT_PATH)
+    for source, path, mode in ((FUNCTIONS_SOURCE, FUNCTIONS_PATH, 0o644), (AGENT_SOURCE, AGENT_PATH, 0o755)):
+        tmp = path.with_name(f".{path.name.lstrip('.')}.tmp")
+        shutil.copyfile(source, tmp)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
     return str(AGENT_PATH)
+
+
+def conf_variant(name, replacements, source=CONF_KEYSTONE):
+    """A copy of one of the private instance's configs (default: the keystone one) with each
+    (old, new) text of ``replacements`` replaced (each must apply), as INSTANCE_DIR/cinder-<name>.conf."""
+    text = pathlib.Path(source).read_text()
+    for old, new in replacements:
+        if old not in text:
+            raise AssertionError(f"{old!r} is not in {source}")
+        text = text.replace(old, new)
+    path = INSTANCE_DIR / f"cinder-{name}.conf"
+    _write(path, text, 0o640, 0, pwd.getpwnam("cinder").pw_gid)
+    return path
+
+
+def spooled(folder, kind=None):
+    """The JSON alert files in a spool folder (name order), optionally only those of ``kind``."""
+    found = []
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".json") and not name.startswith("."):
+            data = json.loads((pathlib.Path(folder) / name).read_text())
+            if kind is None or data.get("kind") == kind:
+                found.append(data)
+    return found
 
 
 def _write(path, text, mode, uid=0, gid=0):
@@ -185,6 +214,21 @@ def run_agent(action, params, instance="agent_cinder-api", timeout=120, **meta):
     return subprocess.run([str(AGENT_PATH), action], env=agent_env, capture_output=True, text=True, timeout=timeout)
 
 
+@contextlib.contextmanager
+def network_namespace(name):
+    """A network namespace of our own, standing in for a node: lo up, nothing else; every
+    process left in it is killed when it is deleted."""
+    subprocess.run(["ip", "netns", "add", name], check=True, timeout=10)
+    try:
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True, timeout=10)
+        yield name
+    finally:
+        for pid in subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True,
+                                  timeout=10).stdout.split():
+            subprocess.run(["kill", "-9", pid], timeout=10)
+        subprocess.run(["ip", "netns", "delete", name], timeout=10)
+
+
 def cinder_pids(base=INSTANCE_DIR):
     """PIDs of every cinder-api process of the private instance, or the one in `base` (parent and workers)."""
     found = []
@@ -245,7 +289,7 @@ def kill_instance(base=INSTANCE_DIR, pid_file=PID_FILE):
         except ProcessLookupError:
             pass
     wait_for(lambda: not cinder_pids(base), 10)
-    for path in (pid_file, pid_file + ".start", pid_file + ".conf"):
+    for path in (pid_file, pid_file + ".start", pid_file + ".conf", pid_file + ".identity"):
         try:
             os.unlink(path)
         except FileNotFoundError:

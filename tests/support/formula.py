@@ -14,6 +14,8 @@ from tests.conftest import cluster_env, sandbox_script
 CLUSTER_IDS = ("p_cinder-api", "p_ip_cinder-api")
 CONSTRAINT_IDS = ("c_p_cinder-api_with_ip", "o_ip_before_p_cinder-api")
 CATALOG_TYPES = ("block-storage", "volumev3", "volumev2", "volume")
+# cinder-scheduler and cinder-volume (pillar volume/scheduler), clones before their primitives
+SERVICE_IDS = ("cl_p_cinder-scheduler", "cl_p_cinder-volume", "p_cinder-scheduler", "p_cinder-volume")
 
 
 def cib_epoch():
@@ -50,8 +52,8 @@ def remove_cluster_objects():
     # the schema refuses to delete a resource a constraint still names (IDREF), and the wait
     # below would then time out with the resource running and its secret about to be removed.
     locations = [c.get("id") for c in cib.iter("rsc_location") if c.get("rsc") in CLUSTER_IDS]
-    for obj_id in tuple(locations) + CONSTRAINT_IDS + CLUSTER_IDS:
-        for tag in ("rsc_colocation", "rsc_order", "rsc_location", "primitive"):
+    for obj_id in tuple(locations) + CONSTRAINT_IDS + CLUSTER_IDS + SERVICE_IDS:
+        for tag in ("rsc_colocation", "rsc_order", "rsc_location", "clone", "primitive"):
             subprocess.run(["cibadmin", "--delete", "--xml-text", f'<{tag} id="{obj_id}"/>'], capture_output=True,
                            env=env, timeout=30)
     # orphaned resources are stopped by the cluster: wait for it to settle. The stop of an

@@ -1,4 +1,5 @@
-{#- The ocf:openstack:cinder-api resource agent of cinder_ha.agent, once the resource is
+{#- The resource agents of cinder_ha.agent (cinder-api, cinder-scheduler, cinder-volume, their
+    shared functions), once the resource is
     gone from the CIB and stopped on this node (clean.cluster: a stop runs the agent). Its
     folder stays (other agents of the provider may live there). #}
 {%- set tplroot = tpldir.split("/")[0] %}
@@ -14,4 +15,12 @@ include:
     - name: {{ (cinder_ha.agent_dir ~ "/" ~ cinder_ha.agent_name) | json }}
     - require:
       - sls: {{ tplroot }}.clean.cluster
+{%- for name in cinder_ha.service_agents + [cinder_ha.agent_functions] %}
+
+{{ tplroot }}-clean-agent-{{ name.lstrip(".") }}-file-absent:
+  file.absent:
+    - name: {{ (cinder_ha.agent_dir ~ "/" ~ name) | json }}
+    - require:
+      - sls: {{ tplroot }}.clean.cluster
+{%- endfor %}
 {%- endif %}

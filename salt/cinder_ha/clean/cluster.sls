@@ -33,7 +33,7 @@ include:
 {%-   endif %}
 
 {{ tplroot }}-clean-cluster-secrets-absent:
-  crm.secrets_absent:
+  crm_secrets.absent:
     - name: {{ cinder_ha.cluster.primitive_id | json }}
     - secrets_dir: {{ cinder_ha.secrets_dir | json }}
     - timeout: {{ cinder_ha.settle_timeout }}

@@ -225,9 +225,9 @@ def test_secrets_of_expands_to_a_rule_on_the_declared_values():
     location = next(o for o in objects if o["id"] == "l_api")
     digest = cib.secrets_digest("p_api", {"os_password": "S3cr$t 'x'"})
     assert location["rsc"] == "p_api" and location["discovery"] == "never"
-    assert location["rules"] == [cib.secrets_rule("cinder_ha_secrets_p_api", digest)]
-    assert cib.rule_text(location["rules"][0]) == (
-        f"-INFINITY: not_defined cinder_ha_secrets_p_api or cinder_ha_secrets_p_api ne {digest}")
+    assert location["rules"] == cib.secrets_rules("cinder_ha_secrets_p_api", [digest])
+    assert [cib.rule_text(rule) for rule in location["rules"]] == [
+        "-INFINITY: not_defined cinder_ha_secrets_p_api", f"-INFINITY: cinder_ha_secrets_p_api ne {digest}"]
     other = cib.normalize_objects(secret_objects(password="another"))
     assert next(o for o in other if o["id"] == "l_api")["rules"] != location["rules"]
 
@@ -268,14 +268,14 @@ def test_location_render_parse_round_trip_has_no_diff():
     again = cib.parse_cib(xml)
     assert [s for s in cib.plan(objects, again) if s["cib"]] == []
     element = root.find("configuration/constraints/rsc_location[@id='l_api']")
-    rule = element.find("rule")
-    assert (rule.get("score"), rule.get("boolean-op")) == ("-INFINITY", "or")
-    assert [(e.get("operation"), e.get("value")) for e in rule.findall("expression")] == [
-        ("not_defined", None), ("ne", cib.secrets_digest("p_api", {"os_password": "S3cr$t 'x'"}))]
+    assert [(rule.get("score"), [(e.get("operation"), e.get("value")) for e in rule.findall("expression")])
+            for rule in element.findall("rule")] == [
+        ("-INFINITY", [("not_defined", None)]),
+        ("-INFINITY", [("ne", cib.secrets_digest("p_api", {"os_password": "S3cr$t 'x'"}))])]
     assert "S3cr$t" not in xml.replace('value="lrm://"', "")
 
 
-def test_location_written_by_crm_matches_and_a_new_digest_is_one_rule_change():
+def test_a_rule_of_the_one_rule_form_is_read_as_its_set_and_a_new_digest_is_one_rule_change():
     digest = cib.secrets_digest("p_api", {"os_password": "old"})
     by_crm = EMPTY.replace("<constraints/>", f"""<constraints>
       <rsc_location id="l_api" rsc="p_api" resource-discovery="never">
@@ -289,8 +289,11 @@ def test_location_written_by_crm_matches_and_a_new_digest_is_one_rule_change():
           <expression id="y2" attribute="cinder_ha_secrets_p_api" operation="ne" value="{digest}"/>
         </rule></rsc_location></constraints>""")
     parsed = cib.parse_cib(by_crm)
+    assert [cib.accepted_digests(parsed["objects"][("location", lid)]) for lid in ("l_api", "l_ip")] == [
+        [digest], [digest]]  # the one-rule form of earlier versions is read as a set of one
     same = [o for o in cib.normalize_objects(secret_objects(password="old")) if o["tag"] == "location"]
-    assert cib.plan(same, parsed) == []
+    assert [s["changes"] for s in cib.plan(same, parsed)][0]["rules"]["new"] == [
+        "-INFINITY: not_defined cinder_ha_secrets_p_api", f"-INFINITY: cinder_ha_secrets_p_api ne {digest}"]
     changed = [o for o in cib.normalize_objects(secret_objects(password="new")) if o["tag"] == "location"]
     steps = cib.plan(changed, parsed)
     assert [s["id"] for s in steps] == ["l_api", "l_ip"]

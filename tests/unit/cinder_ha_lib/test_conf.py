@@ -172,3 +172,15 @@ def test_desired_options_from_normalized_pillar():
     settings["cinder_conf"]["extra"] = {"database": {"connection": "sqlite:////other.db"}}
     with pytest.raises(ValueError, match=r"\[database\] connection conflicts"):
         conf.desired_options(settings)
+
+
+def test_managed_keys_are_named_as_effective_changes_names_them():
+    desired = {"DEFAULT": {"osapi_volume_listen": "127.0.0.115", "transport_url": "fake://"},
+               "Database": {"connection": "sqlite:////x.db"}, "lvm": {"volume_group": "vg"}, "empty": {}}
+    keys = conf.managed_keys(desired)
+    assert keys == ["[DEFAULT] osapi_volume_listen", "[DEFAULT] transport_url", "[database] connection",
+                    "[lvm] volume_group"]
+    changes = conf.effective_changes("[DEFAULT]\nosapi_max_limit = 1\n[database]\nconnection = a\n",
+                                     "[DEFAULT]\n[DATABASE]\nconnection = b\n")
+    assert [key for key in changes if key in keys] == ["[database] connection"]
+    assert "[DEFAULT] osapi_max_limit" in changes

@@ -101,6 +101,17 @@ CORPUS = [
     (("rabbitmq", "user"), "us/er", "rabbitmq:user"),
     (("agent", "os_password"), "pw ", "agent:os_password"),
     (("agent", "os_password"), "x" * 255, "agent:os_password"),
+    # values of a category that cannot work, refused by what the key means (test_meanings.py
+    # generates every key's valid and invalid values from its declared meaning)
+    (("vip", "address"), "224.0.0.18", "vip:address"),
+    (("vip", "address"), "0.0.0.0", "vip:address"),
+    (("vip", "netmask"), "0.0.0.0", "vip:netmask"),
+    (("agent", "monitor_timeout"), 0, "agent:monitor_timeout"),
+    (("cluster", "stickiness"), "garbage", "cluster:stickiness"),
+    (("keystone", "region"), "", "keystone:region"),
+    (("endpoints", "interfaces"), [], "endpoints:interfaces"),
+    (("endpoints", "service_name"), "cinder/v3", "endpoints:service_name"),
+    (("notifications", "driver"), "rabbit", "notifications:driver"),
 ]
 
 

@@ -194,3 +194,30 @@ def test_reported_file_round_trip_and_junk(tmp_path):
 
 def test_engine_uses_the_shared_delivery_logic(engine):
     assert engine.delivery.Backoff is not None and engine.delivery.__name__ == "cinder_ha_lib.delivery"
+
+
+# ---------------------------------------------------------------- files that are not files (issue 23)
+
+
+def test_spool_entries_that_are_no_regular_file_are_refused_without_blocking(engine, tmp_path):
+    import os
+
+    target = tmp_path / "elsewhere.json"
+    target.write_text(json.dumps({"rsc": "p_cinder-api", "task": "symlinked"}))
+    (tmp_path / "link.json").symlink_to(target)
+    (tmp_path / "dir.json").mkdir()
+    os.mkfifo(tmp_path / "fifo.json")  # a blocking open() would hang this test
+    for name, why in (("link.json", "without following it"), ("dir.json", "not a regular file"),
+                      ("fifo.json", "not a regular file")):
+        with pytest.raises(engine.NotAnAlertFile, match=why):
+            engine.read_alert_file(str(tmp_path / name))
+    assert engine.read_alert_file(str(tmp_path / "gone.json")) is None
+
+
+def test_digest_of_a_fifo_or_folder_in_place_of_the_file_does_not_block(engine, tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "dir").mkdir()
+    assert engine.file_digest(str(tmp_path / "fifo")) == engine.NOT_REGULAR
+    assert engine.file_digest(str(tmp_path / "dir")) == engine.NOT_REGULAR

@@ -60,10 +60,10 @@ def test_decoders_refuse_garbage():
 
 def test_fresh():
     now = 1_000_000
-    assert runner.fresh(now - 300, now, 300) and runner.fresh(now + 10, now, 300)
-    assert not runner.fresh(now - 301, now, 300) and not runner.fresh(now + 301, now, 300)
-    assert not runner.fresh(str(now), now, 300) and not runner.fresh(True, now, 300)
-    assert not runner.fresh(None, now, 300)
+    assert events.fresh(now - 300, now, 300) and events.fresh(now + 10, now, 300)
+    assert not events.fresh(now - 301, now, 300) and not events.fresh(now + 301, now, 300)
+    assert not events.fresh(str(now), now, 300) and not events.fresh(True, now, 300)
+    assert not events.fresh(None, now, 300)
 
 
 # ---------------------------------------------------------------- rate limit and replays
@@ -87,6 +87,34 @@ def test_admit_refuses_replays_until_they_expire():
     assert runner.admit(state, "a|conf", "sig1", 1000.0, 5, 60, 300) == "ok"
     assert runner.admit(state, "a|conf", "sig1", 1001.0, 5, 60, 300) == "replay"
     assert runner.admit(state, "a|conf", "sig1", 1301.0, 5, 60, 300) == "ok"  # stale by then (fresh() refuses it)
+
+
+def test_admit_keeps_an_event_stamped_ahead_until_it_is_stale():
+    """A minion clock 250 s ahead: the event is fresh until ts + max_age, so is its entry (issue 23)."""
+    state, now, ts = {}, 1000.0, 1250
+    assert runner.admit(state, "a|conf", "sig1", now, 5, 60, 300, ts) == "ok"
+    assert events.fresh(ts, now + 320, 300)  # what was accepted again at t+320 s before
+    assert runner.admit(state, "a|conf", "sig1", now + 320, 5, 60, 300, ts) == "replay"
+    assert runner.admit(state, "a|conf", "sig1", now + 549, 5, 60, 300, ts) == "replay"
+    assert not events.fresh(ts, now + 551, 300)  # from here the age check refuses it
+    # a stamp behind the master's clock: kept max_age from admission, as before
+    assert runner.admit(state, "a|conf", "sig2", now, 5, 60, 300, 900) == "ok"
+    assert state["seen"]["sig2"] == now + 300
+
+
+def test_replay_cache_fails_closed_when_unreadable(tmp_path):
+    path = tmp_path / "state.json"
+    assert runner.load_replay_cache(str(path)) == {}  # no file yet: an empty cache
+    for garbage in ("{not json", "[1, 2]", '{"seen": [1]}', "\xff"):
+        path.write_text(garbage)
+        with pytest.raises(runner.ReplayCacheError):
+            runner.load_replay_cache(str(path))
+    path.write_text('{"seen": {"a": 1.0}, "jobs": {}}')
+    assert runner.load_replay_cache(str(path))["seen"] == {"a": 1.0}
+    path.unlink()
+    path.mkdir()  # unreadable as a file
+    with pytest.raises(runner.ReplayCacheError):
+        runner.load_replay_cache(str(path))
 
 
 def test_admit_state_is_json_and_pruned():
@@ -122,18 +150,16 @@ def sign(keys, name, load, algorithm="PKCS1v15-SHA1"):
     return salt.crypt.sign_message(keys[name][0], salt.serializers.msgpack.serialize(load), algorithm=algorithm)
 
 
-def render(tag, data, opts=None, warnings=None):
-    """dispatch.sls as the reactor renders it (Salt's jinja, then YAML)."""
+def render(tag, data, opts=None):
+    """dispatch.sls as the reactor renders it (Salt's py renderer, tag and data as globals)."""
     import salt.config
     import salt.utils.templates
-    import salt.utils.yaml
 
     master_opts = dict(salt.config.DEFAULT_MASTER_OPTS, cachedir="/nonexistent/cachedir", **(opts or {}))
-    context = {"tag": tag, "data": data, "opts": master_opts,
-               "salt": {"log.warning": (warnings if warnings is not None else []).append},
-               "saltenv": "base", "sls": ""}
-    result = salt.utils.templates.render_jinja_tmpl(SLS.read_text(), context)
-    return salt.utils.yaml.safe_load(result) or {}
+    ret = salt.utils.templates.py(str(SLS), True, __opts__=master_opts, opts=master_opts, __salt__={}, salt={},
+                                  tag=tag, data=data)
+    assert ret["result"], ret
+    return ret["data"]
 
 
 def runner_kwargs(high):
@@ -148,12 +174,13 @@ def master(keys, monkeypatch):
     published = []
     monkeypatch.setattr(runner, "__opts__", {"cinder_ha_reactor": {"max_jobs": 2}, "conf_file": "/nonexistent/master"},
                         raising=False)
-    monkeypatch.setattr(runner, "_accepted_key", lambda minion: keys[minion][1] if minion in keys else None)
+    monkeypatch.setattr(events, "accepted_key", lambda opts, minion: keys[minion][1] if minion in keys else None)
+    monkeypatch.setattr(events, "REACTOR_DROPS", events.DropLog())
     monkeypatch.setattr(runner, "_allowed_minions", lambda: ["node1"])
     states = {}
 
-    def admit(bucket, digest, conf):
-        return runner.admit(states, bucket, digest, time.time(), int(conf["max_jobs"]), 60, 300)
+    def admit(bucket, digest, conf, ts):
+        return runner.admit(states, bucket, digest, time.time(), int(conf["max_jobs"]), 60, 300, ts)
     monkeypatch.setattr(runner, "_admit", admit)
 
     class Client:
@@ -193,7 +220,8 @@ def test_genuine_signed_event_starts_one_job_on_its_sender(keys, master):
     load = genuine_load(data={"path": "/etc/cinder/cinder.conf", "digest": "é" * 3})  # non-ASCII survives
     result = react(events.CONF_TAG, fired(load, sign(keys, "node1", load)))
     assert result["result"] is True, result
-    assert master == [(["node1"], "state.apply", "list", {"mods": "cinder_ha.config", "queue": True})]
+    assert master == [(["node1"], "state.apply", "list", {"mods": "cinder_ha.config", "queue": True,
+                                                        "pillar": {"cinder_ha_run": {"reason": "drift"}}})]
 
 
 def test_salt_call_event_send_load_is_accepted_too(keys, master):
@@ -206,12 +234,7 @@ def test_salt_call_event_send_load_is_accepted_too(keys, master):
                        {"event": {"rsc": "p_cinder-api", "task": "stop"}})]
 
 
-@pytest.mark.parametrize("case, reason", [
-    ("unsigned", "unsigned"), ("garbage", "signature"), ("other-key", "signature"), ("changed-data", "signature"),
-    ("changed-tag", "not the load"), ("unknown-minion", "signature"), ("not-allowed", "minion not allowed"),
-    ("stale", "stale"),
-])
-def test_forged_or_unfit_events_start_nothing(case, reason, keys, master):
+def forged_or_unfit(case, keys):
     load = genuine_load()
     sig = sign(keys, "node1", load)
     tag = events.CONF_TAG
@@ -234,8 +257,35 @@ def test_forged_or_unfit_events_start_nothing(case, reason, keys, master):
     elif case == "stale":
         load["ts"] -= 301
         sig = sign(keys, "node1", load)
-    result = react(tag, fired(load, sig))
-    assert result is not None and result["result"] is False and result["reason"].startswith(reason), result
+    elif case == "future":
+        load["ts"] += 302  # ts is whole seconds: 301 could be 300.x ahead
+        sig = sign(keys, "node1", load)
+    return tag, fired(load, sig)
+
+
+SCREENED = [("unsigned", "unsigned"), ("garbage", "signature"), ("other-key", "signature"),
+            ("changed-data", "signature"), ("changed-tag", "not the load"), ("unknown-minion", "signature"),
+            ("stale", "stale"), ("future", "stale")]
+
+
+@pytest.mark.parametrize("case, reason", SCREENED)
+def test_forged_or_unfit_events_render_to_nothing(case, reason, keys, master, caplog):
+    """Dropped while dispatch.sls renders: no runner job at all; the runner would drop them too."""
+    tag, data = forged_or_unfit(case, keys)
+    with caplog.at_level("WARNING", logger="cinder_ha.reactor"):
+        assert render(tag, data) == {}
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "cinder_ha.reactor"]
+    assert "dropped before any job: " + reason in line, line
+    view = {key: value for key, value in data.items() if key not in ("sig", "_stamp")}
+    result = runner.react(tag, base64.b64encode(json.dumps(view).encode()).decode(),
+                          base64.b64encode(data.get("sig") or b"").decode())
+    assert result["result"] is False and result["reason"].startswith(reason), result
+    assert master == []
+
+
+def test_a_minion_outside_the_allow_list_is_dropped_by_the_runner(keys, master):
+    result = react(*forged_or_unfit("not-allowed", keys))
+    assert result["result"] is False and result["reason"].startswith("minion not allowed"), result
     assert master == []
 
 
@@ -250,26 +300,61 @@ def test_replay_and_rate_limit(keys, master):
     assert len(master) == 2  # max_jobs 2
 
 
-def test_sls_never_targets_and_hands_every_event_to_the_runner():
-    """The schema lives in one place (cinder_ha_lib.events, read by the runner): the SLS only relays."""
-    warnings = []
-    for tag, data in [("cinder_ha/reconfigure", {"id": "node1", "_stamp": "x"}),
-                      (events.CONF_TAG, {"id": "node1", "data": {"path": "/etc/passwd"}}),
-                      (events.CONF_TAG, {"id": "a,b", "data": {"path": "/etc/cinder/cinder.conf"}}),
-                      ("cinder_ha/other", {"id": "node1"})]:
-        high = render(tag, data, warnings=warnings)
-        assert list(high) == ["cinder_ha_react"] and list(high["cinder_ha_react"]) == ["runner.cinder_ha_reactor.react"]
-        assert runner.react(**runner_kwargs(high))["result"] is False
-    assert warnings == []
+def test_sls_drops_what_is_no_signed_job_event_and_logs_once_per_sender(master, caplog):
+    flood = [("cinder_ha/reconfigure", {"id": "node1", "_stamp": "x"}),
+             (events.CONF_TAG, {"id": "node1", "data": {"path": "/etc/passwd"}}),
+             (events.CONF_TAG, {"id": "a,b", "data": {"path": "/etc/cinder/cinder.conf"}}),
+             ("cinder_ha/other", {"id": "node1"})] * 50
+    with caplog.at_level("WARNING", logger="cinder_ha.reactor"):
+        for tag, data in flood:
+            assert render(tag, data, opts={"cinder_ha_reactor": {"drop_log_interval": 30}}) == {}
+        lines = [r.getMessage() for r in caplog.records if r.name == "cinder_ha.reactor"]
+        # one line per claimed sender: node1 (first: the reconfigure), and the invalid id
+        assert len(lines) == 2, lines
+        assert "cinder_ha/reconfigure from node1" in lines[0] and "salt-run state.orchestrate" in lines[0]
+        assert "from (invalid id)" in lines[1]
+        for entry in events.REACTOR_DROPS.entries.values():  # a window later: one line each again,
+            entry[0] -= 31                                      # counting what was kept quiet
+        render(events.CONF_TAG, {"id": "node1"}, opts={"cinder_ha_reactor": {"drop_log_interval": 30}})
+        lines = [r.getMessage() for r in caplog.records if r.name == "cinder_ha.reactor"]
+    assert len(lines) == 3 and "(150 drop(s) from this sender since its previous line" in lines[2], lines
+    assert master == []
 
 
-def test_runner_drops_reconfigure_with_the_operator_command():
+def test_runner_drops_reconfigure_with_the_operator_command(master):
     result = runner.react("cinder_ha/reconfigure", base64.b64encode(b"{}").decode())
     assert result["result"] is False
     assert "salt-run state.orchestrate cinder_ha.orch.reconfigure" in result["reason"]
 
 
-def test_sls_passes_the_event_as_data():
-    high = render(events.RESOURCE_TAG, {"id": "node1", "data": {}, "sig": b"\x01\x02"})
-    (state,) = high.values()
-    assert list(state) == ["runner.cinder_ha_reactor.react"]
+def test_sls_passes_a_signed_event_to_the_runner_as_data(keys, master):
+    load = genuine_load(tag=events.RESOURCE_TAG, data={"rsc": "p_cinder-api", "task": "stop"})
+    sig = sign(keys, "node1", load)
+    high = render(events.RESOURCE_TAG, fired(load, sig))
+    assert list(high) == ["cinder_ha_react"] and list(high["cinder_ha_react"]) == ["runner.cinder_ha_reactor.react"]
+    kwargs = runner_kwargs(high)
+    assert json.loads(base64.b64decode(kwargs["event"])) == load and base64.b64decode(kwargs["sig"]) == sig
+    assert list(json.loads(base64.b64decode(kwargs["event"]))) == list(load)  # key order: what was signed
+
+
+def test_sls_finds_the_logic_where_formula_mode_syncs_it(tmp_path):
+    """Formula mode: cinder_ha_lib only in <extension_modules>/utils (salt-run saltutil.sync_all)."""
+    import shutil
+    import subprocess
+    import sys
+
+    shutil.copytree(PROJECT / "_utils" / "cinder_ha_lib", tmp_path / "extmods" / "utils" / "cinder_ha_lib")
+    script = f"""
+import sys
+import salt.config, salt.utils.templates
+assert "cinder_ha_lib" not in sys.modules
+opts = dict(salt.config.DEFAULT_MASTER_OPTS, extension_modules={str(tmp_path / "extmods")!r})
+ret = salt.utils.templates.py({str(SLS)!r}, True, __opts__=opts, opts=opts, __salt__={{}}, salt={{}},
+                              tag="cinder_ha/conf/changed", data={{"id": "node1"}})
+assert ret == {{"result": True, "data": {{}}}}, ret
+print(sys.modules["cinder_ha_lib"].__file__)
+"""
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path,
+                         env={"PATH": "/usr/bin:/bin"}, timeout=60)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.strip().startswith(str(tmp_path / "extmods" / "utils")), res.stdout

@@ -64,7 +64,7 @@ def test_change_is_shown_under_test_and_applied_with_the_read_digest(salt_funcs,
         salt_funcs["cinder_conf.apply"].assert_not_called()
     else:
         assert ret["result"] is True
-        salt_funcs["cinder_conf.apply"].assert_called_once_with(CONF, None, expected_digest="d7")
+        salt_funcs["cinder_conf.apply"].assert_called_once_with(CONF, None, expected_digest="d7", create=False)
 
 
 def test_failed_write_reports_and_claims_no_change(salt_funcs, test_mode):

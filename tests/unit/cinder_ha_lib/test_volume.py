@@ -1,0 +1,142 @@
+"""cinder-scheduler and cinder-volume (cinder_ha_lib.volume, and their objects in
+cinder_ha_lib.formula): the cinder.conf options, the keys a mode must not leave behind, the
+cluster objects per mode, and the pillar's HA rules from cinder's own HA document."""
+import pytest
+
+from cinder_ha_lib import conf, formula, pillar, volume
+from tests.unit.cinder_ha_lib.test_formula import parameters, raw_pillar
+
+RBD = {"driver": "cinder.volume.drivers.rbd.RBDDriver", "options": {"rbd_pool": "volumes", "rbd_user": "cinder"}}
+ETCD = {"backend_url": "etcd3+http://192.0.2.10:2379"}
+
+
+def normalized(**volume_pillar):
+    raw = raw_pillar(volume={"backends": {"ceph": RBD}, **volume_pillar})
+    settings, errors, warnings = pillar.normalize(raw)
+    return settings, errors, warnings
+
+
+def errors_of(**volume_pillar):
+    return normalized(**volume_pillar)[1]
+
+
+def test_active_passive_options_are_backend_host_in_every_backend_section():
+    settings, errors, _ = normalized()
+    assert errors == []
+    options, absent = volume.options(settings["volume"])
+    assert options["DEFAULT"] == {"enabled_backends": "ceph", "report_interval": 10, "service_down_time": 60}
+    assert options["ceph"] == {"volume_driver": RBD["driver"], "rbd_pool": "volumes", "rbd_user": "cinder",
+                               "volume_backend_name": "ceph", "backend_host": "cinder-ha-volume"}
+    # a shared host (the old guide's) and an active_active cluster must not stay
+    assert ("DEFAULT", "host") in absent and ("DEFAULT", "cluster") in absent
+    assert volume.service_hosts(settings["volume"]) == {"ceph": "cinder-ha-volume@ceph"}
+
+
+def test_active_active_options_are_cluster_and_coordination_without_backend_host():
+    settings, errors, _ = normalized(mode="active_active", cluster="cinder-ha", coordination=ETCD)
+    assert errors == []
+    options, absent = volume.options(settings["volume"])
+    assert options["DEFAULT"]["cluster"] == "cinder-ha"
+    assert options["coordination"] == {"backend_url": ETCD["backend_url"]}
+    assert "backend_host" not in options["ceph"]
+    assert ("ceph", "backend_host") in absent
+    assert volume.service_hosts(settings["volume"]) is None
+
+
+def test_a_mode_switch_removes_what_the_other_mode_wrote():
+    """cinder.conf from active_passive (backend_host) planned for active_active: the backend_host
+    goes (every instance would otherwise run as the same host), and back."""
+    aa, errors, _ = normalized(mode="active_active", cluster="cinder-ha", coordination=ETCD)
+    assert errors == []
+    old = "[DEFAULT]\nhost = shared-by-all\n[ceph]\nbackend_host = cinder-ha-volume\n"
+    text = conf.plan(old, conf.desired_options(aa)).new_text
+    assert "backend_host" not in text and "host = shared-by-all" not in text and "cluster = cinder-ha" in text
+    ap, _, _ = normalized()
+    back = conf.plan(text, conf.desired_options(ap)).new_text
+    assert "cluster = cinder-ha" not in back and "backend_host = cinder-ha-volume" in back
+
+
+def test_a_secret_backend_option_is_read_by_reference_and_never_rendered():
+    settings, errors, _ = normalized(backends={"array": {"driver": "cinder.volume.drivers.x.XDriver",
+                                                         "options": {"san_password": {"pillar": "secrets:array"}}}})
+    assert errors == []
+    options, _ = volume.options(settings["volume"])
+    assert "san_password" not in options["array"]
+    options, _ = volume.options(settings["volume"], resolve=lambda key: f"value-of-{key}")
+    assert options["array"]["san_password"] == "value-of-secrets:array"
+
+
+@pytest.mark.parametrize("volume_pillar, problem", [
+    ({"mode": "active_active", "coordination": ETCD}, "volume:cluster: required with volume:mode active_active"),
+    ({"mode": "active_active", "cluster": "c"}, "volume:coordination:backend_url: required"),
+    ({"mode": "active_active", "cluster": "c", "backend_host": "h", "coordination": ETCD},
+     "volume:backend_host: only with volume:mode active_passive"),
+    ({"cluster": "c"}, "volume:cluster: only with volume:mode active_active"),
+    ({"report_interval": 40}, "volume:service_down_time: 60s must be at least twice report_interval"),
+    ({"mode": "active_active", "cluster": "c", "coordination": {"backend_url": "etcd3://192.0.2.10:2379"}},
+     "hangs under cinder's eventlet"),
+    ({"mode": "active_active", "cluster": "c", "coordination": {"backend_url": "file:///var/lib/cinder"}},
+     "volume:coordination:backend_url"),
+])
+def test_the_ha_rules_are_pillar_errors_naming_the_key(volume_pillar, problem):
+    errors = errors_of(**volume_pillar)
+    assert any(problem in e for e in errors), errors
+
+
+def test_a_cluster_or_backend_host_equal_to_a_controller_is_refused():
+    raw = raw_pillar(cluster={"nodes": ["ctrl1", "ctrl2"]},
+                     volume={"backends": {"ceph": RBD}, "backend_host": "ctrl1"})
+    assert any("volume:backend_host" in e for e in pillar.normalize(raw)[1])
+    raw = raw_pillar(cluster={"nodes": ["ctrl1", "ctrl2"]},
+                     volume={"backends": {"ceph": RBD}, "mode": "active_active", "cluster": "ctrl2",
+                             "coordination": ETCD})
+    assert any("volume:cluster" in e for e in pillar.normalize(raw)[1])
+
+
+def test_a_shared_host_in_cinder_conf_extra_is_refused_with_a_volume_service():
+    raw = raw_pillar(volume={"backends": {"ceph": RBD}}, cinder_conf={"extra": {"DEFAULT": {"host": "shared"}}})
+    assert any("cinder_conf:extra:DEFAULT:host" in e and "highly discouraged" in e for e in pillar.normalize(raw)[1])
+
+
+def test_scheduler_is_on_with_a_volume_service_and_off_without():
+    settings, _, _ = normalized()
+    assert settings["scheduler"]["primitive_id"] == "p_cinder-scheduler"
+    plain, errors, _ = pillar.normalize(raw_pillar())
+    assert errors == [] and plain["scheduler"] is None and plain["volume"] is None
+    raw = raw_pillar(volume={"backends": {"ceph": RBD}}, scheduler=False)
+    assert pillar.normalize(raw)[0]["scheduler"] is None
+
+
+def objects_by_id(settings):
+    return {obj.get("primitive") or obj.get("clone") or obj.get("colocation") or obj.get("order")
+            or obj.get("location") or obj.get("alert"): obj for obj in formula.cluster_objects(settings, parameters())}
+
+
+def test_active_passive_objects_are_a_scheduler_clone_and_one_sticky_volume_primitive():
+    settings, _, _ = normalized()
+    objects = objects_by_id(settings)
+    assert objects["cl_p_cinder-scheduler"] == {"clone": "cl_p_cinder-scheduler", "resource": "p_cinder-scheduler",
+                                               "meta": {"clone-node-max": "1", "interleave": "true"}}
+    vol = objects["p_cinder-volume"]
+    assert vol["agent"] == "ocf:openstack:cinder-volume" and vol["meta"] == {"resource-stickiness": "100"}
+    # beside the agent's cinder-api: the same install
+    assert vol["params"]["binary"] == "/opt/cinder/bin/cinder-volume"
+    assert "cl_p_cinder-volume" not in objects
+    ids = formula.object_ids(settings, parameters())
+    assert ids[-4:] == ["cl_p_cinder-scheduler", "p_cinder-scheduler", "cl_p_cinder-volume", "p_cinder-volume"]
+
+
+def test_active_active_objects_clone_cinder_volume_once_per_controller():
+    raw = raw_pillar(cluster={"nodes": ["a", "b", "c"]},
+                     volume={"backends": {"ceph": RBD}, "mode": "active_active", "cluster": "cinder-ha",
+                             "coordination": ETCD})
+    settings, errors, _ = pillar.normalize(raw)
+    assert errors == []
+    objects = objects_by_id(settings)
+    assert objects["cl_p_cinder-volume"]["meta"] == {"clone-node-max": "1", "interleave": "true", "clone-max": "3"}
+    assert "meta" not in objects["p_cinder-volume"]
+
+
+def test_no_volume_pillar_no_service_objects():
+    settings, _, _ = pillar.normalize(raw_pillar())
+    assert not [oid for oid in objects_by_id(settings) if "scheduler" in oid or "volume" in oid]
