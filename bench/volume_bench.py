@@ -75,6 +75,28 @@ def pid_of(rsc):
         return int(handle.read().strip())
 
 
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def wait_replaced(rsc, old, timeout=240):
+    """Until the cluster runs ``rsc`` under another pid than the faulted one."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            pid = pid_of(rsc)
+        except (OSError, ValueError):
+            pid = None
+        if pid and pid != old and alive(pid):
+            return
+        time.sleep(0.5)
+    raise SystemExit(f"{rsc} was not started again within {timeout}s")
+
+
 def settle(env):
     subprocess.run(["crm_resource", "--wait", "--timeout", "120s"], env=env, capture_output=True, timeout=150)
     subprocess.run(["crm_resource", "--cleanup"], env=env, capture_output=True, timeout=60)
@@ -85,18 +107,21 @@ def sandbox_bench(args):
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
     client = Volumes(facts())
     faults = {
-        "kill": ("kill -9 of cinder-volume", lambda: os.kill(pid_of(VOLUME_RSC), signal.SIGKILL)),
-        "hang": ("cinder-volume hung (SIGSTOP)", lambda: os.killpg(pid_of(VOLUME_RSC), signal.SIGSTOP)),
-        "scheduler": ("kill -9 of cinder-scheduler", lambda: os.killpg(pid_of(SCHEDULER_RSC), signal.SIGKILL)),
+        "kill": ("kill -9 of cinder-volume's main process", VOLUME_RSC,
+                 lambda pid: os.kill(pid, signal.SIGKILL)),
+        "hang": ("cinder-volume hung (SIGSTOP of its group)", VOLUME_RSC, lambda pid: os.killpg(pid, signal.SIGSTOP)),
+        "scheduler": ("kill -9 of cinder-scheduler", SCHEDULER_RSC, lambda pid: os.killpg(pid, signal.SIGKILL)),
     }
     rows = []
     for kind in args.kinds.split(","):
-        label, inject = faults[kind]
+        label, rsc, fault = faults[kind]
         results = []
         for i in range(args.rounds):
-            results.append(measure(client, inject, kind))
+            old = pid_of(rsc)
+            results.append(measure(client, lambda fault=fault, old=old: fault(old), kind))
             print(f"[sandbox] {kind} round {i + 1}: available {results[-1][0]:.1f}s after the fault, "
                   f"{results[-1][1]} failed requests ({results[-1][2]})", file=sys.stderr, flush=True)
+            wait_replaced(rsc, old)
             settle(env)
         rows.append(("single node", "active_passive", label, results))
     return rows

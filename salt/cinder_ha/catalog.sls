@@ -40,12 +40,16 @@ include:
 {%-   endfor %}
 {%-   if endpoints.retire_legacy %}
 
+{#- only once EVERY type's current endpoints are in place: a failed volumev3 state must not
+    leave the region with its /v2 endpoints deleted and no /v3 one #}
 {{ tplroot }}-catalog-legacy-absent:
   cinder_keystone.legacy_absent:
     - name: block-storage
     - region: {{ region | json }}
     - require:
-      - cinder_keystone: {{ tplroot }}-catalog-{{ endpoints.service_types[0] }}-endpoints-present
+{%-     for service_type in endpoints.service_types %}
+      - cinder_keystone: {{ tplroot }}-catalog-{{ service_type }}-endpoints-present
+{%-     endfor %}
 {%-   endif %}
 
 {{ tplroot }}-catalog-api-answers:

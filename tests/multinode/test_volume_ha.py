@@ -33,11 +33,17 @@ def volume_cluster(formula_cluster):
     print("\nvolume outcomes per fault (create issued at the fault):", OUTCOMES)
 
 
-def volume_node(c):
+def volume_node(c, timeout=90):
+    """The node running cinder-volume (waits through a cleanup's re-probe or a move)."""
     mn = c.mn
-    node = mn.locate(resource=VOLUME_RSC, via=mn.running_node())
-    assert node in NODES, f"{VOLUME_RSC} runs nowhere"
-    return node
+    deadline = time.monotonic() + timeout
+    node = None
+    while time.monotonic() < deadline:
+        node = mn.locate(resource=VOLUME_RSC, via=mn.running_node())
+        if node in NODES:
+            return node
+        time.sleep(1)
+    raise AssertionError(f"{VOLUME_RSC} runs nowhere after {timeout}s")
 
 
 def volume_rows(c):
@@ -123,10 +129,26 @@ def test_kill_9_of_cinder_volume(volume_cluster):
     pid = mn.node_exec(fault.node, ["cat", f"/run/resource-agents/{VOLUME_RSC}.pid"], check=True).stdout.strip()
     mn.node_exec(fault.node, ["kill", "-9", pid], check=True)
     fault.create_at_fault()
+    # the cluster finds the main process gone at its next monitor (10 s), stops what is left of
+    # its group (the backend worker, orphaned but still heartbeating) and starts a new one; pids
+    # repeat across the nodes' PID namespaces: a new process is a new (node, pid)
+    deadline = time.monotonic() + 180
+    now, new_pid = fault.node, pid
+    while time.monotonic() < deadline and (now, new_pid) == (fault.node, pid):
+        time.sleep(1)
+        now = mn.locate(resource=VOLUME_RSC, via=mn.running_node())
+        new_pid = mn.node_exec(now, ["cat", f"/run/resource-agents/{VOLUME_RSC}.pid"]).stdout.strip() if now else ""
+    assert new_pid.isdigit() and (now, new_pid) != (fault.node, pid), "cinder-volume was not started again"
+    # no orphan of the killed process: on its node only the new group (its main process and
+    # the backend's worker), or nothing if it moved
+    left = mn.node_exec(fault.node, ["pgrep", "-f", "cinder-volume --config-file"]).stdout.split()
+    if now == fault.node:
+        assert new_pid in left and len(left) <= 2, left
+    else:
+        assert left == [], left
     fault.check_after()
-    new_pid = mn.node_exec(volume_node(c), ["cat", f"/run/resource-agents/{VOLUME_RSC}.pid"]).stdout.strip()
-    assert new_pid.isdigit() and new_pid != pid
     mn.node_exec(mn.running_node(), ["crm_resource", "--cleanup", "-r", VOLUME_RSC], check=True)
+    mn.wait_settled(timeout=120)
 
 
 def test_power_cut_of_the_cinder_volume_node(volume_cluster):
