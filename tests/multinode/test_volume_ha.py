@@ -133,12 +133,16 @@ def test_kill_9_of_cinder_volume(volume_cluster):
     # its group (the backend worker, orphaned but still heartbeating) and starts a new one; pids
     # repeat across the nodes' PID namespaces: a new process is a new (node, pid)
     deadline = time.monotonic() + 180
+
+    def replaced():
+        return now and new_pid.isdigit() and (now, new_pid) != (fault.node, pid)
+
     now, new_pid = fault.node, pid
-    while time.monotonic() < deadline and (now, new_pid) == (fault.node, pid):
+    while time.monotonic() < deadline and not replaced():
         time.sleep(1)
-        now = mn.locate(resource=VOLUME_RSC, via=mn.running_node())
+        now = mn.locate(resource=VOLUME_RSC, via=mn.running_node())  # None while it recovers
         new_pid = mn.node_exec(now, ["cat", f"/run/resource-agents/{VOLUME_RSC}.pid"]).stdout.strip() if now else ""
-    assert new_pid.isdigit() and (now, new_pid) != (fault.node, pid), "cinder-volume was not started again"
+    assert replaced(), f"cinder-volume was not started again (on {now}: {new_pid!r})"
     # no orphan of the killed process: on its node only the new group (its main process and
     # the backend's worker), or nothing if it moved
     left = mn.node_exec(fault.node, ["pgrep", "-f", "cinder-volume --config-file"]).stdout.split()
