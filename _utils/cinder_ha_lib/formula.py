@@ -81,6 +81,9 @@ def _vip_primitive(settings, parameters):
 def _api_primitive(settings, parameters):
     agent, cluster = settings["agent"], settings["cluster"]
     params, secret_params = agent_params(settings, parameters)
+    # the one address a clone instance may put on its node's lo (the agent refuses any other);
+    # declared in both modes, so a switch between them changes no parameter and restarts nothing
+    params["vip"] = settings["vip"]["address"]
     obj = {"primitive": cluster["primitive_id"], "agent": "ocf:openstack:cinder-api", "params": params,
            "secret_params": secret_params, "secret_mode": agent["secret_mode"],
            "ops": {"monitor": {"interval": agent["monitor_interval"], "timeout": agent["monitor_timeout"]},
@@ -138,8 +141,6 @@ def _cloned_objects(settings, parameters):
     # active_passive unwraps the clone, so the instance that stays is not restarted
     api["meta"] = {"migration-threshold": "1", "failure-timeout": cluster["failure_timeout"],
                    "multiple-active": "stop_unexpected"}
-    # the one address an instance may put on its node's lo (the agent refuses any other)
-    api["params"]["vip"] = settings["vip"]["address"]
     clone_meta = {"clone-node-max": "1", "interleave": "true"}
     if cluster.get("clone_max") is not None:
         clone_meta["clone-max"] = str(cluster["clone_max"])

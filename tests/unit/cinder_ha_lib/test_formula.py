@@ -56,7 +56,7 @@ EXPECTED = [
     {"primitive": "p_cinder-api", "agent": "ocf:openstack:cinder-api",
      "params": {"binary": "/opt/cinder/bin/cinder-api", "user": "cinder", "config": "/etc/cinder/cinder.conf",
                 "os_username": "admin", "os_password": {"pillar": "cinder_ha:agent:os_password"},
-                "os_auth_url": "http://127.0.0.1:5000/v3", "os_project_name": "admin"},
+                "os_auth_url": "http://127.0.0.1:5000/v3", "os_project_name": "admin", "vip": "127.0.0.103"},
      "secret_params": ["os_password"], "secret_mode": "lrm",
      "ops": {"monitor": {"interval": "5s", "timeout": "30s"}, "start": {"timeout": "60s"},
              "stop": {"timeout": "90s"}}},

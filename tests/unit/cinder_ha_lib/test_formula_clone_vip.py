@@ -1,5 +1,6 @@
-"""Issue 23 item 6: in cluster:mode cloned the cinder-api primitive carries the VIP (parameter
-vip), the one address its agent may put on a node's lo; active_passive has no such parameter."""
+"""Issue 23 item 6: the cinder-api primitive carries the VIP (parameter vip), the one address
+its agent may put on a node's lo in cluster:mode cloned; active_passive declares it too, so a
+switch between the modes changes no parameter (a changed one would restart cinder-api)."""
 from cinder_ha_lib import formula
 from tests.unit.cinder_ha_lib.test_formula import parameters, settings
 
@@ -21,5 +22,7 @@ def test_an_ipv6_vip_is_passed_as_written():
     assert params["vip"] == "2001:db8::10"
 
 
-def test_active_passive_has_no_vip_parameter():
-    assert "vip" not in api_params()
+def test_both_modes_declare_the_same_vip_parameter():
+    vip = {"address": "198.18.0.100", "netmask": 24, "nic": "eth0"}
+    cloned = api_params(vip=vip, cluster={"mode": "cloned", "nodes": ["n1", "n2", "n3"]})
+    assert api_params(vip=vip)["vip"] == cloned["vip"] == "198.18.0.100"
