@@ -107,7 +107,9 @@ def test_down_leaves_nothing_behind(multinode):
                                        "-W", "ignore", "-c", RBD_AND_LOCK, storage["coordination_backend_url"]],
                                 timeout=120)
     assert probe.returncode == 0, probe.stderr[-2000:]
-    assert json.loads(probe.stdout) == {"listed": ["teardown-probe"], "locked": True}
+    found = json.loads(probe.stdout)
+    # the pool may also hold volumes of the tier's volume tests (the nodes' Ceph keeps its data)
+    assert "teardown-probe" in found["listed"] and found["locked"] is True, found
     keyring = multinode.node_exec("n2", ["stat", "-c", "%a %U %G", storage["ceph_keyring"]], check=True)
     assert keyring.stdout.split() == ["640", "root", "cinder"]
     # the namespaces the nodes' processes live in, to look for survivors after `down`
