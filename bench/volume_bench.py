@@ -32,7 +32,7 @@ import time
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, PROJECT)
-from tests.support.volumes import Volumes  # noqa: E402 - the tests' client, one home
+from tests.support.volumes import Volumes, alive, pid_of  # noqa: E402 - the tests' client, one home
 
 SANDBOX = os.environ.get("CINDER_HA_SANDBOX", "/srv/cinder-ha")
 VOLUME_RSC, SCHEDULER_RSC = "p_cinder-volume", "p_cinder-scheduler"
@@ -70,27 +70,11 @@ def measure(client, inject, label):
 
 # ---------------------------------------------------------------- single node
 
-def pid_of(rsc):
-    with open(f"/run/resource-agents/{rsc}.pid") as handle:
-        return int(handle.read().strip())
-
-
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
 def wait_replaced(rsc, old, timeout=240):
     """Until the cluster runs ``rsc`` under another pid than the faulted one."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            pid = pid_of(rsc)
-        except (OSError, ValueError):
-            pid = None
+        pid = pid_of(rsc)
         if pid and pid != old and alive(pid):
             return
         time.sleep(0.5)

@@ -20,10 +20,9 @@ import pytest
 
 from tests.conftest import PROJECT, SANDBOX, cluster_env
 from tests.support.formula import cib_epoch, state_results
-from tests.support.volumes import Volumes, rbd_images
+from tests.support.volumes import Volumes, alive, pid_of, rbd_images
 
 VOLUME_RSC, SCHEDULER_RSC = "p_cinder-volume", "p_cinder-scheduler"
-PID_DIR = pathlib.Path("/run/resource-agents")
 BACKEND_ROW = "cinder-ha-volume@ceph"
 
 
@@ -44,21 +43,6 @@ def built(salt_cli, salt_minion, sandbox_facts):
 @pytest.fixture(scope="module")
 def api(built):
     return Volumes(built)
-
-
-def pid_of(rsc):
-    try:
-        return int((PID_DIR / f"{rsc}.pid").read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def alive(pid):
-    try:
-        state = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
 
 
 def locate(rsc):

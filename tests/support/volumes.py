@@ -99,3 +99,21 @@ def rbd_images(conf, keyring=None, pool="volumes"):
     argv = ["rbd", "-c", conf, "--keyring", keyring, "ls", pool]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True)
     return out.stdout.split()
+
+
+def pid_of(rsc, pid_dir="/run/resource-agents"):
+    """The pid in the agent's pid file of ``rsc`` on this node, or None."""
+    try:
+        with open(os.path.join(pid_dir, f"{rsc}.pid")) as handle:
+            return int(handle.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def alive(pid):
+    """A live, non-zombie process."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
