@@ -558,7 +558,7 @@ def _managed_among(changes, options):
     return [key for key in changes if key in managed]
 
 
-def restart_needed(name, pid_file, planned=False, options=None):
+def restart_needed(name, pid_file, planned=False, options=None, reads_backends=True):
     """
     Whether the cinder-api running here (pid file ``pid_file``) must be restarted to run the
     configuration in ``name``: True exactly when what cinder would read from the file now
@@ -574,6 +574,9 @@ def restart_needed(name, pid_file, planned=False, options=None):
     planned
         Compare with what ``cinder_conf.managed`` would write (``options`` or the pillar)
         instead of the file as it is: what ``test=True`` needs.
+    reads_backends
+        False for a process that never reads the backend sections (cinder-api,
+        cinder-scheduler): a change there is no reason to restart it.
 
     CLI Example:
 
@@ -614,7 +617,10 @@ def restart_needed(name, pid_file, planned=False, options=None):
         if snapshot is not None and _sha256(snapshot) == record["sha256"]:
             result["basis"] = "start record"
             text, _would_write = current_text()
-            result["changes"] = conf.effective_changes(snapshot.decode("utf-8", "surrogateescape"), text)
+            started_with = snapshot.decode("utf-8", "surrogateescape")
+            result["changes"] = conf.effective_changes(started_with, text)
+            if not reads_backends:
+                result["changes"] = conf.without_backend_sections(result["changes"], started_with, text)
             result["needed"] = bool(result["changes"])
             if result["needed"]:
                 result["managed_changes"] = _managed_among(result["changes"], options)

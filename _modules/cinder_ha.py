@@ -393,7 +393,7 @@ def _config_status(conf):
     """cinder.conf against what this node's cinder-api started with (the agent's start record)."""
     pid_file = conf["agent"].get("pid") or f"{parameters()['pid_dir']}/{conf['cluster']['primitive_id']}.pid"
     path = conf["agent"].get("config") or conf["cinder_conf"]["path"]
-    decision = __salt__["cinder_conf.restart_needed"](path, pid_file)
+    decision = __salt__["cinder_conf.restart_needed"](path, pid_file, reads_backends=False)
     pending = bool(decision["needed"])
     return {"restart_pending": pending, "pid": decision["pid"], "changed": decision["changes"],
             "managed": decision.get("managed_changes"),

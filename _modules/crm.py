@@ -1077,8 +1077,9 @@ def subprocess_count(by_tool=False):
 def purge(object_ids, test=False, cache_token=None, retries=6, timeout="120s"):
     """
     Remove objects of every kind (primitives, clones, groups, constraints, locations, alerts),
-    with the constraints that name them, in ONE CIB transaction; then wait (up to ``timeout``)
-    for the cluster to stop the removed resources. Ids not in the CIB are ignored. Secret files
+    with the constraints that name them, in ONE CIB transaction. The resources among them are
+    stopped first (target-role, waited for up to ``timeout``), with the parameters and order
+    they run with. Ids not in the CIB are ignored. Secret files
     are left alone: the stop of a removed resource still reads them (``crm_secrets.absent``
     after this). With ``test=True`` nothing is written; ``actions`` says what the cluster
     would do.
@@ -1111,11 +1112,30 @@ def purge(object_ids, test=False, cache_token=None, retries=6, timeout="120s"):
     def settle(_parsed):
         settled["ok"] = _settle(timeout)
 
+    if not test:
+        _stop_before_removal(object_ids, timeout)
     result = _transaction(build, test, cache_token, retries, after_commit=settle)
     if settled and not settled["ok"]:
         result["warnings"] = list(result.get("warnings") or []) + [
             f"the cluster had not settled {timeout} after the removal (crm_resource --wait)"]
     return result
+
+
+def _stop_before_removal(object_ids, timeout):
+    """The resources among ``object_ids`` stopped (target-role) while the CIB still holds their
+    parameters and constraints. One deleted while running is stopped as an orphan, with only
+    the parameters the controller remembers: seen, an IPaddr2 re-probed after a cluster refresh
+    "stopped" without its ip and left the address on lo."""
+    parsed = cib.parse_cib(_read_cib(refresh=True))
+    wanted = set(object_ids)
+    for (tag, object_id) in sorted(parsed["objects"]):
+        if object_id not in wanted or tag not in ("primitive", "group", "clone"):
+            continue
+        if tag != "clone" and cib.clone_of(parsed, object_id) in wanted:
+            continue  # its clone is stopped instead
+        _run(["crm_resource", "--resource", object_id, "--meta", "--set-parameter", "target-role",
+              "--parameter-value", "Stopped"], timeout=30)
+    _settle(timeout)
 
 
 def unpublish_secrets_digest(rsc, node=None, test=False, timeout=120, wait=False):

@@ -42,7 +42,8 @@ def pillar_valid(name, pillar=None):
     return ret
 
 
-def restarted_through_cluster(name, config="/etc/cinder/cinder.conf", pid_file=None, timeout=120, correction=False):
+def restarted_through_cluster(name, config="/etc/cinder/cinder.conf", pid_file=None, timeout=120, correction=False,
+                              reads_backends=True):
     """
     Restart the cluster resource ``name`` (cinder-api) through Pacemaker, on the node where it
     runs, exactly when the process needs it: when what cinder would read from ``config`` now
@@ -75,6 +76,9 @@ def restarted_through_cluster(name, config="/etc/cinder/cinder.conf", pid_file=N
     correction
         The run corrects an outside edit (the reactor's, pillar ``cinder_ha_run:reason: drift``):
         restart only for the formula's own keys.
+    reads_backends
+        False for cinder-api and cinder-scheduler: a change in a backend section (only
+        cinder-volume reads them) restarts neither.
 
     .. code-block:: yaml
 
@@ -101,7 +105,8 @@ def restarted_through_cluster(name, config="/etc/cinder/cinder.conf", pid_file=N
                           "it reads the configuration in force when the cluster starts it here.")
         return ret
     # test=True: the cinder.conf state did not write, so compare with what it would write
-    decision = __salt__["cinder_conf.restart_needed"](config, pid_file, planned=bool(__opts__["test"]))
+    decision = __salt__["cinder_conf.restart_needed"](config, pid_file, planned=bool(__opts__["test"]),
+                                                      reads_backends=reads_backends)
     if not decision["needed"]:
         ret["comment"] = f"{name} on {here}: no restart needed: {decision['reason']}."
         return ret

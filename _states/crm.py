@@ -235,8 +235,8 @@ def absent(name, ids=None):
 def purged(name, ids, timeout="120s"):
     """
     The objects ``ids`` (primitives, clones, groups, constraints, locations, alerts) absent,
-    with the constraints that name them, removed in ONE CIB transaction; the cluster stops
-    removed resources (waited for up to ``timeout``). Secret files stay: ``crm_secrets.absent``
+    with the constraints that name them, removed in ONE CIB transaction once the resources among
+    them are stopped (waited for up to ``timeout``). Secret files stay: ``crm_secrets.absent``
     after this removes them. ``test=True`` lists every object that would go and what the
     cluster would do.
 

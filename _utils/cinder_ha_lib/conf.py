@@ -604,6 +604,25 @@ def effective_changes(old_text, new_text):
     return changes
 
 
+def backend_sections(*texts):
+    """The sections the texts' ``[DEFAULT] enabled_backends`` name: only cinder-volume reads
+    them (its drivers register their options there)."""
+    found = set()
+    for text in texts:
+        values = parse(text).effective().get("DEFAULT", {}).get("enabled_backends") or []
+        for value in values:
+            found.update(name.strip() for name in unescape(value).split(",") if name.strip())
+    return found
+
+
+def without_backend_sections(changes, *texts):
+    """``changes`` (of ``effective_changes``) less the keys of backend sections: what
+    cinder-api and cinder-scheduler would read differently."""
+    sections = backend_sections(*texts)
+    return {key: change for key, change in changes.items()
+            if key[1:].split("] ", 1)[0] not in sections}
+
+
 START_RECORD_KEYS = ("version", "pid", "starttime", "started", "config", "api_base", "api_path", "snapshot",
                      "sha256")
 

@@ -61,6 +61,7 @@ include:
     - config: {{ (cinder_ha.agent.config or cinder_ha.cinder_conf.path) | json }}
     - pid_file: {{ api_pid_file | json }}
     - correction: {{ correction | json }}
+    - reads_backends: false
     - require:
       - cinder_conf: {{ tplroot }}-config-cinder-conf-managed
 {#- cinder-scheduler and cinder-volume, as cinder-api: restarted through the cluster where they
@@ -73,6 +74,7 @@ include:
     - config: {{ (cinder_ha.agent.config or cinder_ha.cinder_conf.path) | json }}
     - pid_file: {{ (cinder_ha.pid_dir ~ "/" ~ service.primitive_id ~ ".pid") | json }}
     - correction: {{ correction | json }}
+    - reads_backends: {{ (service.primitive_id == (cinder_ha.volume or {}).get("primitive_id")) | json }}
     - require:
       - cinder_conf: {{ tplroot }}-config-cinder-conf-managed
 {%- endfor %}

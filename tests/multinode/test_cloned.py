@@ -76,7 +76,12 @@ class Polled:
         return [r for r in self.probe.results if self.since <= r[0] <= self.until]
 
     def failed(self):
-        return [r for r in self.polls() if not r[2]]
+        polls = self.polls()
+        failed = [r for r in polls if not r[2]]
+        if not failed:  # "none failed" means something only if polls were sent (one per 100 ms)
+            assert len(polls) >= (self.until - self.since) / 0.1 / 2, \
+                f"only {len(polls)} polls in {self.until - self.since:.1f} s"
+        return failed
 
 
 def start_records(mn):

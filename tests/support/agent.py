@@ -365,8 +365,12 @@ def primitive_exists(rsc_id):
 
 
 def start_resource(rsc_id, timeout=90):
+    """Started, answering, and the start operation recorded (a test's log offset taken after
+    this sees none of it)."""
     crm("resource", "start", rsc_id)
-    return wait_for(lambda: resource_running_on(rsc_id) and healthcheck() == 200, timeout, step=0.5)
+    return wait_for(lambda: resource_running_on(rsc_id) and healthcheck() == 200, timeout, step=0.5) and \
+        subprocess.run(["crm_resource", "--wait", f"--timeout={timeout}s"], env=env(), capture_output=True,
+                       timeout=timeout + 15).returncode == 0
 
 
 def delete_primitive(rsc_id):

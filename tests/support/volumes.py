@@ -86,6 +86,13 @@ class Volumes:
         assert reply is not None and reply.ok, reply and reply.text
         return [(v["id"], v["name"], v["status"]) for v in reply.json()["volumes"]]
 
+    def set_quota(self, **limits):
+        """The project's own quotas (admin), e.g. ``volumes=40``: cinder's default allows 10
+        volumes, fewer than a burst of creates needs."""
+        project = self.session.get_project_id()
+        reply = self._call("PUT", f"/os-quota-sets/{project}", json={"quota_set": limits})
+        assert reply is not None and reply.ok, reply and reply.text
+
     def reset_state(self, volume_id, state="error"):
         """os-reset_status (admin): what an operator does with a volume stuck by a dead service."""
         reply = self._call("POST", f"/volumes/{volume_id}/action", json={"os-reset_status": {"status": state}})

@@ -1,6 +1,7 @@
 {#- The cluster objects of cinder_ha.cluster (cinder_ha.cluster_object_ids: lrm secret rules,
     colocation, order, cinder-api primitive, VIP, alert) removed in ONE CIB transaction by the
-    controller, which then waits for the cluster to stop the resources. Then, on every node,
+    controller, once the cluster has stopped the resources (target-role: stopped with their
+    parameters, not as orphans). Then, on every node,
     the lrm secret files and the node's secrets digest attribute: only once the primitive is
     gone from the CIB and stopped here (its stop still reads them), waited for up to
     settle_timeout, and the VIP on the node's loopback (cluster:mode cloned). Like

@@ -184,3 +184,27 @@ def test_managed_keys_are_named_as_effective_changes_names_them():
                                      "[DEFAULT]\n[DATABASE]\nconnection = b\n")
     assert [key for key in changes if key in keys] == ["[database] connection"]
     assert "[DEFAULT] osapi_max_limit" in changes
+
+
+BACKENDS_BEFORE = "[DEFAULT]\nenabled_backends = ceph, lvm-1\n[ceph]\nrbd_pool = volumes\n[database]\nmax_pool_size = 5\n"
+
+
+@pytest.mark.parametrize("after, kept", [
+    # a backend option: only cinder-volume reads it
+    (BACKENDS_BEFORE.replace("rbd_pool = volumes", "rbd_pool = other"), []),
+    # a backend section the new text enables (no longer in the old one's list)
+    ("[DEFAULT]\nenabled_backends = ceph, lvm-1, new\n[ceph]\nrbd_pool = volumes\n[new]\nx = 1\n"
+     "[database]\nmax_pool_size = 5\n", ["[DEFAULT] enabled_backends"]),
+    # a backend the new text disables: its section's removal is still the backend's business
+    ("[DEFAULT]\nenabled_backends = lvm-1\n[database]\nmax_pool_size = 5\n", ["[DEFAULT] enabled_backends"]),
+    # everything else is read by every service
+    (BACKENDS_BEFORE.replace("max_pool_size = 5", "max_pool_size = 9"), ["[database] max_pool_size"]),
+])
+def test_backend_sections_are_no_change_for_the_services_that_do_not_read_them(after, kept):
+    changes = conf.effective_changes(BACKENDS_BEFORE, after)
+    assert sorted(conf.without_backend_sections(changes, BACKENDS_BEFORE, after)) == kept
+
+
+def test_backend_sections_come_from_enabled_backends_only():
+    assert conf.backend_sections(BACKENDS_BEFORE, "[DEFAULT]\nenabled_backends = \n") == {"ceph", "lvm-1"}
+    assert conf.backend_sections("[ceph]\nrbd_pool = x\n") == set()

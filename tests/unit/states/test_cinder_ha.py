@@ -57,8 +57,13 @@ def test_same_configuration_is_no_restart(salt_funcs, test_mode):
     ret = cinder_ha.restarted_through_cluster(RSC, pid_file="/run/x.pid")
     assert ret["result"] is True and ret["changes"] == {}
     salt_funcs["cinder_conf.restart_needed"].assert_called_once_with("/etc/cinder/cinder.conf", "/run/x.pid",
-                                                                     planned=test_mode)
+                                                                     planned=test_mode, reads_backends=True)
     salt_funcs["crm.restart"].assert_not_called()
+
+
+def test_a_service_that_reads_no_backend_section_says_so(salt_funcs):
+    cinder_ha.restarted_through_cluster(RSC, pid_file="/run/x.pid", reads_backends=False)
+    assert salt_funcs["cinder_conf.restart_needed"].call_args.kwargs["reads_backends"] is False
 
 
 def test_changed_configuration_restarts_through_the_cluster(salt_funcs, test_mode):
