@@ -781,10 +781,16 @@ def _settle(timeout):
     return proc.returncode == 0
 
 
-def restart(rsc, wait=True, timeout="120s"):
+def restart(rsc, wait=True, timeout="120s", cloned=None):
     """
     Restart ``rsc`` through the cluster (stop, then start where the cluster places it), e.g.
     after its configuration file changed. With ``wait`` returns once it is running again.
+
+    cloned
+        The shape another node's apply is giving ``rsc`` right now (True: a clone's instance,
+        False: a primitive of its own), e.g. the controller switching ``volume:mode``: the
+        restart first waits, up to ``timeout``, for the CIB to show it (a restart in the old
+        shape waits for a resource the switch renames, until it times out).
 
     CLI Example:
 
@@ -793,7 +799,15 @@ def restart(rsc, wait=True, timeout="120s"):
         salt '*' crm.restart p_cinder-api
     """
     seconds = (cib.duration_ms(timeout) or 120000) // 1000
-    if cib.clone_of(cib.parse_cib(_read_cib()), rsc) is not None:
+    in_clone = cib.clone_of(cib.parse_cib(_read_cib()), rsc) is not None
+    deadline = time.monotonic() + seconds
+    while cloned is not None and in_clone != bool(cloned):
+        if time.monotonic() >= deadline:
+            _fail(f"{rsc} is {'not yet' if cloned else 'still'} a clone's instance after {seconds} s: the "
+                  "controller's apply has not switched it; the next apply restarts it")
+        time.sleep(2)
+        in_clone = cib.clone_of(cib.parse_cib(_read_cib()), rsc) is not None
+    if in_clone:
         # an instance of a clone (cluster:mode cloned): this node's only, one node at a time
         return rolling_restart(rsc, timeout=f"{max(seconds, 300)}s")
     # crm_resource --restart stops through target-role=Stopped and waits for every pending

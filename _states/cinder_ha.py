@@ -43,7 +43,7 @@ def pillar_valid(name, pillar=None):
 
 
 def restarted_through_cluster(name, config="/etc/cinder/cinder.conf", pid_file=None, timeout=120, correction=False,
-                              reads_backends=True):
+                              reads_backends=True, cloned=None):
     """
     Restart the cluster resource ``name`` (cinder-api) through Pacemaker, on the node where it
     runs, exactly when the process needs it: when what cinder would read from ``config`` now
@@ -79,6 +79,9 @@ def restarted_through_cluster(name, config="/etc/cinder/cinder.conf", pid_file=N
     reads_backends
         False for cinder-api and cinder-scheduler: a change in a backend section (only
         cinder-volume reads them) restarts neither.
+    cloned
+        On a node that is not the controller: the shape the controller's apply gives the
+        resource (``crm.restart``'s ``cloned``), so a restart during a mode switch waits for it.
 
     .. code-block:: yaml
 
@@ -127,7 +130,7 @@ def restarted_through_cluster(name, config="/etc/cinder/cinder.conf", pid_file=N
         ret["comment"] = f"{name} would be restarted through the cluster on {here}: {decision['reason']}."
         return ret
     try:
-        __salt__["crm.restart"](name, wait=True, timeout=f"{int(timeout)}s")
+        __salt__["crm.restart"](name, wait=True, timeout=f"{int(timeout)}s", cloned=cloned)
     except CommandExecutionError as exc:
         ret["result"] = False
         ret["comment"] = (f"{name} runs on {here} with an outdated configuration ({decision['reason']}), and the "

@@ -751,9 +751,20 @@ def region_present(facts):
                 "url": f"http://{HOST_ADDR}:{KEYSTONE_PORT}/v3"}}, token)
 
 
+def deployment_absent():
+    """The nodes' database and vhost dropped (called with the nodes down): a new tier starts
+    without an earlier run's volumes, service rows or quotas."""
+    sandbox = load_sandbox()
+    sandbox.mariadb_sql(f"DROP DATABASE IF EXISTS {DEPLOYMENT};")
+    if DEPLOYMENT in sandbox.rabbitmqctl("list_vhosts", "--quiet", "--no-table-headers").stdout.split():
+        sandbox.rabbitmqctl("delete_vhost", DEPLOYMENT)
+
+
 def region_absent(facts):
-    """Remove what the formula registered for the three nodes: their endpoints and region."""
+    """Remove what the formula registered for the three nodes (their endpoints and region) and
+    their cinder state (database, vhost)."""
     import urllib.error
+    deployment_absent()
     token = keystone_token(facts)
     try:
         _, body = keystone_request(facts, "GET", f"/endpoints?region_id={REGION}", token=token)

@@ -75,6 +75,10 @@ include:
     - pid_file: {{ (cinder_ha.pid_dir ~ "/" ~ service.primitive_id ~ ".pid") | json }}
     - correction: {{ correction | json }}
     - reads_backends: {{ (service.primitive_id == (cinder_ha.volume or {}).get("primitive_id")) | json }}
+{%-   if service.primitive_id == (cinder_ha.volume or {}).get("primitive_id") and not formula.role.is_controller %}
+    {#- the controller may be switching volume:mode in this same apply: restart in the new shape #}
+    - cloned: {{ (service.mode == "active_active") | json }}
+{%-   endif %}
     - require:
       - cinder_conf: {{ tplroot }}-config-cinder-conf-managed
 {%- endfor %}

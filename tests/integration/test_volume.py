@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from tests.conftest import PROJECT, SANDBOX, cluster_env
+from tests.conftest import PROJECT, SANDBOX, cluster_env, sandbox_script
 from tests.support.formula import cib_epoch, state_results
 from tests.support.volumes import Volumes, alive, pid_of, rbd_images
 
@@ -190,7 +190,8 @@ def test_a_new_scheduler_waiting_for_the_volume_services_is_not_taken_for_hung(b
 def test_a_backend_option_change_restarts_cinder_volume_only(built, api, salt_cli, salt_minion):
     """Only cinder-volume reads the backend sections: an apply that changes a backend option
     restarts it, and neither cinder-api (an outage in active_passive) nor cinder-scheduler."""
-    volume = salt_cli.run("pillar.get", "cinder_ha:volume", minion_tgt=salt_minion.id).data
+    volume = sandbox_script("sandbox").volume_pillar(built)  # the sandbox pillar's, as it writes it
+    assert volume["backends"]["ceph"]["options"]["rados_connect_timeout"] != 7
     volume["backends"]["ceph"]["options"]["rados_connect_timeout"] = 7
     pids = {rsc: pid_of(rsc) for rsc in ("p_cinder-api", SCHEDULER_RSC, VOLUME_RSC)}
     try:

@@ -29,6 +29,8 @@ def volume_cluster(formula_cluster):
     c.set_pillar(mode="active_passive", volume=c.sandbox.volume_pillar(facts, ceph_conf=facts["ceph_conf"]))
     c.apply()
     mn.wait_settled(timeout=180)
+    # 20 creates at once (active_active), their retries, and what a failed test leaves
+    Volumes(c.facts, region=mn.REGION).set_quota(volumes=60, gigabytes=200)
     yield c
     print("\nvolume outcomes per fault (create issued at the fault):", OUTCOMES)
 
@@ -227,7 +229,6 @@ def test_active_active_kill_9_of_one_instance_while_20_creates_run(volume_cluste
     c, mn = volume_cluster, volume_cluster.mn
     facts = mn.storage_facts()
     client = Volumes(c.facts, region=mn.REGION)
-    client.set_quota(volumes=60, gigabytes=200)  # 20 at once, their retries and what is left
     for vol_id, _name, _status in client.listing():  # an active_passive leftover must not hold the host
         client.delete(vol_id)
     c.set_pillar(volume=c.sandbox.volume_pillar(facts, ceph_conf=facts["ceph_conf"], mode="active_active",

@@ -77,7 +77,7 @@ def test_changed_configuration_restarts_through_the_cluster(salt_funcs, test_mod
         salt_funcs["crm.restart"].assert_not_called()
     else:
         assert ret["result"] is True and ret["changes"]["restarted"] == RSC
-        salt_funcs["crm.restart"].assert_called_once_with(RSC, wait=True, timeout="120s")
+        salt_funcs["crm.restart"].assert_called_once_with(RSC, wait=True, timeout="120s", cloned=None)
 
 
 def test_failed_restart_fails_and_is_retried_next_time(salt_funcs, test_mode):
