@@ -585,10 +585,12 @@ def restart_needed(name, pid_file, planned=False, options=None, reads_backends=T
         salt '*' cinder_conf.restart_needed /etc/cinder/cinder.conf /run/resource-agents/p_cinder-api.pid
     """
     process = running_process(pid_file)
+    # the resource's pid file names the process (p_cinder-api, p_cinder-volume, ...)
+    who = os.path.basename(pid_file)[:-len(".pid")] if pid_file.endswith(".pid") else "cinder-api"
     result = {"needed": False, "basis": None, "pid": process["pid"], "config": name, "changes": {},
               "managed_changes": None, "reason": ""}
     if process["pid"] is None:
-        result["reason"] = (f"cannot tell what cinder-api runs with: {process['problem']}; not restarting it "
+        result["reason"] = (f"cannot tell what {who} runs with: {process['problem']}; not restarting it "
                             "(restart it through the cluster if its configuration changed)")
         return result
     pid = process["pid"]
@@ -600,7 +602,7 @@ def restart_needed(name, pid_file, planned=False, options=None, reads_backends=T
     except CinderHaError as exc:
         problem = str(exc)
     if problem:
-        result["reason"] = (f"{problem}; not restarting cinder-api (pid {pid}): it keeps running with the "
+        result["reason"] = (f"{problem}; not restarting {who} (pid {pid}): it keeps running with the "
                             "configuration it started with")
         return result
 
@@ -625,9 +627,9 @@ def restart_needed(name, pid_file, planned=False, options=None, reads_backends=T
             if result["needed"]:
                 result["managed_changes"] = _managed_among(result["changes"], options)
             keys = ", ".join(result["changes"])
-            result["reason"] = (f"what cinder reads from {config} differs from what cinder-api (pid {pid}) "
+            result["reason"] = (f"what cinder reads from {config} differs from what {who} (pid {pid}) "
                                 f"started with: {keys}" if result["needed"] else
-                                f"cinder-api (pid {pid}) already runs the configuration in {config}")
+                                f"{who} (pid {pid}) already runs the configuration in {config}")
             return result
         process["problem"] = f"the config copy {record['snapshot']} is missing or does not match its record"
     # No usable record: the file's modification time against the process start.
@@ -636,15 +638,15 @@ def restart_needed(name, pid_file, planned=False, options=None, reads_backends=T
     try:
         mtime = os.stat(config).st_mtime
     except OSError:
-        result["reason"] = f"{config} does not exist: a restart would not help cinder-api (pid {pid})"
+        result["reason"] = f"{config} does not exist: a restart would not help {who} (pid {pid})"
         return result
     started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(process["started"]))
     if would_write or mtime > process["started"]:
         result["needed"] = True
         result["reason"] = (f"{process['problem']}; {config} was {'to be ' if would_write else ''}modified after "
-                            f"cinder-api (pid {pid}) started at {started}")
+                            f"{who} (pid {pid}) started at {started}")
     else:
-        result["reason"] = (f"{process['problem']}; {config} is older than cinder-api (pid {pid}, started "
+        result["reason"] = (f"{process['problem']}; {config} is older than {who} (pid {pid}, started "
                             f"{started})")
     return result
 
@@ -661,13 +663,9 @@ def _interpreter(binary):
             first = handle.readline(512)
     except OSError as exc:
         return None, f"{binary} cannot be read ({exc.strerror}): is cinder installed?"
-    argv = conf.shebang_argv(first.rstrip(b"\r\n"))
-    if not argv:
-        return None, f"{binary} is not a script (no #! line): its Python cannot be checked"
-    names = [os.path.basename(argv[0])] + ([os.path.basename(argv[1])] if len(argv) > 1 and
-                                           os.path.basename(argv[0]) == "env" else [])
-    if not names[-1].startswith("python"):
-        return None, f"{binary} runs on {' '.join(argv)}, not on Python: its driver cannot be checked"
+    argv, problem = conf.python_argv(first)
+    if problem:
+        return None, f"{binary} {problem}: its driver cannot be checked"
     return argv, None
 
 

@@ -112,9 +112,9 @@ def _python(binary):
             first = handle.readline(512)
     except OSError as exc:
         raise _error(f"{binary} cannot be read ({exc.strerror}): is cinder-volume installed?") from exc
-    argv = conf.shebang_argv(first.rstrip(b"\r\n"))
-    if not argv or "python" not in os.path.basename(argv[-1]):
-        raise _error(f"{binary} is not a Python script: its drivers cannot be checked")
+    argv, problem = conf.python_argv(first)
+    if problem:
+        raise _error(f"{binary} {problem}: its drivers cannot be checked")
     return argv
 
 

@@ -22,6 +22,7 @@ Entry points: ``parse``, ``plan``, ``desired_options``, ``managed_keys``, ``mask
 """
 import difflib
 import ipaddress
+import posixpath
 import re
 from urllib.parse import urlsplit
 
@@ -688,3 +689,17 @@ def shebang_argv(first_line):
         return None
     parts = first_line[2:].strip().split()
     return parts or None
+
+
+def python_argv(first_line):
+    """(argv, None) when the script whose first line this is runs on a Python (``#!/usr/bin/env
+    python3`` too), else (None, why not): cinder's own Python, to ask it what it can import."""
+    argv = shebang_argv(first_line.rstrip(b"\r\n") if isinstance(first_line, bytes) else first_line.rstrip("\r\n"))
+    if not argv:
+        return None, "is not a script (no #! line)"
+    names = [posixpath.basename(argv[0])]
+    if len(argv) > 1 and names[0] == "env":
+        names.append(posixpath.basename(argv[1]))
+    if not names[-1].startswith("python"):
+        return None, f"runs on {' '.join(argv)}, not on Python"
+    return argv, None

@@ -208,3 +208,23 @@ def test_backend_sections_are_no_change_for_the_services_that_do_not_read_them(a
 def test_backend_sections_come_from_enabled_backends_only():
     assert conf.backend_sections(BACKENDS_BEFORE, "[DEFAULT]\nenabled_backends = \n") == {"ceph", "lvm-1"}
     assert conf.backend_sections("[ceph]\nrbd_pool = x\n") == set()
+
+
+@pytest.mark.parametrize("first_line, argv", [
+    (b"#!/srv/cinder/venv/bin/python3.11\n", ["/srv/cinder/venv/bin/python3.11"]),
+    (b"#!/usr/bin/python3 -s\r\n", ["/usr/bin/python3", "-s"]),      # an option after the interpreter
+    (b"#!/usr/bin/env python3\n", ["/usr/bin/env", "python3"]),
+])
+def test_python_argv_of_a_python_script(first_line, argv):
+    assert conf.python_argv(first_line) == (argv, None)
+
+
+@pytest.mark.parametrize("first_line, why", [
+    (b"#!/bin/sh\n", "not on Python"),
+    (b"#!/usr/bin/env perl\n", "not on Python"),
+    (b"\x7fELF\x02\x01", "no #! line"),
+    (b"", "no #! line"),
+])
+def test_python_argv_refuses_what_is_not_python(first_line, why):
+    argv, problem = conf.python_argv(first_line)
+    assert argv is None and why in problem
