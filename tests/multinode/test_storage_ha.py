@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from cinder_ha_lib import volume as volume_lib
 from tests.multinode.conftest import NODES
 from tests.support.volumes import Volumes, rbd_images
 
@@ -247,6 +248,15 @@ def test_active_active_kill_9_of_one_instance_while_20_creates_run(volume_cluste
             break
         time.sleep(2)
     assert sorted(r.split()[1] for r in rows) == ["cinder-ha-cluster@ceph"] * 3, rows
+    # The active_passive service's row (backend_host, no cluster) counts as up for cinder's
+    # service_down_time after its process stopped: creates scheduled to it meanwhile stay in
+    # `creating` (seen: 4 of 20; an open defect of the switch, README). Wait it out.
+    deadline = time.monotonic() + 3 * volume_lib.DEFAULT_SERVICE_DOWN_TIME
+    while time.monotonic() < deadline and c.db_scalar(
+            f"SELECT COUNT(*) FROM {mn.DEPLOYMENT}.services WHERE deleted = 0 AND `binary` = 'cinder-volume' "
+            "AND cluster_name IS NULL AND TIMESTAMPDIFF(SECOND, updated_at, UTC_TIMESTAMP()) <= "
+            f"{volume_lib.DEFAULT_SERVICE_DOWN_TIME + 5}").strip() != "0":
+        time.sleep(2)
     victim = "n2"
     pid = mn.node_exec(victim, ["cat", f"/run/resource-agents/{VOLUME_RSC}.pid"], check=True).stdout.strip()
     with concurrent.futures.ThreadPoolExecutor(max_workers=20) as pool:
