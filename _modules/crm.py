@@ -799,15 +799,17 @@ def restart(rsc, wait=True, timeout="120s", cloned=None):
         salt '*' crm.restart p_cinder-api
     """
     seconds = (cib.duration_ms(timeout) or 120000) // 1000
-    in_clone = cib.clone_of(cib.parse_cib(_read_cib()), rsc) is not None
+
+    def in_clone():
+        return cib.clone_of(cib.parse_cib(_read_cib()), rsc) is not None
+
     deadline = time.monotonic() + seconds
-    while cloned is not None and in_clone != bool(cloned):
+    while cloned is not None and in_clone() != bool(cloned):
         if time.monotonic() >= deadline:
             _fail(f"{rsc} is {'not yet' if cloned else 'still'} a clone's instance after {seconds} s: the "
                   "controller's apply has not switched it; the next apply restarts it")
         time.sleep(2)
-        in_clone = cib.clone_of(cib.parse_cib(_read_cib()), rsc) is not None
-    if in_clone:
+    if in_clone():
         # an instance of a clone (cluster:mode cloned): this node's only, one node at a time
         return rolling_restart(rsc, timeout=f"{max(seconds, 300)}s")
     # crm_resource --restart stops through target-role=Stopped and waits for every pending

@@ -67,6 +67,7 @@ include:
 {#- cinder-scheduler and cinder-volume, as cinder-api: restarted through the cluster where they
     run, only when what they would read differs from what they started with. #}
 {%- for service in [cinder_ha.scheduler, cinder_ha.volume] if service %}
+{%-   set is_volume = service.primitive_id == (cinder_ha.volume or {}).get("primitive_id") %}
 
 {{ tplroot }}-config-{{ service.primitive_id }}-restarted-through-cluster:
   cinder_ha.restarted_through_cluster:
@@ -74,8 +75,8 @@ include:
     - config: {{ (cinder_ha.agent.config or cinder_ha.cinder_conf.path) | json }}
     - pid_file: {{ (cinder_ha.pid_dir ~ "/" ~ service.primitive_id ~ ".pid") | json }}
     - correction: {{ correction | json }}
-    - reads_backends: {{ (service.primitive_id == (cinder_ha.volume or {}).get("primitive_id")) | json }}
-{%-   if service.primitive_id == (cinder_ha.volume or {}).get("primitive_id") and not formula.role.is_controller %}
+    - reads_backends: {{ is_volume | json }}
+{%-   if is_volume and not formula.role.is_controller %}
     {#- the controller may be switching volume:mode in this same apply: restart in the new shape #}
     - cloned: {{ (service.mode == "active_active") | json }}
 {%-   endif %}
