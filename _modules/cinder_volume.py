@@ -87,6 +87,66 @@ print(json.dumps(out))
 """
 
 
+# Run in cinder's Python, with cinder's own objects (cinder.conf from argv): move what a
+# placement change stranded, as cinder-manage and cinder's include_in_cluster would.
+_MOVE = r"""
+import json, sys, time
+req = json.load(sys.stdin)
+from oslo_config import cfg
+from cinder import objects
+objects.register_all()
+from cinder.common import config  # noqa: F401 (registers cinder's options)
+cfg.CONF(["--config-file", sys.argv[1]], project="cinder", default_config_files=[], default_config_dirs=[])
+from cinder import context, exception
+from cinder.db import api as db
+from cinder.volume import volume_utils
+ctxt = context.get_admin_context()
+out = {"moved": [], "removed": [], "creating": [], "problems": []}
+
+def rows():
+    return objects.ServiceList.get_all(ctxt, {"binary": "cinder-volume"})
+
+def up(kind, name):
+    return any(row.is_up for row in rows() if (row.host if kind == "host" else row.cluster_name) == name)
+
+for backend, change in sorted(req["changes"].items()):
+    (old_kind, old), (new_kind, new) = change["from"], change["to"]
+    deadline = time.monotonic() + req["wait"]
+    while not up(new_kind, new) and time.monotonic() < deadline:
+        time.sleep(2)
+    if not up(new_kind, new):
+        out["problems"].append("no cinder-volume of %s is up after %ss: the volumes and rows of %s were left "
+                               "where they are" % (new, req["wait"], old))
+        continue
+    where = {"host": old} if old_kind == "host" else {"cluster_name": old}
+    volumes = objects.VolumeList.get_all(ctxt, filters=dict(where))
+    out["creating"] += [v.id for v in volumes if v.status == "creating"]
+    if new_kind == "cluster":
+        # cinder's own inclusion: cluster_name = the old name replaced, pool kept
+        objects.VolumeList.include_in_cluster(ctxt, new, **where)
+        objects.GroupList.include_in_cluster(ctxt, new, **where)
+    else:
+        for vol in volumes:
+            pool = volume_utils.extract_host(vol.host, "pool")
+            db.volume_update(ctxt, vol.id, {"host": new + ("#" + pool if pool else ""), "cluster_name": None})
+        for group in objects.GroupList.get_all(ctxt):  # its cluster_name filter is exact: no '#pool' forms
+            if ((group.host if old_kind == "host" else group.cluster_name) or "").split("#")[0] == old:
+                db.group_update(ctxt, group.id, {"host": new, "cluster_name": None})
+    out["moved"].append("%s -> %s (%d volumes)" % (old, new, len(volumes)))
+    for row in rows():
+        if (row.host if old_kind == "host" else row.cluster_name) == old:
+            row.destroy()
+            out["removed"].append("cinder-volume %s" % row.host)
+    if old_kind == "cluster":
+        try:
+            objects.Cluster.get_by_id(ctxt, None, name=old, binary="cinder-volume").destroy()
+            out["removed"].append("cluster %s" % old)
+        except (exception.ClusterNotFound, exception.ClusterHasHosts):
+            pass
+db.volume_update_all_by_service(ctxt)  # the volumes' service_uuid follows their new host
+print(json.dumps(out))
+"""
+
 def __virtual__():
     return __virtualname__
 
@@ -226,10 +286,6 @@ def expected_rows(settings=None):
 
 # ---------------------------------------------------------------- the old HA guide's shared host
 
-def _shared_host_record():
-    return os.path.join(__opts__["cachedir"], "cinder_ha", "shared_host.json")
-
-
 def shared_host(config):
     """
     The ``[DEFAULT] host`` that ``config`` gives every service, or None: the old HA guide's
@@ -247,84 +303,87 @@ def shared_host(config):
     return conf.unescape(values[-1]) if values and values[-1] else None
 
 
-def record_shared_host(config, test=False):
-    """Remember the shared host ``config`` holds now (before cinder.conf is rewritten without
-    it), for ``move_shared_host``. Returns the host or None."""
-    host = shared_host(config)
-    if host and not test:
-        path = _shared_host_record()
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "w", encoding="utf-8") as handle:
-            json.dump({"host": host, "config": config}, handle)
-    return host
+def _placement_record():
+    return os.path.join(__opts__["cachedir"], "cinder_ha", "placement_change.json")
 
 
-def recorded_shared_host():
-    try:
-        with open(_shared_host_record(), encoding="utf-8") as handle:
-            return json.load(handle).get("host")
-    except (OSError, ValueError):
-        return None
-
-
-def _manage(argv, config, binary, timeout=120):
-    manage = os.path.join(os.path.dirname(binary), "cinder-manage")
-    proc = subprocess.run([manage, "--config-file", config, *argv], capture_output=True, text=True, timeout=timeout,
-                          cwd="/", env={"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"})
-    said = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
-    return proc.returncode, mask_url(said[-1].strip() if said else "")
-
-
-def move_shared_host(config=None, binary=None, test=False):
+def record_placement_change(config, test=False):
     """
-    After the formula removed a shared ``[DEFAULT] host`` (recorded by ``record_shared_host``):
-    the volumes of ``<old host>@<backend>`` move to ``<backend_host>@<backend>#<pool>``
-    (``cinder-manage volume update_host``, active_passive) and the old cinder-volume service
-    rows are removed (``cinder-manage service remove``), so the volumes created under the old
-    setting stay manageable and ``volume service list`` shows no ghost. Returns
-    ``{"host", "moved": [...], "removed": [...], "problems": [...]}``; nothing to do without a
-    record.
+    Before cinder.conf (``config``) is rewritten: remember, per backend kept, the placement
+    (``volume.placements_from_conf``: the host or cluster its rows and volumes are filed
+    under) it has now if the pillar gives it another one (a volume:mode switch, a new
+    backend_host or cluster name, the old guide's shared host removed), for
+    ``move_placement`` once cinder-volume runs in its new placement. Returns the changes
+    (``{backend: {"from", "to"}}``), recorded unless ``test``.
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt '*' cinder_volume.move_shared_host
+        salt '*' cinder_volume.record_placement_change /etc/cinder/cinder.conf test=True
     """
-    result = {"host": recorded_shared_host(), "moved": [], "removed": [], "problems": []}
-    if not result["host"]:
+    old = volume.placements_from_conf(conf.parse(_read_text(config)).effective())
+    changes = volume.placement_changes(old, volume.placements_from_pillar(_settings().get("volume")))
+    if changes and not test:
+        path = _placement_record()
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as handle:
+            json.dump({"config": config, "changes": changes}, handle)
+    return changes
+
+
+def recorded_placement_change():
+    """The placement changes ``record_placement_change`` left for ``move_placement`` ({} if none)."""
+    try:
+        with open(_placement_record(), encoding="utf-8") as handle:
+            return json.load(handle).get("changes") or {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def move_placement(config=None, binary=None, test=False, wait=None, timeout=None):
+    """
+    After cinder-volume was restarted in the placement the pillar gives it (recorded by
+    ``record_placement_change``), in cinder's own Python: once a cinder-volume of the new
+    placement is up (at most ``wait`` seconds, default service_down_time + 2 x
+    report_interval), the volumes (and groups) of the old placement move to it (into the
+    cluster as cinder's own ``include_in_cluster`` does; to ``backend_host@backend#pool`` out
+    of one) and the old service rows (and cluster) are removed, so that the scheduler stops
+    choosing a host no process serves and the volumes stay manageable. Volumes that were in
+    ``creating`` under the old placement are listed: a create the old service never took
+    stays there until its state is reset. Idempotent; every node runs it after its own
+    restart, since a node still on the old cinder.conf recreates its old row. Returns
+    ``{"changes", "moved", "removed", "creating", "problems"}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' cinder_volume.move_placement
+    """
+    changes = recorded_placement_change()
+    result = {"changes": changes, "moved": [], "removed": [], "creating": [], "problems": []}
+    if not changes:
+        return result
+    if test:
+        for change in changes.values():
+            result["moved"].append(f"{change['from'][1]} -> {change['to'][1]}")
+            result["removed"].append(f"cinder-volume {change['from'][1]}")
         return result
     settings = _settings()
-    vol = settings.get("volume")
+    vol = settings.get("volume") or {}
     config = config or settings["cinder_conf"]["path"]
     if binary is None:
         from cinder_ha_lib import formula
 
         binary = formula.service_binary(__salt__["cinder_ha.parameters"](), settings, "cinder-volume")
-    old = result["host"]
-    for backend in (vol or {}).get("backends", {}):
-        if vol["mode"] == "active_passive":
-            # update_host sets the host whole: the pool (#volume_backend_name, the one pool of
-            # a single-pool driver such as RBD) is written with it
-            pool = vol["backends"][backend]["options"].get("volume_backend_name", backend)
-            new = f"{vol['backend_host']}@{backend}#{pool}"
-            if test:
-                result["moved"].append(f"{old}@{backend} -> {new}")
-            else:
-                rc, said = _manage(["volume", "update_host", "--currenthost", f"{old}@{backend}", "--newhost", new],
-                                   config, binary)
-                (result["moved"] if rc == 0 else result["problems"]).append(
-                    f"{old}@{backend} -> {new}" + ("" if rc == 0 else f": {said}"))
-        else:
-            result["problems"].append(f"volumes of {old}@{backend}: active_active has no single new host; move "
-                                      "them with cinder-manage volume update_host and set their cluster")
-        if not test:
-            _manage(["volume", "update_service"], config, binary)  # the volumes' service_uuid follows
-            rc, said = _manage(["service", "remove", "cinder-volume", f"{old}@{backend}"], config, binary)
-            if rc == 0:
-                result["removed"].append(f"cinder-volume {old}@{backend}")
-        else:
-            result["removed"].append(f"cinder-volume {old}@{backend}")
-    if not test and not result["problems"]:
-        os.unlink(_shared_host_record())
+    if wait is None:
+        wait = vol.get("service_down_time", volume.DEFAULT_SERVICE_DOWN_TIME) + 2 * vol.get(
+            "report_interval", volume.DEFAULT_REPORT_INTERVAL)
+    answer = _run(_python(binary), _MOVE, (json.dumps({"changes": changes, "wait": wait}), [config]),
+                  timeout or wait + 120)
+    for key in ("moved", "removed", "creating", "problems"):
+        result[key] = answer[key]
+    if not result["problems"]:
+        os.unlink(_placement_record())
     return result

@@ -3,14 +3,14 @@ States for cinder's volume service under the cluster.
 
 .. code-block:: yaml
 
-    the old shared host recorded:
-      cinder_volume.shared_host_recorded:
+    placement of the volumes recorded:
+      cinder_volume.placement_recorded:
         - name: /etc/cinder/cinder.conf
         - require_in:
           - cinder_conf: cinder.conf managed
 
-    volumes of the old shared host moved:
-      cinder_volume.shared_host_moved:
+    volumes and rows of the old placement moved:
+      cinder_volume.placement_moved:
         - name: /etc/cinder/cinder.conf
         - require:
           - cinder_ha: cinder-volume restarted through the cluster
@@ -74,50 +74,63 @@ def backends_usable(name, binary=None):
     return ret
 
 
-def shared_host_recorded(name):
+def placement_recorded(name):
     """
-    Before cinder.conf (``name``) is written: remember the ``[DEFAULT] host`` it shares between
-    every node (the old HA guide's way), which the formula removes when pillar ``volume`` is
-    set, so that ``shared_host_moved`` can move the volumes created under it. Warns.
+    Before cinder.conf (``name``) is written: remember, per backend, the placement (host or
+    cluster) its cinder-volume rows and volumes are filed under when the pillar changes it (a
+    volume:mode switch, a new backend_host or cluster, the old HA guide's shared ``[DEFAULT]
+    host`` removed), so that ``placement_moved`` moves them after the restart. Warns on the
+    shared host, which cinder's HA document calls highly discouraged.
     """
     ret = {"name": name, "result": True, "changes": {}, "comment": ""}
     if not __salt__["cinder_ha.settings"]().get("volume"):
-        ret["comment"] = "No volume service in the pillar: [DEFAULT] host is left as it is."
+        ret["comment"] = "No volume service in the pillar: no placement to record."
         return ret
-    host = __salt__["cinder_volume.record_shared_host"](name, test=__opts__["test"])
-    if not host:
-        ret["comment"] = f"{name} sets no [DEFAULT] host: nothing to migrate."
+    host = __salt__["cinder_volume.shared_host"](name)
+    changes = __salt__["cinder_volume.record_placement_change"](name, test=__opts__["test"])
+    if host:
+        ret["warnings"] = [f"[DEFAULT] host = {host} in {name} is the old HA guide's shared host, which cinder's "
+                           "HA document calls highly discouraged: it is removed, cinder-volume runs under "
+                           "volume:backend_host (active_passive) or volume:cluster (active_active), and the "
+                           f"volumes and service rows of {host} are moved after the restart."]
+    if not changes:
+        ret["comment"] = "Every backend keeps its placement: nothing to move."
         return ret
-    ret["warnings"] = [f"[DEFAULT] host = {host} in {name} is the old HA guide's shared host, which cinder's HA "
-                       "document calls highly discouraged: it is removed, cinder-volume runs under "
-                       "volume:backend_host (active_passive) or volume:cluster (active_active), and the volumes "
-                       f"and service rows of {host} are moved after the restart."]
-    ret["comment"] = f"The shared host {host} is migrated in this run."
+    moves = ", ".join(f"{c['from'][1]} -> {c['to'][1]}" for c in changes.values())
+    ret["comment"] = f"Placement changes in this run ({moves}): recorded, moved after the restart."
     return ret
 
 
-def shared_host_moved(name, binary=None):
+def placement_moved(name, binary=None):
     """
-    After cinder-volume runs under its new host: the volumes of the old shared host move to
-    ``backend_host@backend`` and the old service rows go (``cinder_volume.move_shared_host``).
-    Nothing to do (and no change) when no shared host was recorded.
+    After cinder-volume runs in its new placement (require its restart and, on the controller,
+    the cluster objects): the volumes of the recorded old placement move to the new one and
+    its service rows go (``cinder_volume.move_placement``). No change when nothing was
+    recorded.
     """
     ret = {"name": name, "result": True, "changes": {}, "comment": ""}
-    found = __salt__["cinder_volume.move_shared_host"](config=name, binary=binary, test=__opts__["test"])
-    if not found["host"]:
-        ret["comment"] = "No shared host to migrate."
+    try:
+        found = __salt__["cinder_volume.move_placement"](config=name, binary=binary, test=__opts__["test"])
+    except CommandExecutionError as exc:
+        ret["result"] = False
+        ret["comment"] = f"The placement change could not be completed: {exc}. The next apply tries again."
         return ret
-    changes = {key: found[key] for key in ("moved", "removed") if found[key]}
+    if not found["changes"]:
+        ret["comment"] = "No placement change to complete."
+        return ret
+    ret["changes"] = {key: found[key] for key in ("moved", "removed") if found[key]}
     if __opts__["test"]:
         ret["result"] = None
-        ret["changes"] = changes
-        ret["comment"] = f"The volumes and service rows of the shared host {found['host']} would be moved."
+        ret["comment"] = "The volumes and service rows of the old placement would be moved."
         return ret
-    ret["changes"] = changes
+    if found["creating"]:
+        ret.setdefault("warnings", []).append(
+            f"Volumes in creating under the old placement: {', '.join(found['creating'])}; a create the old "
+            "service never took stays there (reset its state and delete it).")
     if found["problems"]:
         ret["result"] = False
-        ret["comment"] = (f"The shared host {found['host']} was partly migrated: " + "; ".join(found["problems"])
+        ret["comment"] = ("The placement change was partly completed: " + "; ".join(found["problems"])
                           + ". The next apply tries again.")
         return ret
-    ret["comment"] = f"The volumes and service rows of the shared host {found['host']} were moved."
+    ret["comment"] = "The volumes and service rows of the old placement were moved."
     return ret

@@ -303,3 +303,49 @@ def service_hosts(volume):
     if not volume or volume["mode"] != "active_passive":
         return None
     return {name: f"{volume['backend_host']}@{name}" for name in volume["backends"]}
+
+
+# ---------------------------------------------------------------- where a backend's volumes live
+# A backend's "placement" is what cinder files its service rows and volumes under: a host
+# (``backend_host@backend``, or the old guide's shared ``host@backend``), addressed alone, or a
+# cluster (``cluster@backend``), whose instances each have their own row. Changing it (a
+# volume:mode switch, a new backend_host or cluster name, the shared host removed) strands the
+# volumes and leaves a ghost row that the scheduler keeps choosing until service_down_time.
+
+
+def placements_from_conf(effective):
+    """``{backend: (kind, name)}`` for the enabled backends of a cinder.conf (``effective``:
+    ``conf.parse(text).effective()``), ``kind`` "cluster" or "host". A backend without a
+    cluster, backend_host or shared host runs under the node's own name: not a placement of
+    the HA setup, left out."""
+    from cinder_ha_lib import conf
+
+    def last(section, key):
+        values = effective.get(section, {}).get(key) or []
+        return conf.unescape(values[-1]).strip() if values and values[-1] else ""
+
+    found = {}
+    for backend in [b.strip() for b in last("DEFAULT", "enabled_backends").split(",") if b.strip()]:
+        cluster = last("DEFAULT", "cluster")
+        host = last(backend, "backend_host") or last("DEFAULT", "backend_host") or last("DEFAULT", "host")
+        if cluster:
+            found[backend] = ("cluster", f"{cluster}@{backend}")
+        elif host:
+            found[backend] = ("host", f"{host}@{backend}")
+    return found
+
+
+def placements_from_pillar(volume):
+    """``{backend: (kind, name)}`` the pillar's volume settings give each backend."""
+    if not volume:
+        return {}
+    if volume["mode"] == "active_active":
+        return {name: ("cluster", f"{volume['cluster']}@{name}") for name in volume["backends"]}
+    return {name: ("host", f"{volume['backend_host']}@{name}") for name in volume["backends"]}
+
+
+def placement_changes(old, new):
+    """``{backend: {"from": [kind, name], "to": [kind, name]}}`` for the backends kept whose
+    placement differs between ``old`` and ``new`` (``placements_from_*``)."""
+    return {backend: {"from": list(old[backend]), "to": list(new[backend])}
+            for backend in sorted(set(old) & set(new)) if tuple(old[backend]) != tuple(new[backend])}

@@ -134,5 +134,21 @@ include:
       - crm: {{ tplroot }}-cluster-objects-configured
 {%-   endif %}
 {%- endif %}
+{%- if cinder_ha.volume %}
+
+{#- After a placement change (volume:mode switch, new backend_host or cluster, the old shared
+    host): the old placement's volumes and rows move once cinder-volume runs in the new one.
+    Every node runs it after its own restart: a node still on its old cinder.conf recreates
+    the old row until then. #}
+{{ tplroot }}-cluster-volume-placement-moved:
+  cinder_volume.placement_moved:
+    - name: {{ cinder_ha.cinder_conf.path | json }}
+    - binary: {{ cinder_ha.service_binaries["cinder-volume"] | json }}
+    - require:
+      - cinder_ha: {{ tplroot }}-config-{{ cinder_ha.volume.primitive_id }}-restarted-through-cluster
+{%-   if is_controller %}
+      - crm: {{ tplroot }}-cluster-objects-configured
+{%-   endif %}
+{%- endif %}
 {%- endif %}
 {%- endif %}

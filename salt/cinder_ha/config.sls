@@ -35,10 +35,11 @@ include:
     - require_in:
       - cinder_conf: {{ tplroot }}-config-cinder-conf-managed
 
-{#- The old HA guide's [DEFAULT] host shared by every node: recorded before the write that
-    removes it, its volumes and service rows moved once cinder-volume runs under backend_host. #}
-{{ tplroot }}-config-shared-host-recorded:
-  cinder_volume.shared_host_recorded:
+{#- Where each backend's rows and volumes are filed (its backend_host, its cluster, the old HA
+    guide's shared [DEFAULT] host): recorded before a write that changes it, moved once
+    cinder-volume runs in the new placement (cluster.sls: after the cluster objects). #}
+{{ tplroot }}-config-placement-recorded:
+  cinder_volume.placement_recorded:
     - name: {{ cinder_ha.cinder_conf.path | json }}
     - require:
       - sls: {{ tplroot }}.validate
@@ -83,13 +84,4 @@ include:
     - require:
       - cinder_conf: {{ tplroot }}-config-cinder-conf-managed
 {%- endfor %}
-{%- if cinder_ha.volume %}
-
-{{ tplroot }}-config-shared-host-moved:
-  cinder_volume.shared_host_moved:
-    - name: {{ cinder_ha.cinder_conf.path | json }}
-    - binary: {{ cinder_ha.service_binaries["cinder-volume"] | json }}
-    - require:
-      - cinder_ha: {{ tplroot }}-config-{{ cinder_ha.volume.primitive_id }}-restarted-through-cluster
-{%- endif %}
 {%- endif %}

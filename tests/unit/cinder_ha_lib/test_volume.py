@@ -140,3 +140,37 @@ def test_active_active_objects_clone_cinder_volume_once_per_controller():
 def test_no_volume_pillar_no_service_objects():
     settings, _, _ = pillar.normalize(raw_pillar())
     assert not [oid for oid in objects_by_id(settings) if "scheduler" in oid or "volume" in oid]
+
+
+@pytest.mark.parametrize("text, expected", [
+    # the formula's active_passive: backend_host in the backend section
+    ("[DEFAULT]\nenabled_backends = ceph\n[ceph]\nbackend_host = ap\n", {"ceph": ("host", "ap@ceph")}),
+    # a cluster wins over any host: every instance files its rows under it
+    ("[DEFAULT]\nenabled_backends = ceph, lvm\ncluster = c1\nhost = n1\n", {"ceph": ("cluster", "c1@ceph"),
+                                                                            "lvm": ("cluster", "c1@lvm")}),
+    # the old guide's shared host; a [DEFAULT] backend_host comes before it
+    ("[DEFAULT]\nenabled_backends = ceph\nhost = shared\n", {"ceph": ("host", "shared@ceph")}),
+    ("[DEFAULT]\nenabled_backends = ceph\nhost = shared\nbackend_host = bh\n", {"ceph": ("host", "bh@ceph")}),
+    # the node's own name is not a placement of the HA setup; no backends, nothing
+    ("[DEFAULT]\nenabled_backends = ceph\n", {}),
+    ("[DEFAULT]\ncluster = c1\n", {}),
+])
+def test_placements_from_conf(text, expected):
+    assert volume.placements_from_conf(conf.parse(text).effective()) == expected
+
+
+def test_a_mode_switch_is_a_placement_change_and_a_second_run_is_not():
+    ap, _, _ = normalized()
+    aa, errors, _ = normalized(mode="active_active", cluster="cinder-ha", coordination=ETCD)
+    assert errors == []
+    ap_text = conf.plan("", conf.desired_options(ap)).new_text
+    aa_text = conf.plan(ap_text, conf.desired_options(aa)).new_text
+    ap_placed = volume.placements_from_conf(conf.parse(ap_text).effective())
+    aa_placed = volume.placements_from_conf(conf.parse(aa_text).effective())
+    assert ap_placed == volume.placements_from_pillar(ap["volume"]) == {"ceph": ("host", "cinder-ha-volume@ceph")}
+    assert aa_placed == volume.placements_from_pillar(aa["volume"]) == {"ceph": ("cluster", "cinder-ha@ceph")}
+    assert volume.placement_changes(ap_placed, volume.placements_from_pillar(aa["volume"])) == {
+        "ceph": {"from": ["host", "cinder-ha-volume@ceph"], "to": ["cluster", "cinder-ha@ceph"]}}
+    assert volume.placement_changes(aa_placed, volume.placements_from_pillar(aa["volume"])) == {}
+    # a backend that is added or dropped has nothing to move
+    assert volume.placement_changes({"old": ("host", "x@old")}, {"new": ("host", "x@new")}) == {}
