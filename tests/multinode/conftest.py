@@ -81,6 +81,7 @@ class FormulaCluster:
         """A new pillar on the master (multinode.formula_pillar: cluster:mode, cinder.conf
         options), refreshed on every minion; the next apply uses it."""
         self.pillar.update(changes)
+        self.wait_minions(list(NODES))  # a minion still reconnecting would keep its old pillar
         self.mn.write_pillar(str(self.pillar_dir), self.mn.formula_pillar(self.facts, **self.pillar))
         self.cli.run("--timeout=90", "saltutil.refresh_pillar", "wait=True", minion_tgt="*")
 
@@ -90,6 +91,9 @@ class FormulaCluster:
         """state.apply `sls` (cinder_ha) on `targets` (default '*'); {minion: {state id: ret}};
         every state must succeed."""
         flags = ["-L"] if targets else []
+        # A minion reconnecting after a fault test (seen: n3, 15 s after a partition healed)
+        # never gets a job published meanwhile, and the CLI waited its 900 s for it.
+        self.wait_minions(list(targets) or list(NODES))
         ret = self.cli.run(*flags, "--static", "state.apply", sls, minion_tgt=",".join(targets) or "*",
                            _timeout=900)
         data = by_minion(ret, targets)
