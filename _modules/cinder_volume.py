@@ -13,6 +13,8 @@ CLI Example:
     salt '*' cinder_volume.check_backends
     salt '*' cinder_volume.services
     salt '*' cinder_volume.shared_host /etc/cinder/cinder.conf
+    salt '*' cinder_volume.record_placement_change /etc/cinder/cinder.conf test=True
+    salt '*' cinder_volume.move_placement
 """
 import json
 import logging
