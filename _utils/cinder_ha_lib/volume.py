@@ -302,7 +302,7 @@ def service_hosts(volume):
     on every node); ``None`` in active_active (each node's own host)."""
     if not volume or volume["mode"] != "active_passive":
         return None
-    return {name: f"{volume['backend_host']}@{name}" for name in volume["backends"]}
+    return {name: host for name, (_kind, host) in placements_from_pillar(volume).items()}
 
 
 # ---------------------------------------------------------------- where a backend's volumes live
