@@ -233,7 +233,10 @@ def test_active_active_kill_9_of_one_instance_while_20_creates_run(volume_cluste
 
     c, mn = volume_cluster, volume_cluster.mn
     facts = mn.storage_facts()
-    client = Volumes(c.facts, region=mn.REGION)
+    # 20 creates at once on one cinder-api of a 2-core machine take up to 35 s each (seen): a
+    # client that gives up sooner counts a POST that cinder accepts as "no answer", and its retry
+    # makes a second volume
+    client = Volumes(c.facts, region=mn.REGION, timeout=120)
     for vol_id, _name, _status in client.listing():
         client.delete(vol_id)
     before = client.create("made-in-active-passive")  # moved into the cluster by the switch
