@@ -108,8 +108,12 @@ out = {"moved": [], "removed": [], "creating": [], "problems": []}
 def rows():
     return objects.ServiceList.get_all(ctxt, {"binary": "cinder-volume"})
 
+def filed_under(obj, kind):
+    # a service row's, volume's or group's placement of that kind (a volume's host ends in #pool)
+    return (obj.host if kind == "host" else obj.cluster_name) or ""
+
 def up(kind, name):
-    return any(row.is_up for row in rows() if (row.host if kind == "host" else row.cluster_name) == name)
+    return any(row.is_up for row in rows() if filed_under(row, kind) == name)
 
 for backend, change in sorted(req["changes"].items()):
     (old_kind, old), (new_kind, new) = change["from"], change["to"]
@@ -132,11 +136,11 @@ for backend, change in sorted(req["changes"].items()):
             pool = volume_utils.extract_host(vol.host, "pool")
             db.volume_update(ctxt, vol.id, {"host": new + ("#" + pool if pool else ""), "cluster_name": None})
         for group in objects.GroupList.get_all(ctxt):  # its cluster_name filter is exact: no '#pool' forms
-            if ((group.host if old_kind == "host" else group.cluster_name) or "").split("#")[0] == old:
+            if filed_under(group, old_kind).split("#")[0] == old:
                 db.group_update(ctxt, group.id, {"host": new, "cluster_name": None})
     out["moved"].append("%s -> %s (%d volumes)" % (old, new, len(volumes)))
     for row in rows():
-        if (row.host if old_kind == "host" else row.cluster_name) == old:
+        if filed_under(row, old_kind) == old:
             row.destroy()
             out["removed"].append("cinder-volume %s" % row.host)
     if old_kind == "cluster":

@@ -80,6 +80,9 @@ RELAYED_PORTS = (5000, 3306, 5672, ETCD_CLIENT_PORT)
 CEPH_DIR = os.path.join(BASE, "ceph")
 NODE_CEPH_DIR = "/etc/ceph"
 REGION = "cinder-ha-multinode"  # the formula's catalog for the three nodes, apart from RegionOne
+# Their Block Storage service too: a service's endpoints go with it in every region, and the
+# single-node sandbox's clean removes its own service (name cinder) when its region is emptied.
+SERVICE_NAME = "cinder-ha-multinode"
 MAX_NODES = 9
 CLUSTER_NAME = "cinder-ha-multinode"
 
@@ -276,9 +279,9 @@ def prepare_node(name, count, token, master, fresh=True):
     hacluster = pwd.getpwnam("hacluster").pw_uid
     haclient = grp.getgrnam("haclient").gr_gid
     cinder = (pwd.getpwnam("cinder").pw_uid, grp.getgrnam("cinder").gr_gid)
-    for sub in ("lib/pacemaker", "lib/corosync", "lib/cinder") if fresh else ():
+    for sub in ("lib/pacemaker", "lib/corosync", "lib/cinder", "share/pacemaker") if fresh else ():
         shutil.rmtree(os.path.join(d, sub), ignore_errors=True)
-    for sub in ("etc/corosync", "etc/cinder", "etc/ceph", "lib/corosync", "log", "salt"):
+    for sub in ("etc/corosync", "etc/cinder", "etc/ceph", "lib/corosync", "log", "salt", "share/pacemaker/alerts"):
         os.makedirs(os.path.join(d, sub), exist_ok=True)
     os.makedirs(os.path.join(d, "lib/pacemaker"), exist_ok=True)
     os.chown(os.path.join(d, "lib/pacemaker"), hacluster, haclient)
@@ -648,7 +651,7 @@ def formula_pillar(facts, monitor="5s", stickiness=100, mode="active_passive", o
         extra_conf=extra_conf, volume=volume,
         keystone={"region": REGION},
         agent={"user": CINDER_USER, "monitor_interval": monitor},
-        endpoints={"service_types": ["block-storage"]},
+        endpoints={"service_types": ["block-storage"], "service_name": SERVICE_NAME},
         # the failover tests and the bench measure moves away from a failed node, not back
         cluster=cluster,
         **overrides)
@@ -771,6 +774,10 @@ def region_absent(facts):
         for endpoint in body["endpoints"]:
             keystone_request(facts, "DELETE", f"/endpoints/{endpoint['id']}", token=token)
         keystone_request(facts, "DELETE", f"/regions/{REGION}", token=token)
+        _, body = keystone_request(facts, "GET", "/services", token=token)
+        for service in body["services"]:
+            if service.get("name") in (SERVICE_NAME, SERVICE_NAME + "v3"):  # volumev3 gets <name>v3
+                keystone_request(facts, "DELETE", f"/services/{service['id']}", token=token)
     except urllib.error.HTTPError as exc:
         if exc.code != 404:
             raise
@@ -913,7 +920,13 @@ def power_cut(node):
 
 
 def set_partitioned(node, partitioned):
+    """Cut `node` off the switch (its port down), or heal it. Healing starts the node's
+    salt-minion afresh if one runs: it keeps its dead connection to the master until TCP
+    keepalive gives up (over 5 min seen), and misses every job meanwhile."""
     run(["ip", "-n", SWITCH_NS, "link", "set", node, "down" if partitioned else "up"])
+    if not partitioned and node_exec(node, ["pgrep", "-f", "bin/salt-minion"], timeout=15).returncode == 0:
+        minion_stop(node)
+        minion_start(node)
 
 
 def set_standby(node, standby, via=None):

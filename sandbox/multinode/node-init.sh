@@ -36,8 +36,14 @@ bind "$dir/log/pacemaker" /var/log/pacemaker
 bind "$dir/log/corosync" /var/log/corosync
 # The nodes' own copy of ocf:openstack:cinder-api (multinode.py keeps it in sync with the tree).
 bind "$NODE_AGENT_DIR" "$OCF_PROVIDER_DIR"
+# The node's own alert agents: the formula installs cinder_ha_alert here, and the machine's
+# copy (the single-node sandbox's, which its clean removes) is another machine's file.
+mkdir -p /usr/share/pacemaker/alerts /var/lib/cinder-ha
+bind "$dir/share/pacemaker/alerts" /usr/share/pacemaker/alerts
+# its alert spool too (the machine's is the single-node sandbox's, whatever starts first)
+bind "$dir/lib/cinder-ha" /var/lib/cinder-ha
 # Optional places cinder or salt may use, when they exist on the shared root.
-for pair in "lib/cinder:/var/lib/cinder" "log/cinder:/var/log/cinder" "salt:/etc/salt" "lib/cinder-ha:/var/lib/cinder-ha"; do
+for pair in "lib/cinder:/var/lib/cinder" "log/cinder:/var/log/cinder" "salt:/etc/salt"; do
     if [ -d "${pair#*:}" ] && [ -d "$dir/${pair%%:*}" ]; then bind "$dir/${pair%%:*}" "${pair#*:}"; fi
 done
 

@@ -62,7 +62,9 @@ def stopped(instance, sandbox_facts):
 
 def ocf_tester(params):
     """ocf-tester with the password in the environment, not on ocf-tester's own command line."""
-    args = ["ocf-tester", "-n", "agent_cinder-api"]
+    # the start timeout the formula gives the cluster's start op (60 s), not ocf-tester's own
+    # 20 s: with the three-node tier beside, cinder-api took longer than 18 s to answer
+    args = ["ocf-tester", "-n", "agent_cinder-api", "-o", "CRM_meta_timeout=60000"]
     extra_env = {}
     for key, value in params.items():
         if key == "os_password":

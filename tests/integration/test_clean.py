@@ -10,6 +10,7 @@ cinder-api running behind its VIP and the catalog present, as other tests expect
 """
 import hashlib
 import json
+import os
 import pathlib
 import subprocess
 import time
@@ -17,7 +18,7 @@ import time
 import pytest
 
 from tests.conftest import SANDBOX, cluster_env
-from tests.support.formula import CLUSTER_IDS, cib_epoch, keystone_get, keystone_session, state_results
+from tests.support.formula import CLUSTER_IDS, cib_epoch, keystone_get, keystone_session, state_results, wait_block_storage_up
 
 PROJECT = pathlib.Path(__file__).resolve().parents[2]
 SECRETS = pathlib.Path("/var/lib/pacemaker/lrm/secrets") / CLUSTER_IDS[0]
@@ -75,8 +76,9 @@ def catalog(facts, region):
 def identity(facts):
     """The sandbox's identity service and endpoints: what the catalog clean must never touch."""
     (service,) = keystone_get(facts, "/services?type=identity")["services"]
+    # this region's (the three-node tier, running beside, adds and removes its own region's)
     return service["id"], sorted(e["id"] for e in keystone_get(facts, f"/endpoints?service_id={service['id']}")
-                                 ["endpoints"])
+                                 ["endpoints"] if e["region_id"] == facts["keystone_region"])
 
 
 def untouched(before, after):
@@ -184,7 +186,9 @@ def test_clean_removes_what_the_formula_built(built, salt_cli, salt_minion):
     # VIP (the address is gone)
     pid = PID_FILE.read_text().strip() if PID_FILE.exists() else None
     assert not (pid and pathlib.Path(f"/proc/{pid}").exists()), pid
-    left = subprocess.run(["pgrep", "-a", "-f", "bin/cinder-(api|scheduler|volume) --config-file"],
+    # this pid namespace only: the three-node tier's nodes run their own cinder services beside
+    left = subprocess.run(["pgrep", "-a", "--ns", str(os.getpid()), "--nslist", "pid", "-f",
+                           "bin/cinder-(api|scheduler|volume) --config-file"],
                           capture_output=True, text=True).stdout
     assert not left.strip(), left
     assert not cinder_api_answers(timeout=0)
@@ -265,6 +269,7 @@ def test_apply_after_clean_restores_a_working_cluster(built, salt_cli, salt_mini
     assert SECRETS.joinpath("os_password").exists() and AGENT.exists() and ALERT_AGENT.exists()
     assert cinder_api_answers()
     assert len(catalog(built, built["keystone_region"])) == 3
+    wait_block_storage_up(salt_cli, salt_minion.id)
     client = subprocess.run([str(SANDBOX / "venv" / "salt" / "bin" / "python"),
                              str(PROJECT / "scripts" / "catalog_client.py"), "--facts", str(SANDBOX / "sandbox.json")],
                             capture_output=True, text=True, timeout=120)

@@ -13,7 +13,15 @@ import time
 import pytest
 
 from tests.conftest import SANDBOX, cluster_env
-from tests.support.formula import CLUSTER_IDS, cib_epoch, keystone_get, reset_slate, state_results
+from tests.support.formula import (
+    CLUSTER_IDS,
+    cib_epoch,
+    keystone_get,
+    reset_slate,
+    services_but_the_three_nodes,
+    state_results,
+    wait_block_storage_up,
+)
 
 PROJECT = pathlib.Path(__file__).resolve().parents[2]
 PACEMAKER_LOG = pathlib.Path("/var/log/pacemaker/pacemaker.log")
@@ -31,7 +39,7 @@ def apply(salt_cli, target, *args, timeout=600):
 
 def snapshot(facts):
     conf = pathlib.Path(facts["cinder_conf"]).read_bytes()
-    services = keystone_get(facts, "/services")["services"]
+    services = services_but_the_three_nodes(facts)
     return {"epoch": cib_epoch(), "conf": hashlib.sha256(conf).hexdigest(),
             "services": sorted((s["type"], s["id"]) for s in services)}
 
@@ -82,6 +90,7 @@ def test_first_apply_converges_and_the_api_answers_through_the_catalog(slate, sa
     located = subprocess.run(["crm_resource", "--locate", "--resource", CLUSTER_IDS[0]], capture_output=True,
                              text=True, env=cluster_env(), timeout=30).stdout
     assert "is running on: node1" in located
+    wait_block_storage_up(salt_cli, salt_minion.id)
     client = subprocess.run([str(SANDBOX / "venv" / "salt" / "bin" / "python"), str(PROJECT / "scripts" / "catalog_client.py"),
                              "--facts", str(SANDBOX / "sandbox.json")], capture_output=True, text=True, timeout=120)
     assert client.returncode == 0, client.stdout + client.stderr
@@ -155,7 +164,7 @@ def test_two_minions_applying_at_once_leave_one_copy_of_everything(slate, salt_m
     for rsc in CLUSTER_IDS:
         assert cib.count(f'<primitive id="{rsc}"') == 1
     assert cib.count("<rsc_colocation ") == 1 and cib.count("<rsc_order ") == 1
-    services = keystone_get(slate, "/services?type=block-storage")["services"]
+    services = services_but_the_three_nodes(slate, "?type=block-storage")
     assert len(services) == 1
     endpoints = keystone_get(slate, f"/endpoints?service_id={services[0]['id']}")["endpoints"]
     assert sorted(e["interface"] for e in endpoints if e["region_id"] == "RegionOne") == ["admin", "internal", "public"]

@@ -32,7 +32,8 @@ def secrets_listing():
 
 def snapshot(facts):
     conf = pathlib.Path(facts["cinder_conf"])
-    endpoints = keystone_get(facts, "/endpoints")["endpoints"]
+    # this region's: the three-node tier, running beside, registers its own in its region
+    endpoints = keystone_get(facts, f"/endpoints?region_id={facts['keystone_region']}")["endpoints"]
     return {"epoch": cib_epoch(), "conf": hashlib.sha256(conf.read_bytes()).hexdigest() if conf.exists() else None,
             "endpoints": sorted((e["id"], e["url"]) for e in endpoints), "secrets": secrets_listing()}
 

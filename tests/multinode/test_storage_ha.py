@@ -197,11 +197,7 @@ def test_partition_of_the_cinder_volume_node(volume_cluster):
         fault.check_after()
         assert mn.locate(resource=VOLUME_RSC, via=survivor) != fault.node
     finally:
-        mn.set_partitioned(fault.node, False)
-        # The node's salt-minion keeps its dead connection to the master until TCP keepalive
-        # gives up (over 5 min seen: the next tests' jobs never reached it): start it afresh.
-        mn.minion_stop(fault.node)
-        mn.minion_start(fault.node)
+        mn.set_partitioned(fault.node, False)  # its salt-minion started afresh
     c.wait_minions([fault.node])
     mn.wait_online(list(NODES), via=survivor)
     mn.wait_settled(via=survivor, timeout=120)

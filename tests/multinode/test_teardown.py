@@ -5,7 +5,7 @@ import os
 import re
 import subprocess
 
-from tests.multinode.conftest import bring_up, take_down
+from tests.multinode.conftest import bring_up, load_multinode, take_down
 
 
 def out(*argv):
@@ -76,14 +76,23 @@ print(json.dumps({"listed": listed, "locked": locked}))
 """
 
 
+def ours(text):
+    """What names the three nodes' things: their namespaces, links and folders, the bridge's
+    subnet. The other tiers run beside this one (scripts/test) and add and remove their own
+    namespaces, mounts and loopback addresses meanwhile."""
+    return "cha-" in text or "198.18." in text or load_multinode().BASE in text
+
+
 def snapshot():
     return {
-        "netns": out("ip", "netns", "list"),
-        "links": sorted(line.split(":")[1].strip() for line in out("ip", "-o", "link").splitlines()),
-        "addrs": out("ip", "-o", "addr"),
+        "netns": "\n".join(ns for ns in out("ip", "netns", "list").splitlines() if ours(ns)),
+        "links": sorted(name for name in (line.split(":")[1].strip() for line in out("ip", "-o", "link").splitlines())
+                        if ours(name)),
+        "addrs": "\n".join(line for line in out("ip", "-o", "addr").splitlines() if ours(line)),
         # the first `ip netns add` since boot makes /run/netns a mount point of its own and
         # iproute2 keeps it (machine setup, shared by every netns user): not ours to remove
-        "mounts": [line for line in open("/proc/mounts").read().splitlines() if line.split()[1] != "/run/netns"],
+        "mounts": [line for line in open("/proc/mounts").read().splitlines()
+                   if line.split()[1] != "/run/netns" and ours(line)],
     }
 
 

@@ -61,7 +61,8 @@ def remove_cluster_objects():
     subprocess.run(["crm_resource", "--wait", "--timeout", "120s"], capture_output=True, env=env, timeout=150)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and (
-            subprocess.run(["pgrep", "-f", "bin/cinder-api --config-file /etc/cinder"], capture_output=True).returncode == 0
+            subprocess.run(["pgrep", "--ns", str(os.getpid()), "--nslist", "pid", "-f",  # not the nodes' (pid namespaces)
+                            "bin/cinder-api --config-file /etc/cinder"], capture_output=True).returncode == 0
             or "is running on" in subprocess.run(["crm_resource", "--locate", "--resource", CLUSTER_IDS[0]],
                                                  capture_output=True, text=True, env=env, timeout=30).stdout):
         time.sleep(0.5)
@@ -70,6 +71,31 @@ def remove_cluster_objects():
                               timeout=30).stdout
     assert f'id="{CLUSTER_IDS[0]}"' not in leftover, f"{CLUSTER_IDS[0]} could not be removed from the CIB"
     shutil.rmtree(f"/var/lib/pacemaker/lrm/secrets/{CLUSTER_IDS[0]}", ignore_errors=True)
+
+
+def services_but_the_three_nodes(facts, query=""):
+    """Keystone's services (``/services`` + ``query``) but the three-node tier's: its own Block
+    Storage services (multinode.SERVICE_NAME), registered in its own region while it runs
+    beside the other tiers."""
+    theirs = sandbox_script("multinode").SERVICE_NAME
+    return [s for s in keystone_get(facts, f"/services{query}")["services"]
+            if s.get("name") not in (theirs, theirs + "v3")]
+
+
+def wait_block_storage_up(salt_cli, minion_id, timeout=120):
+    """Until a cinder-scheduler and a cinder-volume are up in cinder's own view (its services
+    table), before a client creates a volume. The apply returns once the cluster has started
+    them, which can be before cinder-volume's first heartbeat: seen with the three-node tier
+    running beside, a create right after the apply found no valid backend and ended in error.
+    A gap of the formula, named in the closing note, not hidden here: this waits and bounds it."""
+    deadline = time.monotonic() + timeout
+    rows = None
+    while time.monotonic() < deadline:
+        rows = salt_cli.run("cinder_volume.services", minion_tgt=minion_id, _timeout=60).data
+        if isinstance(rows, list) and {r["binary"] for r in rows if r["up"]} >= {"cinder-scheduler", "cinder-volume"}:
+            return rows
+        time.sleep(2)
+    raise AssertionError(f"cinder-scheduler and cinder-volume not both up {timeout} s after the apply: {rows}")
 
 
 def reset_slate(facts):
@@ -84,6 +110,13 @@ def reset_slate(facts):
     os.chmod(conf, 0o640)
     shutil.chown(conf, "root", "cinder")
     session = keystone_session(facts)
+    url, region = facts["keystone_url"], facts["keystone_region"]
     for stype in CATALOG_TYPES:
-        for service in session.get(f"{facts['keystone_url']}/services?type={stype}").json()["services"]:
-            session.delete(f"{facts['keystone_url']}/services/{service['id']}")
+        for service in session.get(f"{url}/services?type={stype}").json()["services"]:
+            endpoints = session.get(f"{url}/endpoints?service_id={service['id']}").json()["endpoints"]
+            if all(e["region_id"] == region for e in endpoints):
+                session.delete(f"{url}/services/{service['id']}")
+            else:  # another region's (the three-node tier's, running beside): only ours go
+                for endpoint in endpoints:
+                    if endpoint["region_id"] == region:
+                        session.delete(f"{url}/endpoints/{endpoint['id']}")
