@@ -776,7 +776,7 @@ def region_absent(facts):
         keystone_request(facts, "DELETE", f"/regions/{REGION}", token=token)
         _, body = keystone_request(facts, "GET", "/services", token=token)
         for service in body["services"]:
-            if service.get("name") in (SERVICE_NAME, SERVICE_NAME + "v3"):  # volumev3 gets <name>v3
+            if service.get("name") == SERVICE_NAME:  # the nodes' pillar registers block-storage only
                 keystone_request(facts, "DELETE", f"/services/{service['id']}", token=token)
     except urllib.error.HTTPError as exc:
         if exc.code != 404:

@@ -10,7 +10,6 @@ cinder-api running behind its VIP and the catalog present, as other tests expect
 """
 import hashlib
 import json
-import os
 import pathlib
 import subprocess
 import time
@@ -18,7 +17,7 @@ import time
 import pytest
 
 from tests.conftest import SANDBOX, cluster_env
-from tests.support.formula import CLUSTER_IDS, cib_epoch, keystone_get, keystone_session, state_results, wait_block_storage_up
+from tests.support.formula import CLUSTER_IDS, cib_epoch, keystone_get, keystone_session, pgrep_here, state_results, wait_block_storage_up
 
 PROJECT = pathlib.Path(__file__).resolve().parents[2]
 SECRETS = pathlib.Path("/var/lib/pacemaker/lrm/secrets") / CLUSTER_IDS[0]
@@ -186,10 +185,7 @@ def test_clean_removes_what_the_formula_built(built, salt_cli, salt_minion):
     # VIP (the address is gone)
     pid = PID_FILE.read_text().strip() if PID_FILE.exists() else None
     assert not (pid and pathlib.Path(f"/proc/{pid}").exists()), pid
-    # this pid namespace only: the three-node tier's nodes run their own cinder services beside
-    left = subprocess.run(["pgrep", "-a", "--ns", str(os.getpid()), "--nslist", "pid", "-f",
-                           "bin/cinder-(api|scheduler|volume) --config-file"],
-                          capture_output=True, text=True).stdout
+    left = pgrep_here("bin/cinder-(api|scheduler|volume) --config-file", "-a").stdout
     assert not left.strip(), left
     assert not cinder_api_answers(timeout=0)
     addresses = subprocess.run(["ip", "-o", "addr", "show"], capture_output=True, text=True).stdout

@@ -175,9 +175,10 @@ def runs(listener, master, since, fun=None):
     return [e.data for e in events if fun is None or e.data.get("fun") == fun]
 
 
-def settle(listener, master, since, count, timeout=60):
-    """Wait for `count` runner decisions, then 2 s more (a late job would show up)."""
-    assert wait_until(lambda: len(react_returns(listener, master, since)) >= count, timeout), \
+def settle(listener, master, since, count, timeout=60, lost=lambda: 0):
+    """Wait for `count` runner decisions, less the runner jobs ``lost()`` says Salt lost, then
+    2 s more (a late job would show up)."""
+    assert wait_until(lambda: len(react_returns(listener, master, since)) + lost() >= count, timeout), \
         react_returns(listener, master, since)
     time.sleep(2)
     return react_returns(listener, master, since)
@@ -335,11 +336,8 @@ def test_rate_limit_drops_a_flood(started, minions, trust_master, event_listener
     since, offset = time.time(), log_size(trust_master)
     for number in range(50):
         genuine(minions[A], CONF_TAG, {"path": CONF, "digest": f"flood{number}"})
-    assert wait_until(lambda: len(react_returns(event_listener, trust_master, since))
-                      + runner_jobs_salt_lost(trust_master, offset) >= 50, 120), \
-        react_returns(event_listener, trust_master, since)
-    time.sleep(2)  # a late job would show up
-    decisions = react_returns(event_listener, trust_master, since)
+    decisions = settle(event_listener, trust_master, since, 50, timeout=120,
+                       lost=lambda: runner_jobs_salt_lost(trust_master, offset))
     lost = runner_jobs_salt_lost(trust_master, offset)
     assert lost <= 3, f"Salt's reactor lost {lost} of 50 runner jobs"
     assert len(decisions) == 50 - lost

@@ -76,11 +76,14 @@ print(json.dumps({"listed": listed, "locked": locked}))
 """
 
 
+NODES_BASE = load_multinode().BASE
+
+
 def ours(text):
     """What names the three nodes' things: their namespaces, links and folders, the bridge's
     subnet. The other tiers run beside this one (scripts/test) and add and remove their own
     namespaces, mounts and loopback addresses meanwhile."""
-    return "cha-" in text or "198.18." in text or load_multinode().BASE in text
+    return "cha-" in text or "198.18." in text or NODES_BASE in text
 
 
 def snapshot():

@@ -61,8 +61,7 @@ def remove_cluster_objects():
     subprocess.run(["crm_resource", "--wait", "--timeout", "120s"], capture_output=True, env=env, timeout=150)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and (
-            subprocess.run(["pgrep", "--ns", str(os.getpid()), "--nslist", "pid", "-f",  # not the nodes' (pid namespaces)
-                            "bin/cinder-api --config-file /etc/cinder"], capture_output=True).returncode == 0
+            pgrep_here("bin/cinder-api --config-file /etc/cinder").returncode == 0
             or "is running on" in subprocess.run(["crm_resource", "--locate", "--resource", CLUSTER_IDS[0]],
                                                  capture_output=True, text=True, env=env, timeout=30).stdout):
         time.sleep(0.5)
@@ -73,13 +72,19 @@ def remove_cluster_objects():
     shutil.rmtree(f"/var/lib/pacemaker/lrm/secrets/{CLUSTER_IDS[0]}", ignore_errors=True)
 
 
+def pgrep_here(pattern, *options):
+    """``pgrep -f pattern`` in this pid namespace only: the three-node tier's nodes, each in a
+    pid namespace of its own, run their own cinder services beside the other tiers."""
+    return subprocess.run(["pgrep", *options, "--ns", str(os.getpid()), "--nslist", "pid", "-f", pattern],
+                          capture_output=True, text=True)
+
+
 def services_but_the_three_nodes(facts, query=""):
     """Keystone's services (``/services`` + ``query``) but the three-node tier's: its own Block
     Storage services (multinode.SERVICE_NAME), registered in its own region while it runs
     beside the other tiers."""
     theirs = sandbox_script("multinode").SERVICE_NAME
-    return [s for s in keystone_get(facts, f"/services{query}")["services"]
-            if s.get("name") not in (theirs, theirs + "v3")]
+    return [s for s in keystone_get(facts, f"/services{query}")["services"] if s.get("name") != theirs]
 
 
 def wait_block_storage_up(salt_cli, minion_id, timeout=120):
