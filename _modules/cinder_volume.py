@@ -21,6 +21,7 @@ import logging
 import os
 import socket
 import subprocess
+import time
 
 from cinder_ha_lib import conf, pillar, volume
 from cinder_ha_lib.secret_rule import mask_url
@@ -141,7 +142,10 @@ for backend, change in sorted(req["changes"].items()):
     out["moved"].append("%s -> %s (%d volumes)" % (old, new, len(volumes)))
     for row in rows():
         if filed_under(row, old_kind) == old:
-            row.destroy()
+            try:
+                row.destroy()
+            except exception.ServiceNotFound:
+                continue  # another node's run of this same move removed it first
             out["removed"].append("cinder-volume %s" % row.host)
     if old_kind == "cluster":
         try:
@@ -282,6 +286,31 @@ def services(config=None, binary=None, timeout=30):
 
         binary = formula.service_binary(__salt__["cinder_ha.parameters"](), settings, "cinder-volume")
     return _run(_python(binary), _SERVICES, ("", [config]), timeout)
+
+
+def wait_services_up(config=None, binary=None, timeout=120, interval=3):
+    """
+    Wait, up to ``timeout`` seconds, until cinder's services table shows what a create needs
+    (``volume.services_missing``): an up cinder-scheduler if the pillar runs one, and an up
+    cinder-volume of every backend's placement. The cluster starts these services before
+    they report: a create issued in between is refused by the scheduler (no valid backend).
+    Returns ``{"ready", "missing", "waited", "rows"}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' cinder_volume.wait_services_up timeout=60
+    """
+    settings = _settings()
+    started = time.monotonic()
+    while True:
+        rows = services(config=config, binary=binary)
+        missing = volume.services_missing(rows, settings.get("volume"), settings.get("scheduler"))
+        waited = round(time.monotonic() - started, 1)
+        if not missing or waited >= timeout:
+            return {"ready": not missing, "missing": missing, "waited": waited, "rows": rows}
+        time.sleep(min(interval, max(0.0, timeout - waited)))
 
 
 def expected_rows(settings=None):

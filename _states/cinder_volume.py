@@ -15,6 +15,11 @@ States for cinder's volume service under the cluster.
         - require:
           - cinder_ha: cinder-volume restarted through the cluster
 
+    scheduler and volume services up:
+      cinder_volume.services_up:
+        - name: /etc/cinder/cinder.conf
+        - timeout: 120
+
     cinder backends usable before cinder.conf is written:
       cinder_volume.backends_usable:
         - name: /etc/cinder/cinder.conf
@@ -133,4 +138,47 @@ def placement_moved(name, binary=None):
                           + ". The next apply tries again.")
         return ret
     ret["comment"] = "The volumes and service rows of the old placement were moved."
+    return ret
+
+
+def services_up(name, timeout=120):
+    """
+    Block Storage ready to take creates: wait, up to ``timeout`` seconds, until cinder's own
+    services table shows an up cinder-scheduler (when the pillar runs one) and an up
+    cinder-volume of every backend's placement (``cinder_volume.wait_services_up``). The
+    cluster starts these services before their first heartbeat; without this wait, a create
+    right after the apply can end in error (no valid backend). Changes nothing; fails, naming
+    what is missing, when they are not up in time.
+
+    name
+        The cinder.conf whose database holds the services table.
+
+    .. code-block:: yaml
+
+        scheduler and volume services up:
+          cinder_volume.services_up:
+            - name: /etc/cinder/cinder.conf
+            - timeout: 120
+    """
+    ret = {"name": name, "result": True, "changes": {}, "comment": ""}
+    if not __salt__["cinder_ha.settings"]().get("volume"):
+        ret["comment"] = "No volume service in the pillar: nothing to wait for."
+        return ret
+    if __opts__["test"]:
+        ret["comment"] = "cinder's services table would be read until the scheduler and volume services are up."
+        return ret
+    try:
+        found = __salt__["cinder_volume.wait_services_up"](config=name, timeout=timeout)
+    except CommandExecutionError as exc:
+        ret["result"] = False
+        ret["comment"] = f"cinder's services table could not be read: {exc}"
+        return ret
+    if not found["ready"]:
+        ret["result"] = False
+        ret["comment"] = (f"Block Storage cannot take creates {found['waited']} s after the apply: "
+                          + "; ".join(found["missing"])
+                          + ". See cinder_ha.status and the services' logs.")
+        return ret
+    ret["comment"] = (f"cinder-scheduler and cinder-volume are up in cinder's services table "
+                      f"(waited {found['waited']} s).")
     return ret

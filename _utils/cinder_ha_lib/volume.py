@@ -349,3 +349,23 @@ def placement_changes(old, new):
     placement differs between ``old`` and ``new`` (``placements_from_*``)."""
     return {backend: {"from": list(old[backend]), "to": list(new[backend])}
             for backend in sorted(set(old) & set(new)) if tuple(old[backend]) != tuple(new[backend])}
+
+
+# ---------------------------------------------------------------- ready to take creates
+
+
+def services_missing(rows, volume, scheduler):
+    """What cinder's services table (``rows``, as ``cinder_volume.services`` returns them)
+    still lacks before a create can be placed: an up cinder-scheduler when the pillar runs one
+    (``scheduler``), and per backend an up cinder-volume filed under the placement the pillar
+    gives it (``placements_from_pillar``: its ``host`` in active_passive, its ``cluster`` in
+    active_active). A disabled row does not count: the scheduler skips it. Returns readable
+    lines, [] when nothing is missing."""
+    serving = [row for row in rows if row["up"] and not row["disabled"]]
+    missing = []
+    if scheduler and not any(row["binary"] == "cinder-scheduler" for row in serving):
+        missing.append("no cinder-scheduler is up")
+    for backend, (kind, name) in sorted(placements_from_pillar(volume).items()):
+        if not any(row["binary"] == "cinder-volume" and (row[kind] or "") == name for row in serving):
+            missing.append(f"no cinder-volume of {name} (backend {backend}) is up")
+    return missing

@@ -1,7 +1,8 @@
 {#- Guide step 4: the Block Storage service and its endpoints in Keystone v3, public URL on
     the public VIP, internal and admin URLs on the internal VIP, keyed on (service type,
     interface, region). Then the catalog URL is probed: a client that knows only Keystone
-    must reach the real cinder-api. Only the controller changes the catalog.
+    must reach the real cinder-api, and (with a volume service) cinder's services table must
+    show the scheduler and cinder-volume up. Only the controller changes the catalog.
     cinder_ha.clean removes these only with pillar cinder_ha:clean:catalog: true. #}
 {%- set tplroot = tpldir.split("/")[0] %}
 {%- set formula = salt["cinder_ha.formula_map"](tplroot, saltenv) %}
@@ -60,5 +61,17 @@ include:
     - require:
       - cinder_keystone: {{ tplroot }}-catalog-{{ endpoints.service_types[0] }}-endpoints-present
       - sls: {{ tplroot }}.cluster
+{%-   if cinder_ha.volume %}
+
+{#- The cluster starts the scheduler and cinder-volume before their first heartbeat: the run
+    ends only once cinder's services table shows them up, so that a create right after the
+    apply finds a backend instead of ending in error (no valid backend). #}
+{{ tplroot }}-catalog-volume-services-up:
+  cinder_volume.services_up:
+    - name: {{ cinder_ha.cinder_conf.path | json }}
+    - timeout: {{ cinder_ha.settle_timeout }}
+    - require:
+      - sls: {{ tplroot }}.cluster
+{%-   endif %}
 {%- endif %}
 {%- endif %}

@@ -174,3 +174,42 @@ def test_a_mode_switch_is_a_placement_change_and_a_second_run_is_not():
     assert volume.placement_changes(aa_placed, volume.placements_from_pillar(aa["volume"])) == {}
     # a backend that is added or dropped has nothing to move
     assert volume.placement_changes({"old": ("host", "x@old")}, {"new": ("host", "x@new")}) == {}
+
+
+def row(binary, host, cluster=None, up=True, disabled=False):
+    return {"binary": binary, "host": host, "cluster": cluster, "up": up, "disabled": disabled, "heartbeat_age": 3}
+
+
+def test_active_passive_ready_needs_an_up_scheduler_and_the_backend_host_row():
+    settings, errors, _ = normalized()
+    assert errors == []
+    vol, sched = settings["volume"], settings["scheduler"]
+    assert volume.services_missing([], vol, sched) == ["no cinder-scheduler is up",
+                                                      "no cinder-volume of cinder-ha-volume@ceph (backend ceph) is up"]
+    ready = [row("cinder-scheduler", "n1"), row("cinder-volume", "cinder-ha-volume@ceph")]
+    assert volume.services_missing(ready, vol, sched) == []
+    # a node's own name is not the placement; a row past service_down_time or disabled is not serving
+    for stale in ([row("cinder-scheduler", "n1"), row("cinder-volume", "n1@ceph")],
+                  [row("cinder-scheduler", "n1"), row("cinder-volume", "cinder-ha-volume@ceph", up=False)],
+                  [row("cinder-scheduler", "n1"), row("cinder-volume", "cinder-ha-volume@ceph", disabled=True)]):
+        assert volume.services_missing(stale, vol, sched) == [
+            "no cinder-volume of cinder-ha-volume@ceph (backend ceph) is up"]
+    assert volume.services_missing(ready[1:], vol, sched) == ["no cinder-scheduler is up"]
+
+
+def test_active_active_ready_needs_an_instance_filed_under_the_cluster():
+    settings, errors, _ = normalized(mode="active_active", cluster="cinder-cluster", coordination=ETCD)
+    assert errors == []
+    vol, sched = settings["volume"], settings["scheduler"]
+    other_cluster = [row("cinder-scheduler", "n1"), row("cinder-volume", "n1@ceph", "old-cluster@ceph")]
+    assert volume.services_missing(other_cluster, vol, sched) == [
+        "no cinder-volume of cinder-cluster@ceph (backend ceph) is up"]
+    one_instance = [row("cinder-scheduler", "n2"), row("cinder-volume", "n1@ceph", "cinder-cluster@ceph", up=False),
+                    row("cinder-volume", "n2@ceph", "cinder-cluster@ceph")]
+    assert volume.services_missing(one_instance, vol, sched) == []
+
+
+def test_without_the_scheduler_in_the_pillar_only_the_volume_rows_count():
+    settings, errors, _ = normalized()
+    assert errors == []
+    assert volume.services_missing([row("cinder-volume", "cinder-ha-volume@ceph")], settings["volume"], None) == []
