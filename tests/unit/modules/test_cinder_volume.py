@@ -5,15 +5,9 @@ from unittest.mock import MagicMock
 import pytest
 
 from _modules import cinder_volume
+from tests.unit.modules.test_cinder_ha import PILLAR as BASE_PILLAR
 
-PILLAR = {
-    "vip": {"address": "198.18.0.10", "netmask": 24},
-    "database": {"host": "198.18.0.254", "user": "cinder", "password": "db-s3cret"},
-    "rabbitmq": {"hosts": ["198.18.0.254"], "user": "openstack", "password": "mq-s3cret"},
-    "keystone": {"auth_url": "http://198.18.0.254:5000/v3", "username": "admin", "password": "ks-s3cret",
-                 "project_name": "admin"},
-    "volume": {"backends": {"ceph": {"driver": "cinder.volume.drivers.rbd.RBDDriver"}}},
-}
+PILLAR = dict(BASE_PILLAR, volume={"backends": {"ceph": {"driver": "cinder.volume.drivers.rbd.RBDDriver"}}})
 SCHEDULER = {"binary": "cinder-scheduler", "host": "n1", "cluster": None, "up": True, "disabled": False}
 VOLUME = {"binary": "cinder-volume", "host": "cinder-ha-volume@ceph", "cluster": None, "up": True, "disabled": False}
 
