@@ -34,6 +34,12 @@ seconds after it was sent, then after pauses that double up to 16 times ``rechec
 Spool entries are opened with ``O_NOFOLLOW|O_NONBLOCK`` and must be regular files: a
 symlink, folder or FIFO named ``*.json`` is skipped with one log line and left in place.
 
+The engine touches ``<alert_spool>/.engine-alive`` at start and every 5 s. The alert agent and
+the cinder-api agent spool only while it is at most 120 s old
+(``cinder_ha_lib.events.ENGINE_STALE_SECONDS``): a node without a running engine (the engine
+never configured, its minion stopped) spools nothing, so no backlog piles up to be sent the
+day an engine starts. A minion restart within that time loses nothing.
+
 Minion configuration:
 
 .. code-block:: yaml
@@ -197,6 +203,7 @@ class Watcher:
         self.send = send
         self.digests_file = digests_file
         self.alert_spool = os.path.abspath(alert_spool) if alert_spool else None
+        self.beat_failed = False
         self.debounce = float(debounce)
         self.reported_file = reported_file
         self.last_reported = delivery.load_reported(reported_file)
@@ -376,6 +383,25 @@ class Watcher:
         wait = min(deadlines + [next_rescan]) - time.monotonic()
         return max(0, int(wait * 1000))
 
+    def beat(self):
+        """Touch the heartbeat in the alert spool: the agents spool only while it is fresh."""
+        if not self.alert_spool:
+            return
+        path = os.path.join(self.alert_spool, events.ENGINE_HEARTBEAT)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+            try:
+                os.utime(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:  # no spool folder yet (the formula makes it), or not a file
+            if not self.beat_failed:
+                log.warning("cinder_ha_watch: cannot touch the heartbeat %s: %s (no alert is spooled "
+                            "until it can)", path, exc)
+            self.beat_failed = True
+        else:
+            self.beat_failed = False
+
     def step(self):
         """One round: wait for inotify or the next deadline, then act on what is due."""
         if self.notifier.check_events(timeout=self._timeout_ms()):
@@ -384,6 +410,7 @@ class Watcher:
         now = time.monotonic()
         if now - self.last_rescan >= RESCAN_SECONDS:
             self.last_rescan = now
+            self.beat()
             self._ensure_watches()
             if self.alert_spool:
                 self.spool_due = self.spool_due or max(now, self.backoff.due or now)
@@ -408,6 +435,7 @@ class Watcher:
             if recorded_digest(digests, path) is not None:
                 self.check_path(path)
         if self.alert_spool:
+            self.beat()
             self.spool_due = time.monotonic()
         try:
             while not self.stopping:

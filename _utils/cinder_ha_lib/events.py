@@ -19,6 +19,13 @@ FIELD_LIMIT = 256
 RSC_RE = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 MINION_ID_RE = re.compile(r"[A-Za-z0-9_.@-]{1,253}")
 
+# The engine's heartbeat in the alert spool: the alert agent (Python, as hacluster) and the
+# cinder-api agent (shell) spool only while it is this fresh, so that without a running engine
+# nothing piles up to be sent as a backlog when one starts. Both scripts carry these two values
+# (they cannot import this package); a unit test holds them equal.
+ENGINE_HEARTBEAT = ".engine-alive"  # touched at each of the engine's rescans (every 5 s)
+ENGINE_STALE_SECONDS = 120          # older than this (a minion stopped, not restarting): no engine
+
 # The master option cinder_ha_reactor over these (see _runners/cinder_ha_reactor.py).
 REACTOR_DEFAULTS = {
     "allow": None,

@@ -45,10 +45,12 @@ def instance():
 
 @pytest.fixture
 def spool(tmp_path):
-    """An alert spool folder of the test's own (alert_spool): nothing reaches the sandbox's."""
+    """An alert spool folder of the test's own (alert_spool): nothing reaches the sandbox's. The
+    test reads it, as the engine would: its heartbeat is kept fresh."""
     folder = tmp_path / "spool"
     folder.mkdir()
-    return str(folder)
+    with support.engine_heartbeat(folder):
+        yield str(folder)
 
 
 @pytest.fixture
@@ -512,6 +514,21 @@ def test_keystone_unreachable_for_the_monitor_warns_on_the_alert_path(stopped, s
     back = support.run_agent("monitor", params, CRM_meta_interval=5000)
     assert back.returncode == 0, back.stderr
     assert [e["desc"].split(":")[0] for e in support.spooled(spool, "identity_recovered")] == ["keystone_unreachable"]
+
+
+def test_without_an_engine_an_identity_incident_is_only_logged(stopped, sandbox_facts, tmp_path):
+    """No engine drains the spool (no fresh heartbeat): the incident is logged, nothing is
+    spooled, so no backlog piles up for the day an engine starts (issue 23)."""
+    folder = tmp_path / "no-engine"
+    folder.mkdir()
+    params = dict(support.modern_params(sandbox_facts), alert_spool=str(folder))
+    started_with(params)
+    down = dict(params, os_auth_url="http://127.0.0.1:9/v3")
+    result = support.run_agent("monitor", down, CRM_meta_interval=5000, CRM_meta_timeout=12000)
+    assert result.returncode == 0, result.stderr
+    assert "identity incident, not a cinder-api failure (keystone_unreachable)" in result.stderr
+    assert "no cinder_ha_watch engine drains" in result.stderr, result.stderr
+    assert os.listdir(folder) == []
 
 
 def test_cinder_that_cannot_reach_keystone_warns(stopped, sandbox_facts, spool):

@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from tests.support.agent import spool_entries
 from tests.support.reactor import load
 
 PROJECT = pathlib.Path(__file__).resolve().parents[2]
@@ -139,7 +140,33 @@ def test_real_alert_agent_file_is_forwarded_and_deleted(watch):
     assert watch.sent == [("cinder_ha/cluster/resource",
                            {"kind": "resource", "rsc": "p_cinder-api", "task": "stop", "rc": "0",
                             "target_rc": "0", "status": "0", "node": "node1"})]
-    assert os.listdir(watch.spool) == []
+    assert spool_entries(watch.spool) == []
+
+
+def test_the_engine_keeps_its_heartbeat_fresh_and_the_agent_spools_only_then(watch, tmp_path):
+    """The alert agent spools into a folder only while an engine's heartbeat there is fresh:
+    a node without a running engine piles up no backlog (issue 23)."""
+    beat = watch.spool / watch.engine.events.ENGINE_HEARTBEAT
+    assert beat.is_file() and time.time() - beat.stat().st_mtime < 10
+    first = beat.stat().st_mtime
+    settle(watch.engine.RESCAN_SECONDS + 1)
+    assert beat.stat().st_mtime > first, "the engine did not touch its heartbeat again"
+    env = {"PATH": "/usr/bin:/bin", "CRM_alert_kind": "resource", "CRM_alert_rsc": "p_cinder-api",
+           "CRM_alert_task": "stop", "CRM_alert_rc": "0", "CRM_alert_target_rc": "0", "CRM_alert_status": "0",
+           "CRM_alert_node": "node1"}
+    nobody = tmp_path / "no-engine"
+    nobody.mkdir()
+    subprocess.run([str(AGENT)], env=dict(env, CRM_alert_recipient=str(nobody)), check=True, timeout=30)
+    assert os.listdir(nobody) == []  # no heartbeat: nothing spooled
+    stale = nobody / watch.engine.events.ENGINE_HEARTBEAT
+    stale.touch()
+    old = time.time() - watch.engine.events.ENGINE_STALE_SECONDS - 5
+    os.utime(stale, (old, old))
+    subprocess.run([str(AGENT)], env=dict(env, CRM_alert_recipient=str(nobody)), check=True, timeout=30)
+    assert spool_entries(nobody) == []  # an engine stopped 2 minutes ago: nothing either
+    stale.touch()
+    subprocess.run([str(AGENT)], env=dict(env, CRM_alert_recipient=str(nobody)), check=True, timeout=30)
+    assert len(spool_entries(nobody)) == 1
 
 
 def test_alert_is_kept_while_the_master_is_away_and_delivered_by_the_retry(watch):
@@ -147,7 +174,7 @@ def test_alert_is_kept_while_the_master_is_away_and_delivered_by_the_retry(watch
     (watch.spool / "1-1-1.json").write_text(json.dumps({"rsc": "p_cinder-api", "task": "start"}))
     (watch.spool / "1-1-2.json").write_text(json.dumps({"rsc": "p_cinder-api", "task": "stop"}))
     settle(1.6)
-    assert sorted(os.listdir(watch.spool)) == ["1-1-1.json", "1-1-2.json"]
+    assert sorted(spool_entries(watch.spool)) == ["1-1-1.json", "1-1-2.json"]
     tried = [t for t, tag, _ in watch.sent.attempts]
     # retried on the back-off schedule (0.2, 0.4, 0.8, 0.8 s), the first file first, never a hot loop
     assert 3 <= len(tried) <= 6, tried
@@ -155,7 +182,7 @@ def test_alert_is_kept_while_the_master_is_away_and_delivered_by_the_retry(watch
     watch.sent.ok = True
     settle(1.2)  # no new inotify event: the scheduled retry alone delivers
     assert [data["task"] for _, data in watch.sent] == ["start", "stop"]
-    assert os.listdir(watch.spool) == []
+    assert spool_entries(watch.spool) == []
     assert not watch.watcher.backoff.down
 
 

@@ -27,7 +27,7 @@ import time
 
 import pytest
 
-from tests.support.agent import wait_for
+from tests.support.agent import spool_entries, wait_for
 from tests.support.reactor import PROJECT, load
 
 CONF_TAG = "cinder_ha/conf/changed"
@@ -255,7 +255,8 @@ def test_an_alert_spooled_while_the_master_is_stopped_arrives_and_only_then_is_d
     try:
         got = wait_for(lambda: len(events(event_listener, delivery_master, ALERT_TAG, since)) >= 2, 60, step=0.05)
         assert got, "the alerts spooled while the master was stopped never reached it"
-        assert wait_for(lambda: not os.listdir(delivery_paths["spool"]), 10, step=0.05), os.listdir(delivery_paths["spool"])
+        assert wait_for(lambda: not spool_entries(delivery_paths["spool"]), 10, step=0.05), \
+            spool_entries(delivery_paths["spool"])
     finally:
         stop.set()
         watcher.join(5)
@@ -315,7 +316,7 @@ def test_spool_entries_that_are_no_regular_file_are_skipped_and_the_engine_goes_
         time.sleep(RESCAN_WAIT)  # a further drain (the rescan) would forward or log them again
         got = events(event_listener, delivery_master, ALERT_TAG, since)
         assert [e.data["data"]["task"] for e in got] == ["after-odd"]  # the symlink's target never sent
-        assert sorted(os.listdir(spool)) == sorted(odd)  # skipped, left in place; the alert deleted
+        assert spool_entries(spool) == sorted(odd)  # skipped, left in place; the alert deleted
         log = engine_log(delivery_minion)
         for name in odd:
             assert log.count(f"skipping {name} in the alert spool") == 1, log[-3000:]

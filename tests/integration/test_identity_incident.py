@@ -48,7 +48,10 @@ def service_user(sandbox_facts):
 
 @pytest.fixture(scope="module")
 def spool(tmp_path_factory):
-    return tmp_path_factory.mktemp("identity-spool")
+    """agent_cinder-api's own spool: the test reads it, as an engine would (fresh heartbeat)."""
+    folder = tmp_path_factory.mktemp("identity-spool")
+    with support.engine_heartbeat(folder):
+        yield folder
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +129,9 @@ def observed(resources, spool):
     before_sandbox = set(os.listdir(SANDBOX_SPOOL))
     state = snapshot()
     assert all(state[f"{rsc} on"] for rsc in (RSC, SANDBOX_RSC, VIP_RSC, SANDBOX_VIP_RSC)), state
-    yield state, support.log_offset(), set(os.listdir(spool)), before_sandbox
+    # the sandbox's spool is read here too, whether or not an engine drains it
+    with support.engine_heartbeat(SANDBOX_SPOOL):
+        yield state, support.log_offset(), set(os.listdir(spool)), before_sandbox
     for name in set(os.listdir(SANDBOX_SPOOL)) - before_sandbox:
         path = SANDBOX_SPOOL / name
         if "-identity-" in name:

@@ -235,7 +235,7 @@ def test_stopping_a_resource_produces_event_and_reactor_job(reactor_cluster, rea
     assert starts and starts[-1]["check"]["location"]["running"] is True, ret.data
     jobs = jobs_since(event_listener, reactor_master, since, fun="cinder_ha_events.handle_move")
     assert jobs and jobs[0].data["tgt"] == [reactor_minion.id]
-    assert wait_until(lambda: os.listdir(reactor_paths["spool"]) == [], 10), "spooled alerts not removed"
+    assert wait_until(lambda: agent_support.spool_entries(reactor_paths["spool"]) == [], 10), "spooled alerts not removed"
 
 
 # ---------------------------------------------------------------- with the formula's real cinder_ha.config

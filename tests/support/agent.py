@@ -14,9 +14,12 @@ import re
 import secrets
 import shutil
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
+
+from cinder_ha_lib.events import ENGINE_HEARTBEAT
 
 PROJECT = pathlib.Path(__file__).resolve().parents[2]
 SANDBOX = pathlib.Path(os.environ.get("CINDER_HA_SANDBOX", "/srv/cinder-ha"))
@@ -70,6 +73,37 @@ def conf_variant(name, replacements, source=CONF_KEYSTONE):
     path = INSTANCE_DIR / f"cinder-{name}.conf"
     _write(path, text, 0o640, 0, pwd.getpwnam("cinder").pw_gid)
     return path
+
+
+def spool_entries(folder):
+    """What a spool folder holds besides the engine's heartbeat: alerts, temp files, odd entries."""
+    return sorted(name for name in os.listdir(folder) if name != ENGINE_HEARTBEAT)
+
+
+@contextlib.contextmanager
+def engine_heartbeat(folder, every=5.0):
+    """Keep the engine's heartbeat in ``folder`` fresh while the block runs: the agents spool
+    only into a folder an engine drains, and here the test is what reads the spool. A heartbeat
+    the block created is removed after it."""
+    path = pathlib.Path(folder) / ENGINE_HEARTBEAT
+    created = not path.exists()
+    done = threading.Event()
+
+    def beat():
+        while True:
+            path.touch()
+            if done.wait(every):
+                return
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield path
+    finally:
+        done.set()
+        thread.join(10)
+        if created:
+            path.unlink(missing_ok=True)
 
 
 def spooled(folder, kind=None):

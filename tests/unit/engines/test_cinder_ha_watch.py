@@ -1,6 +1,7 @@
 """Pure decisions of the cinder_ha_watch engine and the cinder_ha_alert agent (issue 8)."""
 import hashlib
 import json
+import os
 
 import pytest
 
@@ -104,11 +105,45 @@ def test_agent_filters_resources_and_tasks(agent, values, wanted):
 
 
 def test_agent_spools_one_complete_file(agent, tmp_path):
+    (tmp_path / agent.ENGINE_HEARTBEAT).touch()  # an engine drains this folder
     data = agent.event(env(CRM_alert_node="node1", CRM_alert_desc='ok "quoted"\n', CRM_alert_recipient=str(tmp_path)))
-    agent.spool(env(CRM_alert_recipient=str(tmp_path)), data)
-    (name,) = [p.name for p in tmp_path.iterdir()]
+    assert agent.spool(env(CRM_alert_recipient=str(tmp_path)), data) is True
+    (name,) = [p.name for p in tmp_path.iterdir() if p.name != agent.ENGINE_HEARTBEAT]
     assert not name.startswith(".") and name.endswith(".json")
     assert json.loads((tmp_path / name).read_text())["desc"] == 'ok "quoted"\n'
+
+
+def test_agent_spools_nothing_where_no_engine_beats(agent, tmp_path):
+    data = agent.event(env(CRM_alert_recipient=str(tmp_path)))
+    assert agent.spool(env(CRM_alert_recipient=str(tmp_path)), data) is False
+    beat = tmp_path / agent.ENGINE_HEARTBEAT
+    beat.touch()
+    stale = beat.stat().st_mtime - agent.ENGINE_STALE_SECONDS - 1
+    os.utime(beat, (stale, stale))
+    assert agent.spool(env(CRM_alert_recipient=str(tmp_path)), data) is False
+    assert [p.name for p in tmp_path.iterdir()] == [agent.ENGINE_HEARTBEAT]
+
+
+def test_the_agents_and_the_engine_share_the_heartbeat(agent):
+    """Neither agent can import cinder_ha_lib (system python3 as hacluster; shell): their copies
+    of the heartbeat's name and age limit are held equal here."""
+    from cinder_ha_lib import events
+
+    assert (agent.ENGINE_HEARTBEAT, agent.ENGINE_STALE_SECONDS) == (events.ENGINE_HEARTBEAT,
+                                                                    events.ENGINE_STALE_SECONDS)
+    shell = (PROJECT / "salt" / "cinder_ha" / "files" / "ocf" / "cinder-api").read_text()
+    assert f"\nENGINE_HEARTBEAT={events.ENGINE_HEARTBEAT}\n" in shell
+    assert f"\nENGINE_STALE_SECONDS={events.ENGINE_STALE_SECONDS}\n" in shell
+
+
+@pytest.mark.parametrize("age,alive", [(None, False), (0, True), (120, True), (121, False), (-200, False)])
+def test_engine_alive_is_a_fresh_heartbeat_either_side_of_now(agent, tmp_path, age, alive):
+    now = 1_800_000_000.0
+    if age is not None:  # negative: touched "after" now (a clock stepped back)
+        beat = tmp_path / agent.ENGINE_HEARTBEAT
+        beat.touch()
+        os.utime(beat, (now - age, now - age))
+    assert agent.engine_alive(str(tmp_path), now=now) is alive
 
 
 # ---------------------------------------------------------------- delivery (issue 14), no Salt
