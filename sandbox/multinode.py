@@ -769,18 +769,22 @@ def region_absent(facts):
     import urllib.error
     deployment_absent()
     token = keystone_token(facts)
-    try:
-        _, body = keystone_request(facts, "GET", f"/endpoints?region_id={REGION}", token=token)
-        for endpoint in body["endpoints"]:
-            keystone_request(facts, "DELETE", f"/endpoints/{endpoint['id']}", token=token)
-        keystone_request(facts, "DELETE", f"/regions/{REGION}", token=token)
-        _, body = keystone_request(facts, "GET", "/services", token=token)
-        for service in body["services"]:
-            if service.get("name") == SERVICE_NAME:  # the nodes' pillar registers block-storage only
-                keystone_request(facts, "DELETE", f"/services/{service['id']}", token=token)
-    except urllib.error.HTTPError as exc:
-        if exc.code != 404:
-            raise
+
+    def delete(path):  # gone already (an earlier, interrupted down) is what we want
+        try:
+            keystone_request(facts, "DELETE", path, token=token)
+        except urllib.error.HTTPError as exc:
+            if exc.code != 404:
+                raise
+
+    _, body = keystone_request(facts, "GET", f"/endpoints?region_id={REGION}", token=token)
+    for endpoint in body["endpoints"]:
+        delete(f"/endpoints/{endpoint['id']}")
+    delete(f"/regions/{REGION}")
+    _, body = keystone_request(facts, "GET", "/services", token=token)
+    for service in body["services"]:
+        if service.get("name") == SERVICE_NAME:  # the nodes' pillar registers block-storage only
+            delete(f"/services/{service['id']}")
 
 
 MINION_ARGV = ["env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8", "HOME=/root",
