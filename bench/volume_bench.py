@@ -1,10 +1,12 @@
-#!/usr/bin/env python3
+#!/srv/cinder-ha/venv/salt/bin/python
 """Outage of Block Storage itself (not only of its API): per fault, the time from the fault
 until a volume create issued at the fault is `available`, and the failed requests.
 
-    python3 bench/volume_bench.py sandbox [--rounds 3] [--kinds kill,hang,scheduler]
-    python3 bench/volume_bench.py multinode [--rounds 3] [--modes active_passive,active_active]
-                                            [--kinds kill,powercut,partition,standby]
+    /srv/cinder-ha/venv/salt/bin/python bench/volume_bench.py sandbox [--rounds 3] [--kinds kill,hang,scheduler]
+    /srv/cinder-ha/venv/salt/bin/python bench/volume_bench.py multinode [--rounds 3]
+        [--modes active_passive,active_active] [--kinds kill,powercut,partition,standby]
+
+(the sandbox's Salt venv: the client is keystoneauth1's, which the host's python3 lacks)
 
 sandbox: the live single-node sandbox after `scripts/demo` (cinder-volume active_passive on
 its Ceph): kill -9 of cinder-volume's main process, a hang (SIGSTOP of its process group:
