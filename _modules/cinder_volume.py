@@ -175,6 +175,15 @@ def _settings():
     return settings
 
 
+def _volume_binary(settings, binary=None):
+    """``binary``, else cinder-volume's as the formula installs it (beside the agent's cinder-api)."""
+    if binary is not None:
+        return binary
+    from cinder_ha_lib import formula
+
+    return formula.service_binary(__salt__["cinder_ha.parameters"](), settings, "cinder-volume")
+
+
 def _python(binary):
     """argv of the interpreter that runs ``binary`` (cinder-volume), or an error."""
     try:
@@ -224,10 +233,7 @@ def check_backends(binary=None, settings=None, timeout=60):
     result = {"ok": True, "problems": [], "drivers": {}, "coordination": None}
     if not vol:
         return result
-    if binary is None:
-        from cinder_ha_lib import formula
-
-        binary = formula.service_binary(__salt__["cinder_ha.parameters"](), settings, "cinder-volume")
+    binary = _volume_binary(settings, binary)
     request = {"drivers": {name: backend["driver"] for name, backend in vol["backends"].items()},
                "coordination": vol["coordination_url"] if vol["mode"] == "active_active" else None}
     answer = _run(_python(binary), _CHECK, (json.dumps(request), []), timeout)
@@ -281,10 +287,7 @@ def services(config=None, binary=None, timeout=30):
     """
     settings = _settings()
     config = config or settings["cinder_conf"]["path"]
-    if binary is None:
-        from cinder_ha_lib import formula
-
-        binary = formula.service_binary(__salt__["cinder_ha.parameters"](), settings, "cinder-volume")
+    binary = _volume_binary(settings, binary)
     return _run(_python(binary), _SERVICES, ("", [config]), timeout)
 
 
@@ -303,6 +306,9 @@ def wait_services_up(config=None, binary=None, timeout=120, interval=3):
         salt '*' cinder_volume.wait_services_up timeout=60
     """
     settings = _settings()
+    # resolved once, not at every poll
+    config = config or settings["cinder_conf"]["path"]
+    binary = _volume_binary(settings, binary)
     started = time.monotonic()
     while True:
         rows = services(config=config, binary=binary)
@@ -408,10 +414,7 @@ def move_placement(config=None, binary=None, test=False, wait=None, timeout=None
     settings = _settings()
     vol = settings.get("volume") or {}
     config = config or settings["cinder_conf"]["path"]
-    if binary is None:
-        from cinder_ha_lib import formula
-
-        binary = formula.service_binary(__salt__["cinder_ha.parameters"](), settings, "cinder-volume")
+    binary = _volume_binary(settings, binary)
     if wait is None:
         wait = vol.get("service_down_time", volume.DEFAULT_SERVICE_DOWN_TIME) + 2 * vol.get(
             "report_interval", volume.DEFAULT_REPORT_INTERVAL)

@@ -16,6 +16,10 @@ from tests.support.reactor import load
 
 PROJECT = pathlib.Path(__file__).resolve().parents[2]
 AGENT = PROJECT / "salt" / "cinder_ha" / "files" / "alert" / "cinder_ha_alert"
+# what pacemaker-controld gives the alert agent for a stop of p_cinder-api on node1
+STOP_ALERT = {"PATH": "/usr/bin:/bin", "CRM_alert_kind": "resource", "CRM_alert_rsc": "p_cinder-api",
+              "CRM_alert_task": "stop", "CRM_alert_rc": "0", "CRM_alert_target_rc": "0", "CRM_alert_status": "0",
+              "CRM_alert_node": "node1"}
 
 
 class Sent(list):
@@ -131,9 +135,7 @@ def test_removed_file_is_reported(watch):
 
 
 def test_real_alert_agent_file_is_forwarded_and_deleted(watch):
-    env = {"PATH": "/usr/bin:/bin", "CRM_alert_kind": "resource", "CRM_alert_rsc": "p_cinder-api",
-           "CRM_alert_task": "stop", "CRM_alert_rc": "0", "CRM_alert_target_rc": "0", "CRM_alert_status": "0",
-           "CRM_alert_node": "node1", "CRM_alert_recipient": str(watch.spool)}
+    env = dict(STOP_ALERT, CRM_alert_recipient=str(watch.spool))
     subprocess.run([str(AGENT)], env=env, check=True, timeout=30)
     subprocess.run([str(AGENT)], env=dict(env, CRM_alert_task="monitor"), check=True, timeout=30)  # healthy: no file
     settle()
@@ -151,9 +153,7 @@ def test_the_engine_keeps_its_heartbeat_fresh_and_the_agent_spools_only_then(wat
     first = beat.stat().st_mtime
     settle(watch.engine.RESCAN_SECONDS + 1)
     assert beat.stat().st_mtime > first, "the engine did not touch its heartbeat again"
-    env = {"PATH": "/usr/bin:/bin", "CRM_alert_kind": "resource", "CRM_alert_rsc": "p_cinder-api",
-           "CRM_alert_task": "stop", "CRM_alert_rc": "0", "CRM_alert_target_rc": "0", "CRM_alert_status": "0",
-           "CRM_alert_node": "node1"}
+    env = STOP_ALERT
     nobody = tmp_path / "no-engine"
     nobody.mkdir()
     subprocess.run([str(AGENT)], env=dict(env, CRM_alert_recipient=str(nobody)), check=True, timeout=30)
@@ -174,7 +174,7 @@ def test_alert_is_kept_while_the_master_is_away_and_delivered_by_the_retry(watch
     (watch.spool / "1-1-1.json").write_text(json.dumps({"rsc": "p_cinder-api", "task": "start"}))
     (watch.spool / "1-1-2.json").write_text(json.dumps({"rsc": "p_cinder-api", "task": "stop"}))
     settle(1.6)
-    assert sorted(spool_entries(watch.spool)) == ["1-1-1.json", "1-1-2.json"]
+    assert spool_entries(watch.spool) == ["1-1-1.json", "1-1-2.json"]
     tried = [t for t, tag, _ in watch.sent.attempts]
     # retried on the back-off schedule (0.2, 0.4, 0.8, 0.8 s), the first file first, never a hot loop
     assert 3 <= len(tried) <= 6, tried
