@@ -269,6 +269,8 @@ def desired_options(settings, resolve=None):
         options["DEFAULT"]["transport_url"] = settings["transport_url"]
     if settings.get("database_connection"):
         options["database"]["connection"] = settings["database_connection"]
+    if settings.get("rabbit_heartbeat") is not None:
+        options["oslo_messaging_rabbit"] = {"heartbeat_timeout_threshold": settings["rabbit_heartbeat"]}
     notes = settings.get("notifications") or {}
     for key in ("driver", "transport_url", "topics"):
         if notes.get(key) is not None:

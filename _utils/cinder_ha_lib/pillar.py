@@ -65,6 +65,14 @@ SERVICE_NAME = m.Text("a Keystone service name (1 to 255 characters, no '/' or '
                       why_forbidden="which a catalog lookup cannot take (<type>:<name>:<interface>, URL paths)")
 DATABASE_USER = m.Text("a database user name (1 to 80 characters)", max_len=80, kind=SCALAR)
 DATABASE_NAME = m.Text("a database name (1 to 64 characters, no trailing space)", max_len=64, kind=SCALAR)
+# [oslo_messaging_rabbit] heartbeat_timeout_threshold: a connection silent this long is dead, to
+# cinder and to RabbitMQ (it takes the lower of its own 60 s and the client's). Until then the
+# broker keeps a cut-off node's consumers and hands them casts: a create waits that long.
+RABBIT_HEARTBEAT = m.Integer(
+    5, 300, "a whole number of seconds, 5 to 300", below="cinder sends a heartbeat every third of it from an "
+    "eventlet thread; below 5 s a busy cinder-volume misses them and reconnects, and 0 (no heartbeat) keeps a "
+    "cut-off node's consumers on the broker for hours")
+DEFAULT_RABBIT_HEARTBEAT = 20  # with cinder_ha:volume; unset (oslo.messaging's 60 s) without it
 INTERVAL = m.Duration("30s", 1)  # Pacemaker needs a recurring monitor's interval above 0
 TIMEOUT = m.Duration("60s", 5)  # cinder-api is ready 1.6-2 s after launch, on an idle node
 
@@ -79,6 +87,7 @@ MEANINGS = {
     ("rabbitmq", "hosts"): m.ListOf(BROKER), ("rabbitmq", "port"): m.PORT, ("rabbitmq", "user"): RABBIT_CREDENTIAL,
     ("rabbitmq", "password"): RABBIT_CREDENTIAL,
     ("rabbitmq", "virtual_host"): m.Text("a RabbitMQ virtual host (any text on one line, not empty)"),
+    ("rabbitmq", "heartbeat_timeout"): RABBIT_HEARTBEAT,
     ("rabbit_host",): BROKER, ("rabbit_hosts",): m.ListOf(BROKER), ("rabbit_port",): m.PORT,
     ("rabbit_userid",): RABBIT_CREDENTIAL, ("rabbit_password",): RABBIT_CREDENTIAL,
     ("rabbit_virtual_host",): m.Text("a RabbitMQ virtual host (any text on one line, not empty)"),
@@ -435,6 +444,7 @@ def normalize(raw):
     }
     settings["database_connection"] = _database(raw, errors, warnings)
     settings["transport_url"] = _transport_url(raw, errors, warnings)
+    settings["rabbit_heartbeat"] = (raw.get("rabbitmq") or {}).get("heartbeat_timeout")
     settings["notifications"] = _notifications(raw, warnings)
     settings["keystone"] = _keystone(raw, errors)
     settings["endpoints"] = _endpoints(raw, errors, warnings)
@@ -445,6 +455,8 @@ def normalize(raw):
     settings["clean"] = {"catalog": bool((raw.get("clean") or {}).get("catalog", False))}
     settings["volume"], settings["scheduler"] = volume_pillar.normalize(
         raw, errors, warnings, nodes=settings["cluster"]["nodes"])
+    if settings["volume"] and settings["rabbit_heartbeat"] is None:
+        settings["rabbit_heartbeat"] = DEFAULT_RABBIT_HEARTBEAT
     shared_host = (extra.get("DEFAULT") or extra.get("default") or {}).get("host")
     if settings["volume"] and shared_host is not None:
         errors.append("cinder_conf:extra:DEFAULT:host: a host shared by every node is what cinder's HA document "

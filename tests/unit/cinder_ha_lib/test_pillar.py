@@ -137,3 +137,46 @@ def test_lrm_secret_values_pacemaker_cannot_read_back_are_refused():
     # plain mode stores the value in the CIB: no line-based reader involved
     plain = dict(GOOD, agent={"os_password": "pw ", "secret_mode": "plain"})
     assert pillar.normalize(plain)[1] == []
+
+
+RBD = {"driver": "cinder.volume.drivers.rbd.RBDDriver", "options": {"rbd_pool": "volumes"}}
+
+
+def rabbit_options(raw):
+    from cinder_ha_lib import conf
+    settings, errors, _ = pillar.normalize(raw)
+    assert errors == []
+    return conf.desired_options(settings).get("oslo_messaging_rabbit")
+
+
+def test_rabbit_heartbeat_defaults_to_20s_only_where_cinder_consumes_casts():
+    """A partitioned node cannot close its AMQP connections: RabbitMQ hands its consumers their
+    share of the casts until the heartbeat gives up (measured: a create waited 165 s with
+    oslo.messaging's 60). cinder-api alone consumes no cast, and its cinder.conf stays as it was."""
+    assert rabbit_options(GOOD) is None
+    assert rabbit_options(dict(GOOD, volume={"backends": {"ceph": RBD}})) == {"heartbeat_timeout_threshold": 20}
+    explicit = dict(GOOD, rabbitmq=dict(GOOD["rabbitmq"], heartbeat_timeout="45"))
+    assert rabbit_options(explicit) == {"heartbeat_timeout_threshold": 45}
+    assert rabbit_options(dict(explicit, volume={"backends": {"ceph": RBD}})) == {"heartbeat_timeout_threshold": 45}
+
+
+def test_rabbit_heartbeat_that_cannot_work_is_refused_naming_the_key():
+    for value, why in ((0, "hours"), (4, "reconnects"), (301, "5 to 300"), ("20s", "5 to 300"), (True, "boolean"),
+                       (2.5, "5 to 300")):
+        settings, errors, _ = pillar.normalize(dict(GOOD, rabbitmq=dict(GOOD["rabbitmq"], heartbeat_timeout=value)))
+        assert settings is None
+        assert [e for e in errors if e.startswith("rabbitmq:heartbeat_timeout:") and why in e], (value, errors)
+
+
+def test_rabbit_heartbeat_set_in_extra_as_well_is_a_conflict():
+    from cinder_ha_lib import conf
+    from cinder_ha_lib.errors import ConfError
+    raw = dict(GOOD, volume={"backends": {"ceph": RBD}},
+               cinder_conf={"extra": {"oslo_messaging_rabbit": {"heartbeat_timeout_threshold": 60}}})
+    settings, errors, _ = pillar.normalize(raw)
+    try:
+        conf.desired_options(settings)
+    except ConfError as exc:
+        assert "heartbeat_timeout_threshold conflicts" in str(exc)
+    else:
+        raise AssertionError("no conflict reported")
