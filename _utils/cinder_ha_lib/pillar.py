@@ -72,7 +72,7 @@ RABBIT_HEARTBEAT = m.Integer(
     5, 300, "a whole number of seconds, 5 to 300", below="cinder sends a heartbeat every third of it from an "
     "eventlet thread; below 5 s a busy cinder-volume misses them and reconnects, and 0 (no heartbeat) keeps a "
     "cut-off node's consumers on the broker for hours")
-DEFAULT_RABBIT_HEARTBEAT = 20  # with cinder_ha:volume; unset (oslo.messaging's 60 s) without it
+DEFAULT_RABBIT_HEARTBEAT = 10  # with cinder_ha:volume; unset (oslo.messaging's 60 s) without it
 INTERVAL = m.Duration("30s", 1)  # Pacemaker needs a recurring monitor's interval above 0
 TIMEOUT = m.Duration("60s", 5)  # cinder-api is ready 1.6-2 s after launch, on an idle node
 

@@ -149,12 +149,12 @@ def rabbit_options(raw):
     return conf.desired_options(settings).get("oslo_messaging_rabbit")
 
 
-def test_rabbit_heartbeat_defaults_to_20s_only_where_cinder_consumes_casts():
+def test_rabbit_heartbeat_defaults_to_10s_only_where_cinder_consumes_casts():
     """A partitioned node cannot close its AMQP connections: RabbitMQ hands its consumers their
     share of the casts until the heartbeat gives up (measured: a create waited 165 s with
     oslo.messaging's 60). cinder-api alone consumes no cast, and its cinder.conf stays as it was."""
     assert rabbit_options(GOOD) is None
-    assert rabbit_options(dict(GOOD, volume={"backends": {"ceph": RBD}})) == {"heartbeat_timeout_threshold": 20}
+    assert rabbit_options(dict(GOOD, volume={"backends": {"ceph": RBD}})) == {"heartbeat_timeout_threshold": 10}
     explicit = dict(GOOD, rabbitmq=dict(GOOD["rabbitmq"], heartbeat_timeout="45"))
     assert rabbit_options(explicit) == {"heartbeat_timeout_threshold": 45}
     assert rabbit_options(dict(explicit, volume={"backends": {"ceph": RBD}})) == {"heartbeat_timeout_threshold": 45}
