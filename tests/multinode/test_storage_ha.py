@@ -9,6 +9,9 @@ cinder-volume was already working on it, `error` through cinder's own cleanup at
 start: then a retry succeeds); nothing is left in `creating`; cinder's services table shows
 exactly one cinder-volume row per backend, up. The outcomes are counted and printed.
 """
+import os
+import signal
+import subprocess
 import time
 
 import pytest
@@ -284,3 +287,59 @@ def test_active_active_kill_9_of_one_instance_while_20_creates_run(volume_cluste
     for vol_id, _name, _status in client.listing():
         assert client.delete(vol_id)
     mn.node_exec(mn.running_node(), ["crm_resource", "--cleanup", "-r", VOLUME_RSC], check=True)
+
+
+def osds_frozen(facts, frozen):
+    """SIGSTOP (or SIGCONT) the OSDs of the nodes' Ceph: a client's write then waits in librados
+    (the mon still answers, so a driver connects and reaches its first write)."""
+    pids = subprocess.run(["pgrep", "-f", f"ceph-osd -c {facts['ceph_admin_conf']}"], capture_output=True,
+                          text=True, timeout=15).stdout.split()
+    assert pids, "no OSD of the nodes' Ceph runs"
+    for pid in pids:
+        os.kill(int(pid), signal.SIGSTOP if frozen else signal.SIGCONT)
+
+
+def test_active_active_power_cut_of_a_member_holding_a_create(volume_cluster):
+    """active_active (after the test above): a member that dies while it works on a create
+    holds it in `creating`; cinder cleans that up only at the member's own next start, or when
+    asked through its workers cleanup API. Ceph's OSDs are frozen so that the create stays in
+    flight in its member's driver, that member is powered off, the OSDs resume: once cinder
+    counts the member down (service_down_time, 60 s), a live member's monitor asks for the
+    cleanup and the volume ends `error`, while the node is still off; a new create ends
+    `available` on the live members."""
+    c, mn = volume_cluster, volume_cluster.mn
+    facts = mn.storage_facts()
+    client = Volumes(c.facts, region=mn.REGION, timeout=60)
+    osds_frozen(facts, True)
+    node = None
+    try:
+        held = client.create("held-at-power-cut")
+        deadline = time.monotonic() + 60
+        host = ""
+        while time.monotonic() < deadline and not host:
+            host = c.db_scalar(f"SELECT s.host FROM {mn.DEPLOYMENT}.workers w JOIN {mn.DEPLOYMENT}.services s "
+                               f"ON s.id = w.service_id WHERE w.resource_id = '{held}' AND w.deleted = 0 "
+                               "AND s.`binary` = 'cinder-volume'").strip()
+            time.sleep(0.5)
+        assert host, "no cinder-volume took the create within 60 s"
+        node = host.split("@")[0]
+        assert node in NODES, host
+        time.sleep(2)  # in its driver, waiting on the frozen OSDs
+        assert client.status(held) == "creating"
+        mn.power_cut(node)
+        cut_at = time.monotonic()
+    finally:
+        osds_frozen(facts, False)
+    try:
+        outcome = client.wait(held, wanted=("error", "available"), timeout=240)
+        seconds = round(time.monotonic() - cut_at, 1)
+        OUTCOMES["active_active_powercut_held"] = {"outcome": outcome, "seconds": seconds}
+        assert outcome == "error", f"the create held by the powered-off {node} is {outcome} after {seconds}s"
+        fresh = client.create("after-power-cut")
+        assert client.wait(fresh) == "available"
+        no_volume_creating(client)
+        assert client.delete(held) and client.delete(fresh)
+    finally:
+        if node:
+            mn.restart_node(node)
+    mn.wait_settled(timeout=180)
