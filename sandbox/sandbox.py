@@ -657,6 +657,23 @@ keyring = {self.admin_keyring}
         res = self.cli("osd", "stat", "--format=json", check=False)
         return res.returncode == 0 and json.loads(res.stdout).get("num_up_osds", 0) >= 1
 
+    def osd_alive_and_up(self):
+        """osd_up, or an error at once when the OSD exited: a store it cannot load (seen after a
+        `ceph osd pause`, `unpause` and a stop: "Missing map in load_pgs") never comes up."""
+        if self.osd_up():
+            return True
+        if not self.pid("osd"):
+            log_file = os.path.join(self.log_dir, "ceph-osd.stdout")
+            try:
+                with open(log_file, errors="replace") as handle:
+                    aborts = [line.strip() for line in handle if "abort_msg" in line or "FAILED ceph_assert" in line][-1:]
+            except OSError:
+                aborts = []
+            raise SandboxError(f"ceph-osd exited at start ({'; '.join(aborts) or 'see ' + log_file}). The sandbox's "
+                               f"Ceph holds test data only: `{sys.argv[0]} down ceph`, remove {self.base}, and "
+                               "the next start makes a new cluster")
+        return False
+
     def pid(self, kind):
         # the conf path in the command line tells this cluster's daemons from the other's
         return recorded_pid(f"ceph-{kind}", self.conf, run_dir=self.run_dir)
@@ -756,7 +773,7 @@ keyring = {self.admin_keyring}
             if not os.path.exists(os.path.join(self.data_dir("osd", "0"), "ready")):
                 self.bootstrap_osd(ceph)
             self.start("osd", "0")
-        wait_for("the OSD up", self.osd_up, 90)
+        wait_for("the OSD up", self.osd_alive_and_up, 90)
         pools = self.cli("osd", "pool", "ls").stdout.split()
         if RBD_POOL not in pools:
             self.cli("osd", "pool", "create", RBD_POOL, "32")
