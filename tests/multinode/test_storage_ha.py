@@ -11,7 +11,6 @@ exactly one cinder-volume row per backend, up. The outcomes are counted and prin
 """
 import os
 import signal
-import subprocess
 import time
 
 import pytest
@@ -289,28 +288,25 @@ def test_active_active_kill_9_of_one_instance_while_20_creates_run(volume_cluste
     mn.node_exec(mn.running_node(), ["crm_resource", "--cleanup", "-r", VOLUME_RSC], check=True)
 
 
-def osds_frozen(facts, frozen):
-    """SIGSTOP (or SIGCONT) the OSDs of the nodes' Ceph: a client's write then waits in librados
+def osd_frozen(mn, frozen):
+    """SIGSTOP (or SIGCONT) the OSD of the nodes' Ceph: a client's write then waits in librados
     (the mon still answers, so a driver connects and reaches its first write)."""
-    pids = subprocess.run(["pgrep", "-f", f"ceph-osd -c {facts['ceph_admin_conf']}"], capture_output=True,
-                          text=True, timeout=15).stdout.split()
-    assert pids, "no OSD of the nodes' Ceph runs"
-    for pid in pids:
-        os.kill(int(pid), signal.SIGSTOP if frozen else signal.SIGCONT)
+    pid = mn.nodes_ceph().pid("osd")
+    assert pid, "no OSD of the nodes' Ceph runs"
+    os.kill(pid, signal.SIGSTOP if frozen else signal.SIGCONT)
 
 
 def test_active_active_power_cut_of_a_member_holding_a_create(volume_cluster):
     """active_active (after the test above): a member that dies while it works on a create
     holds it in `creating`; cinder cleans that up only at the member's own next start, or when
-    asked through its workers cleanup API. Ceph's OSDs are frozen so that the create stays in
-    flight in its member's driver, that member is powered off, the OSDs resume: once cinder
+    asked through its workers cleanup API. Ceph's OSD is frozen so that the create stays in
+    flight in its member's driver, that member is powered off, the OSD resumes: once cinder
     counts the member down (service_down_time, 60 s), a live member's monitor asks for the
     cleanup and the volume ends `error`, while the node is still off; a new create ends
     `available` on the live members."""
     c, mn = volume_cluster, volume_cluster.mn
-    facts = mn.storage_facts()
     client = Volumes(c.facts, region=mn.REGION, timeout=60)
-    osds_frozen(facts, True)
+    osd_frozen(mn, True)
     node = None
     try:
         held = client.create("held-at-power-cut")
@@ -329,7 +325,7 @@ def test_active_active_power_cut_of_a_member_holding_a_create(volume_cluster):
         mn.power_cut(node)
         cut_at = time.monotonic()
     finally:
-        osds_frozen(facts, False)
+        osd_frozen(mn, False)
     try:
         outcome = client.wait(held, wanted=("error", "available"), timeout=240)
         seconds = round(time.monotonic() - cut_at, 1)

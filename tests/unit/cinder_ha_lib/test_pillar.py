@@ -1,6 +1,9 @@
 """Pillar validation and normalization (pure logic)."""
-from cinder_ha_lib import pillar
+import pytest
+
+from cinder_ha_lib import conf, pillar
 from cinder_ha_lib import secret_rule as secrets
+from cinder_ha_lib.errors import ConfError
 
 GOOD = {
     "vip": {"address": "127.0.0.103", "netmask": 32, "nic": "lo"},
@@ -143,7 +146,6 @@ RBD = {"driver": "cinder.volume.drivers.rbd.RBDDriver", "options": {"rbd_pool": 
 
 
 def rabbit_options(raw):
-    from cinder_ha_lib import conf
     settings, errors, _ = pillar.normalize(raw)
     assert errors == []
     return conf.desired_options(settings).get("oslo_messaging_rabbit")
@@ -169,14 +171,8 @@ def test_rabbit_heartbeat_that_cannot_work_is_refused_naming_the_key():
 
 
 def test_rabbit_heartbeat_set_in_extra_as_well_is_a_conflict():
-    from cinder_ha_lib import conf
-    from cinder_ha_lib.errors import ConfError
     raw = dict(GOOD, volume={"backends": {"ceph": RBD}},
                cinder_conf={"extra": {"oslo_messaging_rabbit": {"heartbeat_timeout_threshold": 60}}})
     settings, errors, _ = pillar.normalize(raw)
-    try:
+    with pytest.raises(ConfError, match="heartbeat_timeout_threshold conflicts"):
         conf.desired_options(settings)
-    except ConfError as exc:
-        assert "heartbeat_timeout_threshold conflicts" in str(exc)
-    else:
-        raise AssertionError("no conflict reported")
