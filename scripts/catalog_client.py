@@ -8,7 +8,7 @@ the command line), asks the token's catalog for `block-storage`, then calls the 
 cinder-api at the URL the catalog names: the versions document, and the project's volume
 list with the token. Then Block Storage end to end: a 1 GiB volume and a snapshot of it,
 created through the catalog URL, waited for until `available` (cinder-api -> RabbitMQ ->
-cinder-scheduler -> cinder-volume -> Ceph), their RBD images listed with `rbd ls volumes`,
+cinder-scheduler -> cinder-volume -> Ceph), the volume's RBD image and its snapshot shown with `rbd snap ls`,
 then both deleted. Exit status 0 only if all of it works.
 """
 import argparse
@@ -79,15 +79,20 @@ def wait_for(sess, url, key, wanted="available", timeout=180):
     return False, status
 
 
-def rbd_images(facts):
-    """`rbd ls volumes` as the sandbox's Ceph admin (images and snapshots of the pool)."""
+def rbd_snapshots(facts, volume_id):
+    """The snapshots of this volume's RBD image, read as the sandbox's Ceph admin: None without
+    Ceph facts, else (True, names) or (False, why). Only this client's image is opened: another
+    image in the pool may be half-made (a cinder-volume killed inside ``rbd create`` leaves a
+    directory entry without a header, which ``rbd ls -l`` fails on)."""
     conf, keyring = facts.get("ceph_admin_conf"), facts.get("ceph_admin_keyring")
     if not conf:
         return None
-    pool = facts.get("rbd_pool", "volumes")
-    out = subprocess.run(["rbd", "-c", conf, "--keyring", keyring, "ls", "-l", pool], capture_output=True,
-                         text=True, timeout=30)
-    return out.stdout.strip() if out.returncode == 0 else f"rbd ls failed: {out.stderr.strip()[:200]}"
+    image = f"{facts.get('rbd_pool', 'volumes')}/volume-{volume_id}"
+    out = subprocess.run(["rbd", "-c", conf, "--keyring", keyring, "snap", "ls", "--format", "json", image],
+                         capture_output=True, text=True, timeout=30)
+    if out.returncode != 0:
+        return False, f"rbd snap ls {image} failed: {out.stderr.strip()[-200:]}"
+    return True, [snap["name"] for snap in json.loads(out.stdout or "[]")]
 
 
 def volume_round_trip(sess, base, facts):
@@ -108,9 +113,12 @@ def volume_round_trip(sess, base, facts):
     snapshot_id = reply.json()["snapshot"]["id"] if reply.ok else None
     ok, status = wait_for(sess, f"{base}/snapshots/{snapshot_id}", "snapshot") if snapshot_id else (False, reply.text)
     print(f"snapshot {snapshot_id} -> {status} after {time.monotonic() - started:.1f} s")
-    images = rbd_images(facts)
-    if images is not None:
-        print(f"rbd ls -l {facts.get('rbd_pool', 'volumes')}:\n  " + "\n  ".join(images.splitlines()))
+    # while both exist: the volume's image in the pool, with the snapshot's RBD snapshot on it
+    seen = rbd_snapshots(facts, volume_id)
+    if seen is not None:
+        found, detail = seen
+        print(f"RBD image volume-{volume_id}: " + (f"in the pool, snapshots {detail}" if found else detail))
+        on_ceph = found and f"snapshot-{snapshot_id}" in detail
     if snapshot_id:
         sess.delete(f"{base}/snapshots/{snapshot_id}", raise_exc=False)
         gone, _ = wait_for(sess, f"{base}/snapshots/{snapshot_id}", "snapshot", wanted="deleted")
@@ -118,9 +126,7 @@ def volume_round_trip(sess, base, facts):
     sess.delete(f"{base}/volumes/{volume_id}", raise_exc=False)
     gone, status = wait_for(sess, f"{base}/volumes/{volume_id}", "volume", wanted="deleted")
     print(f"snapshot and volume deleted: {'yes' if gone else status}")
-    if images is not None and volume_id in images:
-        print(f"RBD image volume-{volume_id} was in the pool")
-    return ok and gone and (images is None or volume_id in images)
+    return ok and gone and (seen is None or on_ceph)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import pathlib
+import re
 import signal
 import socket
 import subprocess
@@ -83,7 +84,8 @@ def test_demo_client_creates_a_volume_and_a_snapshot_on_ceph(built):
                           capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "(1 GiB) -> available" in proc.stdout
-    assert "was in the pool" in proc.stdout and "snapshot and volume deleted: yes" in proc.stdout
+    assert re.search(r"RBD image volume-\S+: in the pool, snapshots \['snapshot-", proc.stdout), proc.stdout
+    assert "snapshot and volume deleted: yes" in proc.stdout
 
 
 def test_one_volume_row_per_backend_under_backend_host(built, salt_cli, salt_minion):
