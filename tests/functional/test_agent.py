@@ -188,6 +188,28 @@ def test_stop_ends_a_hung_daemon(stopped, sandbox_facts):
     assert support.wait_for(lambda: not support.cinder_pids(), 5)
 
 
+def test_a_kill_9_of_the_main_process_takes_its_workers_with_it(stopped, sandbox_facts):
+    """kill -9 of the daemon's main process: the agent's watcher (one per start, outside the
+    group) kills the orphaned workers at once. Without it they live on about a second (measured:
+    1.08 s for cinder-volume's worker), and a cinder-volume worker takes casts meanwhile, which
+    are then lost. The worker is frozen first, so that only the watcher can end it (it cannot
+    notice its parent's death by itself); the watcher then ends too."""
+    params = support.modern_params(sandbox_facts)
+    assert support.run_agent("start", params).returncode == 0
+    leader = int(pathlib.Path(support.PID_FILE).read_text())
+    workers = [pid for pid in support.cinder_pids() if pid != leader]
+    assert workers, "the instance runs osapi_volume_workers = 1: a worker besides its main process"
+    watchers = [line for line in support.all_cmdlines() if "pidfd_open" in line and line.endswith(f" {leader} ")]
+    assert len(watchers) == 1, watchers
+    for pid in workers:
+        os.kill(pid, signal.SIGSTOP)
+    os.kill(leader, signal.SIGKILL)
+    assert support.wait_for(lambda: not support.cinder_pids(), 2, step=0.01), "the orphaned worker outlived its main process"
+    assert support.wait_for(lambda: not [line for line in support.all_cmdlines() if line in watchers], 5)
+    stop = support.run_agent("stop", params)
+    assert stop.returncode == 0, stop.stderr
+
+
 def test_start_failure_is_reported(stopped, sandbox_facts):
     params = support.modern_params(sandbox_facts)
     params["additional_parameters"] = "--no-such-option"

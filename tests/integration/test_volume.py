@@ -98,9 +98,11 @@ def test_one_volume_row_per_backend_under_backend_host(built, salt_cli, salt_min
 
 def test_kill_9_of_cinder_volume_a_create_issued_during_the_fault_ends_available(built, api, salt_cli,
                                                                                  salt_minion):
-    """kill -9 of cinder-volume's main process (its backend worker left orphaned): the cluster
-    stops the orphan and starts a new one; a volume created before the fault is extended and
-    deleted after it; a create issued right after the kill ends available with its RBD image."""
+    """kill -9 of cinder-volume's main process: the agent's watcher kills the orphaned backend
+    worker at once, before a cast can reach it (it used to take the create and be cut off
+    half-way: the volume ended error); the cluster starts a new group; a volume created before
+    the fault is extended and deleted after it; a create issued right after the kill waits in
+    RabbitMQ and ends available with its RBD image."""
     before = api.create("before-kill")
     assert api.wait(before) == "available"
     old = pid_of(VOLUME_RSC)

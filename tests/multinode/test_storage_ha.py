@@ -150,8 +150,8 @@ def test_kill_9_of_cinder_volume(volume_cluster):
     pid = mn.node_exec(fault.node, ["cat", f"/run/resource-agents/{VOLUME_RSC}.pid"], check=True).stdout.strip()
     mn.node_exec(fault.node, ["kill", "-9", pid], check=True)
     fault.create_at_fault()
-    # the cluster finds the main process gone at its next monitor (10 s), stops what is left of
-    # its group (the backend worker, orphaned but still heartbeating) and starts a new one; pids
+    # the agent's watcher kills the orphaned backend worker at once (no cast reaches it); the
+    # cluster finds the main process gone at its next monitor and starts a new group; pids
     # repeat across the nodes' PID namespaces: a new process is a new (node, pid)
     deadline = time.monotonic() + 180
 
