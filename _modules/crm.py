@@ -812,24 +812,32 @@ def restart(rsc, wait=True, timeout="120s", cloned=None):
     if in_clone():
         # an instance of a clone (cluster:mode cloned): this node's only, one node at a time
         return rolling_restart(rsc, timeout=f"{max(seconds, 300)}s")
-    # crm_resource --restart stops through target-role=Stopped and waits for every pending
-    # action of the cluster: a transition still running (e.g. new resources starting in the
-    # same apply) is let finish first, and a restart that fails or is cut off never leaves the
+    # Stopped through target-role, then the original target-role back, waiting on ``rsc`` alone.
+    # Not crm_resource --restart: it compares the whole cluster's active resources with what it
+    # computed at its start, so resources another node's apply creates meanwhile (the clone of
+    # a volume:mode switch) keep it waiting until it times out (rc 124, seen live). A transition
+    # still running is let finish first, and a restart that fails or is cut off never leaves the
     # resource stopped (the original target-role comes back).
     _settle(f"{seconds}s")
+    deadline = time.monotonic() + seconds
     original = _run(["crm_resource", "--resource", rsc, "--meta", "--get-parameter", "target-role"], timeout=30)
     had_role = original.returncode == 0 and original.stdout.strip() not in ("", "(null)")
-    args = ["crm_resource", "--restart", "--resource", rsc, f"--timeout={seconds}s"]
+
+    def active():
+        return bool((status()["resources"].get(rsc) or {}).get("active"))
+
     try:
-        _resource_call(args, f"restart of {rsc}", timeout=seconds + 30)
-    except BaseException:
+        _resource_call(["crm_resource", "--resource", rsc, "--meta", "--set-parameter", "target-role",
+                        "--parameter-value", "Stopped"], f"stop of {rsc} for its restart", timeout=30)
+        _wait_for(lambda: not active(), deadline, f"{rsc} to stop for its restart")
+    finally:
         if had_role:
             _run(["crm_resource", "--resource", rsc, "--meta", "--set-parameter", "target-role",
                   "--parameter-value", original.stdout.strip().splitlines()[-1]], timeout=30)
         else:
             _run(["crm_resource", "--resource", rsc, "--meta", "--delete-parameter", "target-role"], timeout=30)
         _forget_cib()
-        raise
+    _wait_for(active, deadline, f"{rsc} to start again after its restart")
     if wait:
         _settle(f"{seconds}s")
     return {"restarted": rsc, "nodes": locate(rsc)}
