@@ -829,15 +829,22 @@ def locate(resource=PRIMITIVE_ID, via=None):
 
 def probe(url=f"http://{VIP}:{CINDER_PORT}/healthcheck", timeout=1.0):
     """True when the URL answers 200 (one HTTP GET, no proxy)."""
+    return probe_why(url, timeout)[0]
+
+
+def probe_why(url=f"http://{VIP}:{CINDER_PORT}/healthcheck", timeout=1.0):
+    """(ok, what happened): ok when the URL answers 200; else the status or the error, so a
+    failed poll says whether it was refused, reset, timed out or answered with an error."""
     import http.client
     from urllib.parse import urlsplit
     parts = urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
     try:
         conn.request("GET", parts.path or "/")
-        return conn.getresponse().status == 200
-    except (OSError, http.client.HTTPException):
-        return False
+        status = conn.getresponse().status
+        return status == 200, f"HTTP {status}"
+    except (OSError, http.client.HTTPException) as exc:
+        return False, f"{type(exc).__name__}: {exc}"
     finally:
         conn.close()
 
@@ -858,16 +865,16 @@ class OutageProbe:
 
     def __init__(self, url=f"http://{VIP}:{CINDER_PORT}/healthcheck", period=0.1, timeout=1.0):
         self.url, self.period, self.timeout = url, period, timeout
-        self.results = []  # (sent, answered, ok)
+        self.results = []  # (sent, answered, ok, what happened)
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True)
 
     def _one(self):
         sent = time.monotonic()
-        ok = probe(self.url, self.timeout)
+        ok, why = probe_why(self.url, self.timeout)
         with self.lock:
-            self.results.append((sent, time.monotonic(), ok))
+            self.results.append((sent, time.monotonic(), ok, why))
 
     def _loop(self):
         tick = time.monotonic()

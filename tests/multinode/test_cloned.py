@@ -83,6 +83,16 @@ class Polled:
                 f"only {len(polls)} polls in {self.until - self.since:.1f} s"
         return failed
 
+    def report(self):
+        """The failed polls, each with its wall-clock time (to match the nodes' logs), how long it
+        took and what happened (refused, reset, timed out, an HTTP status)."""
+        offset = time.time() - time.monotonic()
+        lines = [f"{len(self.failed())} of {len(self.polls())} polls failed:"]
+        for sent, answered, _ok, why in self.failed():
+            stamp = time.strftime("%H:%M:%S", time.gmtime(sent + offset)) + f".{int((sent + offset) % 1 * 1000):03d}"
+            lines.append(f"  sent {stamp} UTC, failed after {(answered - sent) * 1000:.0f} ms: {why}")
+        return "\n".join(lines)
+
 
 def start_records(mn):
     """{node: the 'started' line of its instance's start record} (a new one per start)."""
@@ -133,7 +143,7 @@ def test_switch_to_cloned_is_one_transaction_without_a_failed_poll(cloned):
         runs = c.apply()
         wait_instances(c, holder)
         mn.wait_settled(via=holder)
-    assert polled.failed() == [], f"{len(polled.failed())} of {len(polled.polls())} polls failed"
+    assert polled.failed() == [], polled.report()
     writers = {m: states[CONFIGURED] for m, states in changed(runs).items() if CONFIGURED in states}
     assert list(writers) == [dc]  # one CIB transaction, by the controller
     assert mn.locate(mn.VIP_ID, via=holder) == holder  # the running instance was adopted: no move
@@ -150,7 +160,7 @@ def test_config_change_restarts_one_instance_at_a_time_without_a_failed_poll(clo
     with Polled(mn) as polled:
         runs = c.apply()
         mn.wait_settled()
-    assert polled.failed() == [], f"{len(polled.failed())} of {len(polled.polls())} polls failed"
+    assert polled.failed() == [], polled.report()
     restarted = {m for m, states in changed(runs).items()
                  if "cinder_ha-config-cinder-api-restarted-through-cluster" in states}
     assert restarted == set(NODES), changed(runs)
@@ -249,7 +259,7 @@ def test_a_rebooted_node_rejoins_warm_before_the_formula_runs(cloned):
         wait_instances(c, holder, timeout=120)
         print(f"rebooted {node}: its instance runs {time.monotonic() - back:.1f} s after the node is online again")
         mn.wait_settled(via=holder)
-    assert polled.failed() == [], f"{len(polled.failed())} of {len(polled.polls())} polls failed"
+    assert polled.failed() == [], polled.report()
     assert mn.locate(mn.VIP_ID, via=holder) == holder
     assert vip_on_loopback(mn, node)
     assert mn.node_exec(node, arp).stdout.split() == ["1", "2"]
@@ -288,7 +298,7 @@ def test_switch_back_to_active_passive_without_a_failed_poll(cloned):
     with Polled(mn) as polled:
         runs = c.apply()
         mn.wait_settled(via=holder)
-    assert polled.failed() == [], f"{len(polled.failed())} of {len(polled.polls())} polls failed"
+    assert polled.failed() == [], polled.report()
     objects = next(states[CONFIGURED] for states in changed(runs).values() if CONFIGURED in states)["objects"]
     assert objects[CLONE]["action"] == "delete"
     assert instances(c, holder) == []
