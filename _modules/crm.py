@@ -822,14 +822,10 @@ def restart(rsc, wait=True, timeout="120s", cloned=None):
     deadline = time.monotonic() + seconds
     original = _run(["crm_resource", "--resource", rsc, "--meta", "--get-parameter", "target-role"], timeout=30)
     had_role = original.returncode == 0 and original.stdout.strip() not in ("", "(null)")
-
-    def active():
-        return bool((status()["resources"].get(rsc) or {}).get("active"))
-
     try:
         _resource_call(["crm_resource", "--resource", rsc, "--meta", "--set-parameter", "target-role",
                         "--parameter-value", "Stopped"], f"stop of {rsc} for its restart", timeout=30)
-        _wait_for(lambda: not active(), deadline, f"{rsc} to stop for its restart")
+        _wait_for(lambda: not locate(rsc), deadline, f"{rsc} to stop for its restart")
     finally:
         if had_role:
             _run(["crm_resource", "--resource", rsc, "--meta", "--set-parameter", "target-role",
@@ -837,7 +833,7 @@ def restart(rsc, wait=True, timeout="120s", cloned=None):
         else:
             _run(["crm_resource", "--resource", rsc, "--meta", "--delete-parameter", "target-role"], timeout=30)
         _forget_cib()
-    _wait_for(active, deadline, f"{rsc} to start again after its restart")
+    _wait_for(lambda: locate(rsc), deadline, f"{rsc} to start again after its restart")
     if wait:
         _settle(f"{seconds}s")
     return {"restarted": rsc, "nodes": locate(rsc)}

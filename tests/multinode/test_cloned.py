@@ -11,6 +11,7 @@ formula builds the cloned cluster again. The last test switches back to active_p
 failed poll either) and the module's fixture makes sure of it whatever happened, so
 test_failover.py finds the guide's mode. A second apply after each switch changes nothing.
 """
+import datetime
 import time
 
 import pytest
@@ -87,9 +88,10 @@ class Polled:
         """The failed polls, each with its wall-clock time (to match the nodes' logs), how long it
         took and what happened (refused, reset, timed out, an HTTP status)."""
         offset = time.time() - time.monotonic()
-        lines = [f"{len(self.failed())} of {len(self.polls())} polls failed:"]
-        for sent, answered, _ok, why in self.failed():
-            stamp = time.strftime("%H:%M:%S", time.gmtime(sent + offset)) + f".{int((sent + offset) % 1 * 1000):03d}"
+        failed = self.failed()
+        lines = [f"{len(failed)} of {len(self.polls())} polls failed:"]
+        for sent, answered, _ok, why in failed:
+            stamp = datetime.datetime.fromtimestamp(sent + offset, datetime.UTC).strftime("%H:%M:%S.%f")[:-3]
             lines.append(f"  sent {stamp} UTC, failed after {(answered - sent) * 1000:.0f} ms: {why}")
         return "\n".join(lines)
 
