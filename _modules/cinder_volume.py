@@ -293,10 +293,14 @@ def services(config=None, binary=None, timeout=30):
 
 def wait_services_up(config=None, binary=None, timeout=120, interval=3):
     """
-    Wait, up to ``timeout`` seconds, until cinder's services table shows what a create needs
-    (``volume.services_missing``): an up cinder-scheduler if the pillar runs one, and an up
-    cinder-volume of every backend's placement. The cluster starts these services before
-    they report: a create issued in between is refused by the scheduler (no valid backend).
+    Wait, up to ``timeout`` seconds, until the cluster runs the scheduler and cinder-volume
+    resources (``volume.resources_not_started``, once its transition is over) and cinder's
+    services table shows what a create needs (``volume.services_missing``): an up
+    cinder-scheduler if the pillar runs one, and an up cinder-volume of every backend's
+    placement. The cluster starts these services before they report: a create issued in
+    between is refused by the scheduler (no valid backend). The table alone is not enough:
+    the row of a service stopped less than ``service_down_time`` ago still counts as up
+    there. Without Pacemaker on this node, only the table is read.
     Returns ``{"ready", "missing", "waited", "rows"}``.
 
     CLI Example:
@@ -310,9 +314,16 @@ def wait_services_up(config=None, binary=None, timeout=120, interval=3):
     config = config or settings["cinder_conf"]["path"]
     binary = _volume_binary(settings, binary)
     started = time.monotonic()
+    in_cluster = "crm.status" in __salt__
     while True:
+        missing = []
+        if in_cluster:
+            # a transition under way (the start of a service the apply just declared) first
+            __salt__["crm.wait"](timeout=f"{int(max(1, min(30, timeout - (time.monotonic() - started))))}s")
+            missing = volume.resources_not_started(__salt__["crm.status"](), settings.get("volume"),
+                                                   settings.get("scheduler"))
         rows = services(config=config, binary=binary)
-        missing = volume.services_missing(rows, settings.get("volume"), settings.get("scheduler"))
+        missing += volume.services_missing(rows, settings.get("volume"), settings.get("scheduler"))
         waited = round(time.monotonic() - started, 1)
         if not missing or waited >= timeout:
             return {"ready": not missing, "missing": missing, "waited": waited, "rows": rows}

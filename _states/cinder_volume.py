@@ -143,12 +143,13 @@ def placement_moved(name, binary=None):
 
 def services_up(name, timeout=120):
     """
-    Block Storage ready to take creates: wait, up to ``timeout`` seconds, until cinder's own
-    services table shows an up cinder-scheduler (when the pillar runs one) and an up
-    cinder-volume of every backend's placement (``cinder_volume.wait_services_up``). The
-    cluster starts these services before their first heartbeat; without this wait, a create
-    right after the apply can end in error (no valid backend). Changes nothing; fails, naming
-    what is missing, when they are not up in time.
+    Block Storage ready to take creates: wait, up to ``timeout`` seconds, until the cluster
+    runs the scheduler and cinder-volume resources and cinder's own services table shows an up
+    cinder-scheduler (when the pillar runs one) and an up cinder-volume of every backend's
+    placement (``cinder_volume.wait_services_up``). The cluster starts these services before
+    their first heartbeat, and a service stopped moments ago still counts as up in the table;
+    without this wait, a create right after the apply can end in error (no valid backend).
+    Changes nothing; fails, naming what is missing, when they are not up in time.
 
     name
         The cinder.conf whose database holds the services table.
@@ -179,6 +180,6 @@ def services_up(name, timeout=120):
                           + "; ".join(found["missing"])
                           + ". See cinder_ha.status and the services' logs.")
         return ret
-    ret["comment"] = (f"cinder-scheduler and cinder-volume are up in cinder's services table "
-                      f"(waited {found['waited']} s).")
+    ret["comment"] = (f"cinder-scheduler and cinder-volume run in the cluster and are up in cinder's services "
+                      f"table (waited {found['waited']} s).")
     return ret

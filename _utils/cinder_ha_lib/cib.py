@@ -1398,6 +1398,8 @@ def crm_mon_status(text):
             _merge_instance(resources, clone.get("id"), element, clone=True)
         entry = resources.setdefault(clone.get("id"), _instance_entry(None, clone=True))
         entry["failed"] = entry["failed"] or clone.get("failed") == "true"
+        first = clone.find("resource")
+        entry["resource"] = first.get("id") if first is not None else None  # the primitive it clones
     failures = [dict(f.attrib) for f in root.findall("failures/failure")]
     return {"dc": dc.get("name") if dc is not None and dc.get("present") == "true" else None,
             "nodes": nodes, "resources": resources, "failures": failures}

@@ -354,6 +354,30 @@ def placement_changes(old, new):
 # ---------------------------------------------------------------- ready to take creates
 
 
+def resources_not_started(status, volume, scheduler):
+    """What the cluster (``status``, as ``crm.status`` returns it) has not started yet of the
+    scheduler and cinder-volume resources the pillar runs: each needs an instance whose start
+    is over (role Started, not Starting) and that has not failed. Their rows in cinder's
+    services table alone do not tell: a service stopped less than ``service_down_time`` ago
+    (by ``cinder_ha.clean``, or a restart) still counts as up there. Returns readable lines,
+    [] when both run."""
+    wanted = ([scheduler["primitive_id"]] if scheduler else []) + ([volume["primitive_id"]] if volume else [])
+    resources = status.get("resources", {})
+    missing = []
+    for rsc in wanted:
+        entry = resources.get(rsc)
+        if entry is None:
+            missing.append(f"{rsc} is not in the cluster yet")
+            continue
+        # a clone's instances are judged one by one: the primitive's own entry sums them up
+        clone = next((c for c in resources.values() if c.get("clone") and c.get("resource") == rsc), None)
+        instances = clone["instances"] if clone else [entry]
+        if not any(i.get("active") and i.get("role") == "Started" and not i.get("failed") for i in instances):
+            roles = sorted({str(i.get("role")) for i in instances})
+            missing.append(f"the cluster has not started {rsc} yet ({', '.join(roles)})")
+    return missing
+
+
 def services_missing(rows, volume, scheduler):
     """What cinder's services table (``rows``, as ``cinder_volume.services`` returns them)
     still lacks before a create can be placed: an up cinder-scheduler when the pillar runs one

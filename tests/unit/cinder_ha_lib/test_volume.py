@@ -213,3 +213,53 @@ def test_without_the_scheduler_in_the_pillar_only_the_volume_rows_count():
     settings, errors, _ = normalized()
     assert errors == []
     assert volume.services_missing([row("cinder-volume", "cinder-ha-volume@ceph")], settings["volume"], None) == []
+
+
+def crm_mon(*resources):
+    """crm_mon --output-as=xml (Pacemaker 2.1's shape) holding ``resources`` (XML strings)."""
+    from cinder_ha_lib import cib
+
+    return cib.crm_mon_status('<pacemaker-result api-version="2.25" request="crm_mon --output-as=xml">'
+                              '<summary><current_dc present="true" name="n1"/></summary><nodes/>'
+                              f'<resources>{"".join(resources)}</resources></pacemaker-result>')
+
+
+def primitive(rsc, role="Started", active="true", failed="false", node="n1"):
+    where = f'<node name="{node}" id="1" cached="true"/>' if active == "true" else ""
+    return (f'<resource id="{rsc}" resource_agent="ocf:openstack:cinder-service" role="{role}" active="{active}" '
+            f'orphaned="false" blocked="false" managed="true" failed="{failed}" failure_ignored="false" '
+            f'nodes_running_on="{1 if active == "true" else 0}">{where}</resource>')
+
+
+def test_the_cluster_must_have_started_both_resources_not_only_the_table():
+    settings, errors, _ = normalized()
+    assert errors == []
+    vol, sched = settings["volume"], settings["scheduler"]
+    scheduler_clone = f'<clone id="cl_p_cinder-scheduler" multi_state="false" unique="false" failed="false">' \
+                      f'{primitive("p_cinder-scheduler", node="n1")}' \
+                      f'{primitive("p_cinder-scheduler", role="Stopped", active="false")}</clone>'
+    assert volume.resources_not_started(crm_mon(scheduler_clone, primitive("p_cinder-volume")), vol, sched) == []
+    # right after cinder_ha.clean: neither is declared yet, while their rows still look up
+    assert volume.resources_not_started(crm_mon(), vol, sched) == [
+        "p_cinder-scheduler is not in the cluster yet", "p_cinder-volume is not in the cluster yet"]
+    # declared, its start under way (a pending start shows as Starting) or not begun
+    for role, active in (("Starting", "true"), ("Stopped", "false")):
+        assert volume.resources_not_started(crm_mon(scheduler_clone, primitive("p_cinder-volume", role, active)),
+                                            vol, sched) == [f"the cluster has not started p_cinder-volume yet ({role})"]
+    # a failed instance does not serve
+    assert volume.resources_not_started(crm_mon(scheduler_clone, primitive("p_cinder-volume", failed="true")),
+                                        vol, sched) == ["the cluster has not started p_cinder-volume yet (Started)"]
+    # without the scheduler in the pillar only the volume resource counts
+    assert volume.resources_not_started(crm_mon(primitive("p_cinder-volume")), vol, None) == []
+
+
+def test_active_active_needs_one_started_instance_of_the_volume_clone():
+    settings, errors, _ = normalized(mode="active_active", cluster="cinder-cluster", coordination=ETCD)
+    assert errors == []
+    clone = ('<clone id="cl_p_cinder-volume" multi_state="false" unique="false" failed="true">'
+             f'{primitive("p_cinder-volume", failed="true", node="n1")}{primitive("p_cinder-volume", node="n2")}'
+             '</clone>')
+    assert volume.resources_not_started(crm_mon(clone), settings["volume"], None) == []
+    all_failed = clone.replace('failed="false"', 'failed="true"')
+    assert volume.resources_not_started(crm_mon(all_failed), settings["volume"], None) == [
+        "the cluster has not started p_cinder-volume yet (Started)"]
