@@ -13,6 +13,7 @@ import time
 import pytest
 
 from tests.support import agent as support
+from tests.support.crm import crash_reports
 
 RSC = "agent_cinder-api"
 MONITOR_INTERVAL = 5  # seconds
@@ -128,12 +129,15 @@ def test_listen_address_edit_leaves_the_monitor_at_0_and_restarts_nothing(runnin
 def test_kill_9_is_recovered_by_pacemaker(running):
     old = set(support.cinder_pids())
     parent = min(old)
+    killed = time.time()
     os.kill(parent, signal.SIGKILL)
     # recovery is bounded by the monitor interval plus the start time
     recovered = support.wait_for(
         lambda: (set(support.cinder_pids()) - old) and support.healthcheck() == 200,
         MONITOR_INTERVAL + START_TIMEOUT + 15, step=0.3)
     assert recovered, "cinder-api was not restarted by the cluster"
+    # reported at once by the agent's leader watcher (crm_resource --fail), not by the next monitor
+    assert crash_reports(RSC, killed), "the watcher did not report the crash"
     assert parent not in support.cinder_pids()
     assert support.resource_running_on(RSC)
     assert "value=0" not in failcount() and "value=" in failcount()  # the cluster saw the failure
@@ -141,6 +145,7 @@ def test_kill_9_is_recovered_by_pacemaker(running):
 
 def test_stop_leaves_no_process(running):
     offset = support.log_offset()
+    stopped_at = time.time()
     support.crm("resource", "stop", RSC)
     assert support.wait_for(lambda: not support.resource_running_on(RSC), 100, step=0.5)
     assert support.resource_ops_since(offset, RSC) == ["stop"]  # what the log check above relies on
@@ -148,3 +153,6 @@ def test_stop_leaves_no_process(running):
     assert support.healthcheck() is None
     assert not os.path.exists(support.PID_FILE)
     assert not os.path.lexists(support.PID_FILE + ".start") and not os.path.lexists(support.PID_FILE + ".conf")
+    # the stop's marker kept the leader's watcher from taking the exit for a crash
+    assert not os.path.lexists(support.PID_FILE + ".stopping")
+    assert not crash_reports(RSC, stopped_at)

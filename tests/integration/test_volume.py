@@ -20,6 +20,7 @@ import time
 import pytest
 
 from tests.conftest import PROJECT, SANDBOX, cluster_env, sandbox_script
+from tests.support.crm import crash_reports
 from tests.support.formula import cib_epoch, state_results
 from tests.support.volumes import Volumes, alive, pid_of, rbd_images
 
@@ -108,10 +109,13 @@ def test_kill_9_of_cinder_volume_a_create_issued_during_the_fault_ends_available
     old = pid_of(VOLUME_RSC)
     workers = subprocess.run(["pgrep", "-g", str(old)], capture_output=True, text=True).stdout.split()
     assert len(workers) >= 2, f"cinder-volume should run a worker per backend: {workers}"
+    killed = time.time()
     os.kill(old, signal.SIGKILL)
     during = api.create("during-kill")
     new = wait_started(VOLUME_RSC, other_than=old)
     assert new != old
+    # the watcher told the cluster at once, instead of waiting for the next monitor
+    assert crash_reports(VOLUME_RSC, killed), f"no crash report; new process {time.time() - killed:.1f} s after the kill"
     assert api.wait(during, timeout=240) == "available"
     assert f"volume-{during}" in rbd_in_pool(built)
     # the orphaned worker of the killed process is gone: one cinder-volume group only

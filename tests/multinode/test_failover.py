@@ -58,12 +58,14 @@ def test_cinder_api_killed_comes_back_on_the_vip(built_cluster):
     fault = Fault(c)
     with fault:
         killed = mn.kill_cinder_api(fault.active)
-        # monitor interval (5 s) + start (~2 s) + a margin for a loaded 2-core machine
+        # the watcher's report (or at worst the 5 s monitor) + start (~2 s) + a margin for a
+        # loaded 2-core machine
         assert fault.recovered(timeout=40), "cinder-api did not answer again on the VIP"
     assert 0 < fault.probe.outage(fault.since) < 40
     mn.wait_settled(via=fault.active)
     now = mn.locate(via=fault.active)
     assert now in NODES
+    assert fault.active in mn.crash_reported(mn.PRIMITIVE_ID, via=now), "the watcher did not report the crash"
     new_pid = mn.node_exec(now, ["cat", f"/run/resource-agents/{mn.PRIMITIVE_ID}.pid"]).stdout.strip()
     assert new_pid.isdigit() and (now != fault.active or int(new_pid) != killed)  # a new cinder-api
     fault.data_and_notifications_survive(via=now)

@@ -150,9 +150,9 @@ def test_kill_9_of_cinder_volume(volume_cluster):
     pid = mn.node_exec(fault.node, ["cat", f"/run/resource-agents/{VOLUME_RSC}.pid"], check=True).stdout.strip()
     mn.node_exec(fault.node, ["kill", "-9", pid], check=True)
     fault.create_at_fault()
-    # the agent's watcher kills the orphaned backend worker at once (no cast reaches it); the
-    # cluster finds the main process gone at its next monitor and starts a new group; pids
-    # repeat across the nodes' PID namespaces: a new process is a new (node, pid)
+    # the agent's watcher kills the orphaned backend worker at once (no cast reaches it) and
+    # reports the crash to the cluster, which starts a new group without waiting for its next
+    # monitor; pids repeat across the nodes' PID namespaces: a new process is a new (node, pid)
     deadline = time.monotonic() + 180
 
     def replaced():
@@ -164,6 +164,7 @@ def test_kill_9_of_cinder_volume(volume_cluster):
         now = mn.locate(resource=VOLUME_RSC, via=mn.running_node())  # None while it recovers
         new_pid = mn.node_exec(now, ["cat", f"/run/resource-agents/{VOLUME_RSC}.pid"]).stdout.strip() if now else ""
     assert replaced(), f"cinder-volume was not started again (on {now}: {new_pid!r})"
+    assert fault.node in mn.crash_reported(VOLUME_RSC, via=now), "the watcher did not report the crash"
     # no orphan of the killed process: on its node only the new group (its main process and
     # the backend's worker), or nothing if it moved
     left = mn.node_exec(fault.node, ["pgrep", "-f", "cinder-volume --config-file"]).stdout.split()

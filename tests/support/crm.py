@@ -1,4 +1,5 @@
 """Helpers for the crm tests: reading a CIB with the real tools, a throw-away OCF agent."""
+import datetime
 import os
 import pathlib
 import shutil
@@ -150,3 +151,17 @@ def sandbox_conf_copy(facts, work, vip, port):
                   f"project_name = {facts['keystone_admin_project']}", "user_domain_name = Default",
                   "project_domain_name = Default"]
     return "\n".join(lines) + "\n"
+
+
+def crash_reports(rsc, since):
+    """The failures the agents' leader watcher reported for ``rsc`` (``crm_resource --fail``
+    shows as a failed ``asyncmon``) at or after ``since`` (epoch seconds), from crm_mon."""
+    out = subprocess.run(["crm_mon", "--output-as=xml"], capture_output=True, text=True, env=env(), timeout=30).stdout
+    found = []
+    for failure in ET.fromstring(out).iter("failure"):
+        if failure.get("op_key") != f"{rsc}_asyncmon_0":
+            continue
+        when = datetime.datetime.strptime(failure.get("last-rc-change", "").rstrip("Z"), "%Y-%m-%d %H:%M:%S")
+        if when.replace(tzinfo=datetime.UTC).timestamp() >= int(since):
+            found.append(dict(failure.attrib))
+    return found
