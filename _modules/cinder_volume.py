@@ -149,7 +149,9 @@ for backend, change in sorted(req["changes"].items()):
             out["removed"].append("cinder-volume %s" % row.host)
     if old_kind == "cluster":
         try:
-            objects.Cluster.get_by_id(ctxt, None, name=old, binary="cinder-volume").destroy()
+            # db's, not the object's destroy(): cinder's Cluster.destroy() reads values from
+            # db.cluster_destroy, which returns None, and fails after the row is gone
+            db.cluster_destroy(ctxt, objects.Cluster.get_by_id(ctxt, None, name=old, binary="cinder-volume").id)
             out["removed"].append("cluster %s" % old)
         except (exception.ClusterNotFound, exception.ClusterHasHosts):
             pass

@@ -340,3 +340,39 @@ def test_active_active_power_cut_of_a_member_holding_a_create(volume_cluster):
         if node:
             mn.restart_node(node)
     mn.wait_settled(timeout=180)
+
+
+def test_back_to_active_passive_moves_the_clusters_volumes_to_backend_host(volume_cluster):
+    """volume:mode active_active -> active_passive (after the tests above): the apply restarts
+    cinder-volume as one primitive under backend_host, and the placement move files the
+    cluster's volumes under ``backend_host@backend#pool`` (cinder's cluster_name cleared) and
+    removes the cluster's rows and the cluster itself, so that the scheduler stops choosing it;
+    a volume made in active_active is then extended and deleted by the one cinder-volume left,
+    and a new create ends available."""
+    c, mn = volume_cluster, volume_cluster.mn
+    facts = mn.storage_facts()
+    client = Volumes(c.facts, region=mn.REGION, timeout=60)
+    made = client.create("made-in-active-active")
+    assert client.wait(made) == "available"
+    assert c.db_scalar(f"SELECT cluster_name FROM {mn.DEPLOYMENT}.volumes WHERE id = '{made}'") == \
+        "cinder-ha-cluster@ceph#ceph"
+    c.set_pillar(volume=c.sandbox.volume_pillar(facts, ceph_conf=facts["ceph_conf"]))
+    applied = c.apply()
+    removed = [item for states in applied.values() for key, ret in states.items() if "placement_moved" in key
+               for item in ret["changes"].get("removed", [])]
+    assert "cluster cinder-ha-cluster@ceph" in removed, removed
+    assert c.db_scalar(f"SELECT CONCAT(host, ' ', IFNULL(cluster_name, '-')) FROM {mn.DEPLOYMENT}.volumes "
+                       f"WHERE id = '{made}'") == f"{BACKEND_ROW}#ceph -"
+    assert c.db_scalar(f"SELECT COUNT(*) FROM {mn.DEPLOYMENT}.clusters WHERE deleted = 0 AND "
+                       "`binary` = 'cinder-volume'") == "0"
+    mn.wait_settled(timeout=180)
+    mon = c.crm_mon(mn.running_node())
+    running = [n.get("name") for r in mon.iter("resource") if r.get("id") == VOLUME_RSC for n in r.iter("node")]
+    assert len(running) == 1 and not [cl for cl in mon.iter("clone") if cl.get("id") == f"cl_{VOLUME_RSC}"], running
+    wait_one_row_up(c)  # the cluster's members' rows are gone, the backend_host one is up
+    assert client.extend(made, 2) == "available"
+    fresh = client.create("after-back-to-active-passive")
+    assert client.wait(fresh) == "available"
+    assert f"volume-{fresh}" in rbd_images(facts["ceph_admin_conf"])
+    no_volume_creating(client)
+    assert client.delete(made) and client.delete(fresh)
