@@ -827,17 +827,6 @@ def locate(resource=PRIMITIVE_ID, via=None):
     return None
 
 
-def crash_reported(resource, via=None):
-    """Nodes on which the agents' leader watcher reported `resource` crashed (crm_resource
-    --fail: a failed `asyncmon` in crm_mon, until a cleanup)."""
-    import xml.etree.ElementTree as ET
-    res = node_exec(via or running_node(), ["crm_mon", "--output-as=xml"], timeout=15)
-    if res.returncode != 0:
-        return []
-    return [f.get("node") for f in ET.fromstring(res.stdout).iter("failure")
-            if f.get("op_key") == f"{resource}_asyncmon_0"]
-
-
 def probe(url=f"http://{VIP}:{CINDER_PORT}/healthcheck", timeout=1.0):
     """True when the URL answers 200 (one HTTP GET, no proxy)."""
     return probe_why(url, timeout)[0]

@@ -65,7 +65,8 @@ def test_cinder_api_killed_comes_back_on_the_vip(built_cluster):
     mn.wait_settled(via=fault.active)
     now = mn.locate(via=fault.active)
     assert now in NODES
-    assert fault.active in mn.crash_reported(mn.PRIMITIVE_ID, via=now), "the watcher did not report the crash"
+    assert (fault.active, f"{mn.PRIMITIVE_ID}_asyncmon_0") in [f[:2] for f in c.failures(now)], \
+        "the watcher did not report the crash (crm_resource --fail: a failed asyncmon)"
     new_pid = mn.node_exec(now, ["cat", f"/run/resource-agents/{mn.PRIMITIVE_ID}.pid"]).stdout.strip()
     assert new_pid.isdigit() and (now != fault.active or int(new_pid) != killed)  # a new cinder-api
     fault.data_and_notifications_survive(via=now)

@@ -164,7 +164,8 @@ def test_kill_9_of_cinder_volume(volume_cluster):
         now = mn.locate(resource=VOLUME_RSC, via=mn.running_node())  # None while it recovers
         new_pid = mn.node_exec(now, ["cat", f"/run/resource-agents/{VOLUME_RSC}.pid"]).stdout.strip() if now else ""
     assert replaced(), f"cinder-volume was not started again (on {now}: {new_pid!r})"
-    assert fault.node in mn.crash_reported(VOLUME_RSC, via=now), "the watcher did not report the crash"
+    assert (fault.node, f"{VOLUME_RSC}_asyncmon_0") in [f[:2] for f in c.failures(now)], \
+        "the watcher did not report the crash (crm_resource --fail: a failed asyncmon)"
     # no orphan of the killed process: on its node only the new group (its main process and
     # the backend's worker), or nothing if it moved
     left = mn.node_exec(fault.node, ["pgrep", "-f", "cinder-volume --config-file"]).stdout.split()

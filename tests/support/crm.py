@@ -6,6 +6,8 @@ import shutil
 import subprocess
 import xml.etree.ElementTree as ET
 
+from cinder_ha_lib import cib
+
 TEST_PROVIDER = pathlib.Path("/usr/lib/ocf/resource.d/cinderhatest")
 # A tiny agent that declares os_password; its start records what it received (never runs it).
 TEST_AGENT = r"""#!/bin/sh
@@ -157,11 +159,10 @@ def crash_reports(rsc, since):
     """The failures the agents' leader watcher reported for ``rsc`` (``crm_resource --fail``
     shows as a failed ``asyncmon``) at or after ``since`` (epoch seconds), from crm_mon."""
     out = subprocess.run(["crm_mon", "--output-as=xml"], capture_output=True, text=True, env=env(), timeout=30).stdout
-    found = []
-    for failure in ET.fromstring(out).iter("failure"):
-        if failure.get("op_key") != f"{rsc}_asyncmon_0":
-            continue
-        when = datetime.datetime.strptime(failure.get("last-rc-change", "").rstrip("Z"), "%Y-%m-%d %H:%M:%S")
-        if when.replace(tzinfo=datetime.UTC).timestamp() >= int(since):
-            found.append(dict(failure.attrib))
-    return found
+
+    def when(failure):
+        stamp = datetime.datetime.strptime(failure.get("last-rc-change", "").rstrip("Z"), "%Y-%m-%d %H:%M:%S")
+        return stamp.replace(tzinfo=datetime.UTC).timestamp()
+
+    return [failure for failure in cib.crm_mon_status(out)["failures"]
+            if failure.get("op_key") == f"{rsc}_asyncmon_0" and when(failure) >= int(since)]
