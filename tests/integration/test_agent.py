@@ -6,6 +6,7 @@ after kill -9, no password in any process's argv, clean stop.
 Resource id agent_cinder-api; created stopped, deleted in teardown (even on failure).
 """
 import os
+import pathlib
 import signal
 import threading
 import time
@@ -141,6 +142,24 @@ def test_kill_9_is_recovered_by_pacemaker(running):
     assert parent not in support.cinder_pids()
     assert support.resource_running_on(RSC)
     assert "value=0" not in failcount() and "value=" in failcount()  # the cluster saw the failure
+
+
+def test_kill_9_in_maintenance_mode_is_left_to_the_operator(running):
+    """In maintenance mode an operator may stop the daemon by hand: the watcher must not report
+    it (the failure would stay recorded and be acted on when maintenance ends). Once out of
+    maintenance, the cluster's own probe and monitor find it stopped and start it again."""
+    console = pathlib.Path(support.PID_FILE).with_suffix(".console.log")
+    parent = support.running_pid()
+    with support.cluster_maintenance():
+        killed = time.time()
+        os.kill(parent, signal.SIGKILL)
+        assert support.wait_for(lambda: f"pid {parent} exited outside a stop" in console.read_text(), 10)
+        assert f"pid {parent} exited outside a stop, with {RSC} unmanaged" in console.read_text()
+        assert not crash_reports(RSC, killed)
+        assert not support.cinder_pids()
+    assert support.wait_for(lambda: support.cinder_pids() and support.healthcheck() == 200,
+                            MONITOR_INTERVAL + START_TIMEOUT + 15, step=0.3), "not started after maintenance"
+    assert not crash_reports(RSC, killed)
 
 
 def test_stop_leaves_no_process(running):

@@ -458,6 +458,17 @@ def _set_maintenance(on):
 
 
 @contextlib.contextmanager
+def cluster_maintenance():
+    """The live cluster in maintenance mode for the block (nothing monitored, started or stopped),
+    then out of it again."""
+    assert _set_maintenance(True), "could not put the cluster in maintenance mode"
+    try:
+        yield
+    finally:
+        _set_maintenance(False)
+
+
+@contextlib.contextmanager
 def agent_file_removed():
     """The real agent path emptied for an install test, then restored. A live cluster may run a
     resource with this agent: it is held in maintenance mode meanwhile, so Pacemaker neither
