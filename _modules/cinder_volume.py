@@ -116,8 +116,32 @@ def filed_under(obj, kind):
 def up(kind, name):
     return any(row.is_up for row in rows() if filed_under(row, kind) == name)
 
+def file_in_cluster(row, cluster):
+    # cinder files a service row in a cluster only when the row had none (Service.__init__'s
+    # added_to_cluster), creating the cluster as its _ensure_cluster_exists does
+    try:
+        objects.Cluster.get_by_id(ctxt, None, name=cluster, binary=row.binary)
+    except exception.ClusterNotFound:
+        try:
+            objects.Cluster(context=ctxt, name=cluster, binary=row.binary, disabled=row.disabled,
+                            replication_status=row.replication_status, active_backend_id=row.active_backend_id,
+                            frozen=row.frozen).create()
+        except exception.ClusterExists:
+            pass  # another node's run of this same move made it first
+    row.cluster_name = cluster
+    row.save()
+
 for backend, change in sorted(req["changes"].items()):
     (old_kind, old), (new_kind, new) = change["from"], change["to"]
+    if old_kind == new_kind == "cluster":
+        # A rename. Members restarted under the new name keep reporting on their rows in the
+        # old cluster (cinder never moves a row that has one), so the scheduler would go on
+        # casting to the old cluster's topic, which no member reads any more: their creates
+        # stayed `creating` (seen). The rows follow the new name, as cinder files a new member.
+        for row in rows():
+            if row.cluster_name == old:
+                file_in_cluster(row, new)
+                out["moved"].append("cinder-volume %s: cluster %s -> %s" % (row.host, old, new))
     deadline = time.monotonic() + req["wait"]
     while not up(new_kind, new) and time.monotonic() < deadline:
         time.sleep(2)

@@ -8,6 +8,9 @@ create issued right at the fault ends `available` with its RBD image (or, only i
 cinder-volume was already working on it, `error` through cinder's own cleanup at the next
 start: then a retry succeeds); nothing is left in `creating`; cinder's services table shows
 exactly one cinder-volume row per backend, up. The outcomes are counted and printed.
+
+Then the switches of where a backend's volumes are filed: to active_active (a cinder cluster),
+a rename of that cluster, and back to active_passive, each in one apply.
 """
 import os
 import signal
@@ -79,6 +82,21 @@ def wait_one_row_up(c, timeout=120):
             return rows
         time.sleep(2)
     raise AssertionError(f"cinder-volume rows: {rows}, expected exactly [{BACKEND_ROW} up]")
+
+
+def wait_members_up(c, cluster, timeout=120):
+    """Until the cinder-volume rows filed in a cluster are exactly one up member per node, all
+    in ``cluster`` (``name@backend``)."""
+    deadline = time.monotonic() + timeout
+    rows = []
+    while time.monotonic() < deadline:
+        rows = c.db_scalar(f"SELECT CONCAT(host, ' ', cluster_name) FROM {c.mn.DEPLOYMENT}.services WHERE deleted = 0 "
+                           "AND `binary` = 'cinder-volume' AND cluster_name IS NOT NULL "
+                           "AND TIMESTAMPDIFF(SECOND, updated_at, UTC_TIMESTAMP()) <= 60").splitlines()
+        if sorted(r.split()[1] for r in rows) == [cluster] * len(NODES):
+            return rows
+        time.sleep(2)
+    raise AssertionError(f"cinder-volume members up: {rows}, expected one per node in {cluster}")
 
 
 def no_volume_creating(client):
@@ -253,15 +271,7 @@ def test_active_active_kill_9_of_one_instance_while_20_creates_run(volume_cluste
     mon = c.crm_mon(mn.running_node())
     running = sorted(n.get("name") for r in mon.iter("resource") if r.get("id") == VOLUME_RSC for n in r.iter("node"))
     assert running == sorted(NODES), running
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        rows = c.db_scalar(f"SELECT CONCAT(host, ' ', cluster_name) FROM {mn.DEPLOYMENT}.services WHERE deleted = 0 AND "
-                           "`binary` = 'cinder-volume' AND cluster_name IS NOT NULL "
-                           "AND TIMESTAMPDIFF(SECOND, updated_at, UTC_TIMESTAMP()) <= 60").splitlines()
-        if len(rows) == 3:
-            break
-        time.sleep(2)
-    assert sorted(r.split()[1] for r in rows) == ["cinder-ha-cluster@ceph"] * 3, rows
+    wait_members_up(c, "cinder-ha-cluster@ceph")
     # The active_passive service's row (backend_host, no cluster) would count as up for cinder's
     # service_down_time after its process stopped, and creates scheduled to it meanwhile stayed
     # in `creating` (seen: 4 of 20): the apply moved its volumes and removed it.
@@ -343,6 +353,35 @@ def test_active_active_power_cut_of_a_member_holding_a_create(volume_cluster):
     mn.wait_settled(timeout=180)
 
 
+def test_active_active_cluster_rename_moves_the_volumes(volume_cluster):
+    """volume:cluster renamed in active_active (after the tests above): one apply restarts the
+    members under the new name, and the placement move files the old cluster's volumes under the
+    new one (their pool kept, as cinder's include_in_cluster does) and removes the old cluster and
+    its rows, so that the scheduler stops choosing it; a volume made under the old name is then
+    extended by the renamed cluster, and a new create ends available."""
+    c, mn = volume_cluster, volume_cluster.mn
+    facts = mn.storage_facts()
+    old, new = c.pillar["volume"]["cluster"], "cinder-ha-renamed"
+    client = Volumes(c.facts, region=mn.REGION, timeout=60)
+    made = client.create("made-before-rename")
+    assert client.wait(made) == "available"
+    c.set_pillar(volume=c.sandbox.volume_pillar(facts, ceph_conf=facts["ceph_conf"], mode="active_active",
+                                                coordination_url=facts["coordination_backend_url"], cluster=new))
+    applied = c.apply()
+    removed = [item for states in applied.values() for key, ret in states.items() if "placement_moved" in key
+               for item in ret["changes"].get("removed", [])]
+    assert f"cluster {old}@ceph" in removed, removed
+    assert c.db_scalar(f"SELECT cluster_name FROM {mn.DEPLOYMENT}.volumes WHERE id = '{made}'") == f"{new}@ceph#ceph"
+    assert c.db_scalar(f"SELECT COUNT(*) FROM {mn.DEPLOYMENT}.clusters WHERE deleted = 0 AND name = '{old}@ceph'") == "0"
+    mn.wait_settled(timeout=180)
+    wait_members_up(c, f"{new}@ceph")
+    assert client.extend(made, 2) == "available"
+    fresh = client.create("after-rename")
+    assert client.wait(fresh) == "available"
+    no_volume_creating(client)
+    assert client.delete(made) and client.delete(fresh)
+
+
 def test_back_to_active_passive_moves_the_clusters_volumes_to_backend_host(volume_cluster):
     """volume:mode active_active -> active_passive (after the tests above): the apply restarts
     cinder-volume as one primitive under backend_host, and the placement move files the
@@ -355,13 +394,14 @@ def test_back_to_active_passive_moves_the_clusters_volumes_to_backend_host(volum
     client = Volumes(c.facts, region=mn.REGION, timeout=60)
     made = client.create("made-in-active-active")
     assert client.wait(made) == "available"
+    cluster = c.pillar["volume"]["cluster"]  # renamed by the test above, when it ran
     assert c.db_scalar(f"SELECT cluster_name FROM {mn.DEPLOYMENT}.volumes WHERE id = '{made}'") == \
-        "cinder-ha-cluster@ceph#ceph"
+        f"{cluster}@ceph#ceph"
     c.set_pillar(volume=c.sandbox.volume_pillar(facts, ceph_conf=facts["ceph_conf"]))
     applied = c.apply()
     removed = [item for states in applied.values() for key, ret in states.items() if "placement_moved" in key
                for item in ret["changes"].get("removed", [])]
-    assert "cluster cinder-ha-cluster@ceph" in removed, removed
+    assert f"cluster {cluster}@ceph" in removed, removed
     assert c.db_scalar(f"SELECT CONCAT(host, ' ', IFNULL(cluster_name, '-')) FROM {mn.DEPLOYMENT}.volumes "
                        f"WHERE id = '{made}'") == f"{BACKEND_ROW}#ceph -"
     assert c.db_scalar(f"SELECT COUNT(*) FROM {mn.DEPLOYMENT}.clusters WHERE deleted = 0 AND "
