@@ -28,3 +28,8 @@ class ConfError(CinderHaError):
 
 class StartRecordError(CinderHaError):
     """The agent's record of what a running cinder-api started with is unreadable."""
+
+
+class HaproxyError(CinderHaError):
+    """An HAProxy config asked for with a value that cannot be written safely, or an answer of
+    HAProxy's runtime API that is not what was asked for."""
