@@ -121,15 +121,12 @@ def params(folder):
 
 
 def run_agent(folder, action, timeout=90, **extra):
-    """One agent action, parameters in the environment (as pacemaker-execd does); extra:
-    OCF_RESKEY_ names without the prefix (CRM_meta_timeout=6000: milliseconds)."""
-    agent_env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "OCF_ROOT": "/usr/lib/ocf",
-                 "OCF_RESOURCE_INSTANCE": INSTANCE, "OCF_RESOURCE_TYPE": "haproxy",
-                 "OCF_RESOURCE_PROVIDER": "openstack", "__OCF_ACTION": action}
-    for key, value in {**params(folder), **extra}.items():
-        agent_env[f"OCF_RESKEY_{key}"] = str(value)
-    return subprocess.run([str(folder / "haproxy"), action], env=agent_env, capture_output=True, text=True,
-                          timeout=timeout)
+    """One action of this folder's agent (support.run_agent); extra: OCF_RESKEY_ names without
+    the prefix, parameters and CRM_meta_* alike (CRM_meta_timeout=6000: milliseconds)."""
+    meta = {key: value for key, value in extra.items() if key.startswith("CRM_meta_")}
+    given = {key: value for key, value in extra.items() if key not in meta}
+    return support.run_agent(action, {**params(folder), **given}, instance=INSTANCE, timeout=timeout,
+                             agent=folder / "haproxy", **meta)
 
 
 def processes(folder):

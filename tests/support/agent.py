@@ -234,10 +234,11 @@ def modern_params(sandbox, config=str(CONF_KEYSTONE), user="cinder"):
     }
 
 
-def run_agent(action, params, instance="agent_cinder-api", timeout=120, **meta):
+def run_agent(action, params, instance="agent_cinder-api", timeout=120, agent=AGENT_PATH, **meta):
     """Run one agent action directly, parameters in the environment (as pacemaker-execd does).
+    agent: the agent's file (its name is the resource type; cinder-api by default).
     meta: CRM_meta_interval=5000, CRM_meta_timeout=6000 (milliseconds, as Pacemaker passes them)."""
-    agent_env = env(OCF_ROOT="/usr/lib/ocf", OCF_RESOURCE_INSTANCE=instance, OCF_RESOURCE_TYPE="cinder-api",
+    agent_env = env(OCF_ROOT="/usr/lib/ocf", OCF_RESOURCE_INSTANCE=instance, OCF_RESOURCE_TYPE=pathlib.Path(agent).name,
                     OCF_RESOURCE_PROVIDER="openstack", __OCF_ACTION=action)
     for key, value in params.items():
         agent_env[f"OCF_RESKEY_{key}"] = str(value)
@@ -245,7 +246,7 @@ def run_agent(action, params, instance="agent_cinder-api", timeout=120, **meta):
         if not key.startswith("CRM_meta_"):
             raise ValueError(f"{key}: meta attributes are named CRM_meta_*")
         agent_env[f"OCF_RESKEY_{key}"] = str(value)
-    return subprocess.run([str(AGENT_PATH), action], env=agent_env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([str(agent), action], env=agent_env, capture_output=True, text=True, timeout=timeout)
 
 
 @contextlib.contextmanager
