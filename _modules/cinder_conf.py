@@ -27,6 +27,7 @@ import hashlib
 import json
 import logging
 import os
+import socket
 import stat
 import subprocess
 import tempfile
@@ -138,7 +139,18 @@ def _desired(options=None):
     if errors:
         raise InvalidPillar(errors)
     # a backend option given as {pillar: key} (a secret) is read here, never rendered into an SLS
-    return conf.desired_options(settings, resolve=lambda key: __salt__["pillar.get"](key, unmask=True))
+    return conf.desired_options(settings, resolve=lambda key: __salt__["pillar.get"](key, unmask=True),
+                                node=_node_name(settings))
+
+
+def _node_name(settings):
+    """This node's cluster name, only where the settings need it (balanced mode: where cinder-api
+    listens). crm.node_name answers with the host name when Pacemaker does not."""
+    if settings["cluster"].get("mode") != "balanced":
+        return None
+    if "crm.node_name" in __salt__:
+        return __salt__["crm.node_name"]()
+    return socket.gethostname()
 
 
 def _missing(name, pid_file=None):

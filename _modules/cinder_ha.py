@@ -266,6 +266,63 @@ def cluster_object_ids(params=None, pillar=None, secret_rules=False):
     return formula.object_ids(settings, params if params is not None else parameters(pillar))
 
 
+def haproxy_config(params=None, pillar=None):
+    """
+    cluster:mode balanced: the HAProxy config every controller runs (``cinder_ha_lib.formula``):
+    the VIPs, and a server per controller on its own address. No secret is in it.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' cinder_ha.haproxy_config
+    """
+    settings = secret_rule.masked(_revealed(pillar))
+    return formula.haproxy_config(settings, params if params is not None else parameters(pillar))
+
+
+def cib_mode(pillar=None):
+    """
+    The cluster:mode the CIB holds now: ``balanced`` (balanced mode's HAProxy clone is there),
+    ``cloned`` (cinder-api's clone), ``active_passive`` (its primitive alone), or None (not
+    built, or the CIB cannot be read here).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' cinder_ha.cib_mode
+    """
+    settings = secret_rule.masked(_revealed(pillar))
+    params = parameters(pillar)
+    cluster = settings["cluster"]
+    try:
+        if __salt__["crm.show"](formula.haproxy_clone_id(params)):
+            return "balanced"
+        if __salt__["crm.show"](pillar_rules.default_clone_id(cluster)):
+            return "cloned"
+        if __salt__["crm.show"](cluster["primitive_id"]):
+            return "active_passive"
+    except Exception:  # pylint: disable=broad-except
+        log.debug("cinder_ha.cib_mode: the CIB cannot be read here", exc_info=True)
+    return None
+
+
+def peer_health_urls(node=None, pillar=None):
+    """
+    cluster:mode balanced: the /healthcheck URL of every other controller's cinder-api, on its
+    own address (``node``: this node by default). Empty in the other modes.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' cinder_ha.peer_health_urls
+    """
+    settings = secret_rule.masked(_revealed(pillar))
+    return formula.peer_health_urls(settings, node or __salt__["crm.node_name"]())
+
+
 def http_probe(url, timeout=5):
     """
     GET ``url`` once: ``{"url", "answers", "status", "ms", "error"}``. Any HTTP answer

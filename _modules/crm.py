@@ -781,7 +781,7 @@ def _settle(timeout):
     return proc.returncode == 0
 
 
-def restart(rsc, wait=True, timeout="120s", cloned=None):
+def restart(rsc, wait=True, timeout="120s", cloned=None, only_here=False, after_absent=None, move_first=None):
     """
     Restart ``rsc`` through the cluster (stop, then start where the cluster places it), e.g.
     after its configuration file changed. With ``wait`` returns once it is running again.
@@ -791,6 +791,17 @@ def restart(rsc, wait=True, timeout="120s", cloned=None):
         False: a primitive of its own), e.g. the controller switching ``volume:mode``: the
         restart first waits, up to ``timeout``, for the CIB to show it (a restart in the old
         shape waits for a resource the switch renames, until it times out).
+    after_absent
+        Ids the controller's apply is removing right now (balanced mode's HAProxy clone, when
+        the mode changes away from it): the restart first waits, up to ``timeout``, until none
+        is in the CIB (removed once stopped: the address they held is free again).
+    only_here
+        Restart only if ``rsc`` still runs on this node once it has that shape (a switch out of a
+        clone stops every instance but one: the other nodes have nothing left to restart).
+        Returns ``{"restarted": None, ...}`` then.
+    move_first
+        For a clone's instance: resources moved off this node before it stops
+        (``rolling_restart``'s).
 
     CLI Example:
 
@@ -809,9 +820,18 @@ def restart(rsc, wait=True, timeout="120s", cloned=None):
             _fail(f"{rsc} is {'not yet' if cloned else 'still'} a clone's instance after {seconds} s: the "
                   "controller's apply has not switched it; the next apply restarts it")
         time.sleep(2)
+    while after_absent and any(cib.find_object(cib.parse_cib(_read_cib()), oid) for oid in after_absent):
+        if time.monotonic() >= deadline:
+            _fail(f"{', '.join(after_absent)} still in the CIB after {seconds} s: the controller's apply has not "
+                  f"removed them; the next apply restarts {rsc}")
+        time.sleep(2)
+    if only_here:
+        _forget_cib()
+        if node_name() not in locate(rsc):
+            return {"restarted": None, "nodes": locate(rsc)}
     if in_clone():
         # an instance of a clone (cluster:mode cloned): this node's only, one node at a time
-        return rolling_restart(rsc, timeout=f"{max(seconds, 300)}s")
+        return rolling_restart(rsc, timeout=f"{max(seconds, 300)}s", move_first=move_first)
     # Stopped through target-role, then the original target-role back, waiting on ``rsc`` alone.
     # Not crm_resource --restart: it compares the whole cluster's active resources with what it
     # computed at its start, so resources another node's apply creates meanwhile (the clone of
@@ -989,7 +1009,7 @@ def _runs_elsewhere(rsc, node):
     return bool(entry.get("active")) and node not in entry.get("nodes", [])
 
 
-def rolling_restart(rsc, node=None, timeout="300s"):
+def rolling_restart(rsc, node=None, timeout="300s", move_first=None):
     """
     Restart THIS node's (``node``'s) instance of ``rsc`` when ``rsc`` is the primitive of a
     clone, one instance of the cluster at a time, never with the VIP on it:
@@ -1007,7 +1027,9 @@ def rolling_restart(rsc, node=None, timeout="300s"):
 
     No other instance running for 30 s (one node, or the others down): restarted in place,
     which cannot be hidden, and said. Not a clone: ``crm.restart``, which calls this function
-    for the primitive of a clone.
+    for the primitive of a clone. ``move_first``: more resources moved away in step 2 if they
+    run here, together with the instance's stop (balanced mode's VIP while this node's HAProxy
+    cannot serve it yet: the instance listens on it, so it cannot go first).
 
     CLI Example:
 
@@ -1057,7 +1079,8 @@ def rolling_restart(rsc, node=None, timeout="300s"):
     _forget_cib()
     moved = []
     try:
-        for dependent in _colocated_with(parsed, clone):
+        explicit = set(move_first or ())
+        for dependent in sorted(set(_colocated_with(parsed, clone)) | explicit):
             if node not in (status()["resources"].get(dependent) or {}).get("nodes", []):
                 continue
             _drop_ban(dependent)  # a stale one of an earlier, killed run
@@ -1066,12 +1089,18 @@ def rolling_restart(rsc, node=None, timeout="300s"):
             if proc.returncode != 0:
                 _fail(f"could not move {dependent} off {node} (rc {proc.returncode}): {_output(proc)}")
             moved.append(dependent)
+            if dependent in explicit:
+                # stopped with the instance, no grace: the instance listens on it, and its
+                # monitor would fail once it is gone from this node
+                continue
             _wait_for(lambda d=dependent: _runs_elsewhere(d, node), deadline, f"{dependent} to leave {node}", clone)
-        if moved:
+        if set(moved) - explicit:
             time.sleep(VIP_GRACE_SECONDS)
         _set_ban(clone, "-INFINITY")
         _wait_for(lambda: node not in _instances(clone), deadline, f"the instance of {clone} on {node} to stop",
                   clone)
+        for dependent in sorted(explicit & set(moved)):
+            _wait_for(lambda d=dependent: _runs_elsewhere(d, node), deadline, f"{dependent} to leave {node}", clone)
         _set_ban(clone, "0")
         _wait_for(lambda: node in _instances(clone), deadline, f"the instance of {clone} on {node} to start again",
                   clone)

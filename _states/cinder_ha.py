@@ -7,6 +7,8 @@ States of the cinder-ha formula itself.
       cinder_ha.pillar_valid
 """
 
+import time
+
 from salt.exceptions import CommandExecutionError
 
 __virtualname__ = "cinder_ha"
@@ -42,8 +44,72 @@ def pillar_valid(name, pillar=None):
     return ret
 
 
+# Switches between the two clone modes that cost an outage: each changes where every instance
+# listens at once (measured, balanced -> cloned: ~20 s without a listener on the VIP)
+THROUGH_ACTIVE_PASSIVE = {("balanced", "cloned"), ("cloned", "balanced")}
+
+
+def mode_switch_supported(name):
+    """
+    Fail, changing nothing, when ``name`` (the pillar's cluster:mode) would switch straight
+    between cloned and balanced: every instance would move off (or onto) the VIP at once, and
+    the VIP would have no listener meanwhile. Such a switch goes through active_passive (two
+    applies). Any other switch, a first build, or a node where the CIB cannot be read, passes.
+
+    .. code-block:: yaml
+
+        cinder_ha-validate-mode-switch-supported:
+          cinder_ha.mode_switch_supported:
+            - name: balanced
+    """
+    ret = {"name": name, "result": True, "changes": {}, "comment": ""}
+    now = __salt__["cinder_ha.cib_mode"]()
+    if (now, name) in THROUGH_ACTIVE_PASSIVE:
+        ret["result"] = False
+        ret["comment"] = (f"cluster:mode {name}: the cluster runs in {now} mode, and a straight switch between "
+                          "cloned and balanced moves every cinder-api instance off (or onto) the VIP at once, "
+                          "leaving it without a listener meanwhile: set cluster:mode active_passive, apply, then "
+                          f"{name} and apply again. Nothing was changed.")
+        return ret
+    ret["comment"] = f"cluster:mode {name} (the CIB holds {now or 'no cinder-ha mode yet'})."
+    return ret
+
+
+def _a_peer_answers(peers, timeout):
+    """Whether one of ``peers`` (URLs) answers 200 within ``timeout`` seconds."""
+    deadline = time.monotonic() + float(timeout)
+    while True:
+        if any(__salt__["cinder_ha.http_probe"](url, timeout=2).get("status") == 200 for url in peers):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.5)
+
+
+def _nodes_of(rsc):
+    try:
+        return __salt__["crm.locate"](rsc)
+    except CommandExecutionError:  # not in the CIB (yet)
+        return []
+
+
+def _vip_needs_to_move(here, vip_id, haproxy_id, timeout):
+    """The VIP is on this node, where no HAProxy runs (it cannot bind the port the restarting
+    cinder-api holds): True once HAProxy runs on another node, within ``timeout`` s (False:
+    nowhere better for the VIP)."""
+    if here in _nodes_of(haproxy_id) or here not in _nodes_of(vip_id):
+        return False
+    deadline = time.monotonic() + float(timeout)
+    while not [node for node in _nodes_of(haproxy_id) if node != here]:
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.5)
+    return True
+
+
 def restarted_through_cluster(name, config="/etc/cinder/cinder.conf", pid_file=None, timeout=120, correction=False,
-                              reads_backends=True, cloned=None):
+                              reads_backends=True, cloned=None, after_absent=None, peers=None, vip_id=None,
+                              haproxy_id=None):
     """
     Restart the cluster resource ``name`` (cinder-api) through Pacemaker, on the node where it
     runs, exactly when the process needs it: when what cinder would read from ``config`` now
@@ -82,6 +148,19 @@ def restarted_through_cluster(name, config="/etc/cinder/cinder.conf", pid_file=N
     cloned
         On a node that is not the controller: the shape the controller's apply gives the
         resource (``crm.restart``'s ``cloned``), so a restart during a mode switch waits for it.
+    after_absent
+        On a node that is not the controller: ids the controller's apply removes (``crm.restart``'s
+        ``after_absent``; balanced mode's HAProxy when the mode changes away from it).
+    peers
+        cluster:mode balanced: the /healthcheck URLs of the other controllers' cinder-api. The
+        restart waits (up to ``timeout``) until one of them answers 200, so that HAProxy has
+        another instance to send requests to while this one restarts (in a switch to balanced
+        the other instances are still starting); if none does, it restarts anyway and says so.
+    vip_id, haproxy_id
+        cluster:mode balanced: when the VIP is here but this node's HAProxy (an instance of
+        ``haproxy_id``) does not run, as in a switch to balanced, where it cannot bind the VIP's
+        port until this very restart frees it, the restart waits (up to ``timeout``) for HAProxy
+        to run on another node and moves the VIP there first.
 
     .. code-block:: yaml
 
@@ -129,15 +208,26 @@ def restarted_through_cluster(name, config="/etc/cinder/cinder.conf", pid_file=N
         ret["changes"] = dict(why, restart=name, node=here)
         ret["comment"] = f"{name} would be restarted through the cluster on {here}: {decision['reason']}."
         return ret
+    alone = peers and not _a_peer_answers(peers, timeout)
+    move_first = [vip_id] if vip_id and haproxy_id and _vip_needs_to_move(here, vip_id, haproxy_id, timeout) else None
     try:
-        __salt__["crm.restart"](name, wait=True, timeout=f"{int(timeout)}s", cloned=cloned)
+        done = __salt__["crm.restart"](name, wait=True, timeout=f"{int(timeout)}s", cloned=cloned, only_here=True,
+                                      after_absent=after_absent, move_first=move_first)
     except CommandExecutionError as exc:
         ret["result"] = False
         ret["comment"] = (f"{name} runs on {here} with an outdated configuration ({decision['reason']}), and the "
                           f"restart through the cluster failed: {exc}. The next apply retries it.")
         return ret
+    if done.get("restarted") is None:  # a mode switch stopped this node's instance meanwhile
+        ret["comment"] = (f"{name} no longer runs on {here} (the cluster stopped this node's instance in a mode "
+                          "switch): no restart needed, it reads the configuration in force when the cluster starts "
+                          "it here.")
+        return ret
     ret["changes"] = dict(why, restarted=name, node=here)
     ret["comment"] = f"{name} restarted through the cluster on {here}: {decision['reason']}."
+    if alone:
+        ret["comment"] += (f" No other cinder-api answered within {int(timeout)} s ({', '.join(peers)}): requests "
+                           "failed while it restarted.")
     return ret
 
 

@@ -251,3 +251,34 @@ def purged(name, ids, timeout="120s"):
     if outcome["result"] and not outcome["changes"]:
         outcome["comment"] = "already absent"
     return _ret(name, outcome)
+
+
+def failures_cleared(name, node=None):
+    """
+    The failed actions of resource ``name`` (a primitive; its clone instances' too) on ``node``
+    (this node by default) forgotten, so that the cluster tries it again: for a failure this run
+    has just made moot (balanced mode's HAProxy failed to start before this node had its config
+    file, or while the old mode's cinder-api still held the VIP's port here). Nothing is done
+    when there is no such failure.
+
+    .. code-block:: yaml
+
+        haproxy failures here cleared:
+          crm.failures_cleared:
+            - name: p_haproxy-cinder-api
+    """
+    ret = {"name": name, "result": True, "changes": {}, "comment": ""}
+    node = node or __salt__["crm.node_name"]()
+    failed = sorted({f.get("op_key", "?") for f in __salt__["crm.failures"]()
+                     # an op key is <resource>_<action>_<interval>
+                     if f.get("node") == node and f.get("op_key", "").rsplit("_", 2)[0] == name})
+    if not failed:
+        ret["comment"] = f"{name} has no failed action on {node}"
+        return ret
+    if __opts__["test"]:
+        ret.update(result=None, changes={"cleared": failed},
+                   comment=f"{name}'s failed actions on {node} would be cleared: {', '.join(failed)}")
+        return ret
+    __salt__["crm.cleanup"](name, node=node)
+    ret.update(changes={"cleared": failed}, comment=f"{name}'s failed actions on {node} cleared: {', '.join(failed)}")
+    return ret

@@ -281,7 +281,8 @@ def prepare_node(name, count, token, master, fresh=True):
     cinder = (pwd.getpwnam("cinder").pw_uid, grp.getgrnam("cinder").gr_gid)
     for sub in ("lib/pacemaker", "lib/corosync", "lib/cinder", "share/pacemaker") if fresh else ():
         shutil.rmtree(os.path.join(d, sub), ignore_errors=True)
-    for sub in ("etc/corosync", "etc/cinder", "etc/ceph", "lib/corosync", "log", "salt", "share/pacemaker/alerts"):
+    for sub in ("etc/corosync", "etc/cinder", "etc/ceph", "etc/haproxy", "lib/corosync", "log", "salt",
+                "share/pacemaker/alerts"):
         os.makedirs(os.path.join(d, sub), exist_ok=True)
     os.makedirs(os.path.join(d, "lib/pacemaker"), exist_ok=True)
     os.chown(os.path.join(d, "lib/pacemaker"), hacluster, haclient)
@@ -631,7 +632,8 @@ def formula_pillar(facts, monitor="5s", stickiness=100, mode="active_passive", o
     """The cinder_ha pillar of the three nodes: the single-node sandbox's pillar (real MariaDB,
     RabbitMQ and Keystone, the authenticated monitor with an lrm secret) with the nodes' VIP on
     eth0 and every service reached through the relay on 198.18.0.254. `mode`: pillar
-    cluster:mode (cloned: an instance per node, the stickiness goes to the VIP). `options`:
+    cluster:mode (cloned: an instance per node, the stickiness goes to the VIP; balanced: the
+    same, each on its node's address, and HAProxy on every node). `options`:
     more cinder.conf options, {section: {key: value}} (the bench's "config change"). `volume`:
     pillar cinder_ha:volume (False: no scheduler or volume service; a dict from
     sandbox.volume_pillar for the nodes' Ceph)."""
@@ -641,6 +643,9 @@ def formula_pillar(facts, monitor="5s", stickiness=100, mode="active_passive", o
         extra_conf.setdefault(section, {}).update(keys)
     if mode == "cloned":
         cluster = {"mode": "cloned", "vip_stickiness": stickiness, "nodes": node_names(nodes)}
+    elif mode == "balanced":  # every node's cinder-api on its own address, HAProxy on the VIP
+        cluster = {"mode": "balanced", "vip_stickiness": stickiness,
+                   "nodes": {name: node_addr(name) for name in node_names(nodes)}}
     else:
         cluster = {"stickiness": stickiness}
     pillar = load_sandbox().sandbox_pillar(

@@ -27,7 +27,7 @@ import re
 from urllib.parse import urlsplit
 
 from cinder_ha_lib import secret_rule, urls, volume  # secrets; URL building; the volume service
-from cinder_ha_lib.errors import ConfError, StartRecordError
+from cinder_ha_lib.errors import ConfError, InvalidPillar, StartRecordError
 from cinder_ha_lib.secret_rule import MASK, is_secret_name, mask_url
 
 KEY_RE = re.compile(r"[A-Za-z0-9_.-]+")
@@ -255,13 +255,27 @@ def masked_diff(old_text, new_text, path="cinder.conf"):
 ABSENT = type("Absent", (), {"__repr__": lambda self: "ABSENT"})()
 
 
-def desired_options(settings, resolve=None):
+def listen_address(settings, node=None):
+    """Where cinder-api listens: the VIP, or with cluster:mode balanced this node's own address
+    (``node``: this node's cluster name; HAProxy listens on the VIP). A node the pillar does not
+    name has no address to listen on: InvalidPillar."""
+    addresses = (settings.get("cluster") or {}).get("node_addresses")
+    if (settings.get("cluster") or {}).get("mode") != "balanced" or not addresses:
+        return settings["vip"]["address"] if settings.get("vip") else None
+    if node not in addresses:
+        raise InvalidPillar([f"cluster:nodes: this node ({node}) is not named, so it has no address for its "
+                               f"cinder-api in cluster:mode balanced (named: {', '.join(sorted(addresses))})"])
+    return addresses[node]
+
+
+def desired_options(settings, resolve=None, node=None):
     """The normalized ``cinder_ha`` settings (cinder_ha_pillar.normalize) -> {section: {key: value}}.
     ``resolve(pillar_key)`` gives the value of a backend option written ``{pillar: key}``
-    (cinder_ha_lib.volume.options)."""
+    (cinder_ha_lib.volume.options); ``node`` is this node's cluster name (``listen_address``)."""
     listen = {}
-    if settings.get("vip"):
-        listen["osapi_volume_listen"] = settings["vip"]["address"]
+    address = listen_address(settings, node)
+    if address:
+        listen["osapi_volume_listen"] = address
     if settings.get("port") is not None:
         listen["osapi_volume_listen_port"] = settings["port"]
     options = {"DEFAULT": listen, "database": {}, "oslo_messaging_notifications": {}}

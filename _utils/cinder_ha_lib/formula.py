@@ -28,7 +28,7 @@ SLS as ``cinder_ha``: the parameters, the settings over them, and the values der
 import ipaddress
 import posixpath
 
-from cinder_ha_lib import pillar
+from cinder_ha_lib import haproxy, pillar, urls
 
 # The cinder-api agent parameters the pillar may set (agent:<name>), in the agent's order.
 AGENT_PARAMS = ("binary", "config", "user", "pid", "url", "keystone_get_token_url", "os_username", "os_password",
@@ -122,6 +122,24 @@ def cloned_constraint_ids(cluster):
             f"o_{cluster['clone_id']}_before_{cluster['vip_id']}")
 
 
+def _api_clone(settings, parameters, migration_threshold):
+    """(VIP, cinder-api primitive, its clone) of the clone modes: the same primitive ids as
+    active_passive, the VIP's stickiness from cluster:vip_stickiness."""
+    cluster = settings["cluster"]
+    vip = _vip_primitive(settings, parameters)
+    if cluster.get("vip_stickiness") is not None:
+        vip["meta"] = {"resource-stickiness": str(cluster["vip_stickiness"])}
+    api = _api_primitive(settings, parameters)
+    # multiple-active=stop_unexpected: kept by the crm state when a switch back to
+    # active_passive unwraps the clone, so the instance that stays is not restarted
+    api["meta"] = {"migration-threshold": str(migration_threshold), "failure-timeout": cluster["failure_timeout"],
+                   "multiple-active": "stop_unexpected"}
+    clone_meta = {"clone-node-max": "1", "interleave": "true"}
+    if cluster.get("clone_max") is not None:
+        clone_meta["clone-max"] = str(cluster["clone_max"])
+    return vip, api, {"clone": cluster["clone_id"], "resource": cluster["primitive_id"], "meta": clone_meta}
+
+
 def _cloned_objects(settings, parameters):
     """cluster:mode cloned: cinder-api warm on every controller (an anonymous clone, one instance
     per node), the VIP placed with a running instance and started after the clone. An instance
@@ -133,20 +151,10 @@ def _cloned_objects(settings, parameters):
     cluster = settings["cluster"]
     clone_id = cluster["clone_id"]
     colocation, order = cloned_constraint_ids(cluster)
-    vip = _vip_primitive(settings, parameters)
-    if cluster.get("vip_stickiness") is not None:
-        vip["meta"] = {"resource-stickiness": str(cluster["vip_stickiness"])}
-    api = _api_primitive(settings, parameters)
-    # multiple-active=stop_unexpected: kept by the crm state when a switch back to
-    # active_passive unwraps the clone, so the instance that stays is not restarted
-    api["meta"] = {"migration-threshold": "1", "failure-timeout": cluster["failure_timeout"],
-                   "multiple-active": "stop_unexpected"}
-    clone_meta = {"clone-node-max": "1", "interleave": "true"}
-    if cluster.get("clone_max") is not None:
-        clone_meta["clone-max"] = str(cluster["clone_max"])
+    vip, api, clone = _api_clone(settings, parameters, migration_threshold=1)
     alert = _alert(settings, parameters)
     alert["attributes"]["cinder_ha_resources"] += f" {clone_id}"
-    objects = [vip, api, {"clone": clone_id, "resource": cluster["primitive_id"], "meta": clone_meta},
+    objects = [vip, api, clone,
                {"colocation": colocation, "score": "INFINITY", "resources": [cluster["vip_id"], clone_id]},
                {"order": order, "kind": "Mandatory", "first": clone_id, "then": cluster["vip_id"]},
                alert]
@@ -155,6 +163,116 @@ def _cloned_objects(settings, parameters):
         rules[0]["resource"] = clone_id  # a location on a clone's primitive is one on the clone
         objects += rules
     return objects
+
+
+def haproxy_clone_id(parameters):
+    return f"cl_{parameters['haproxy_id']}"
+
+
+def balanced_constraint_ids(cluster, parameters):
+    """(colocation, order) of the VIP and the HAProxy clone, and the order of the cinder-api
+    clone before the HAProxy clone (cluster:mode balanced)."""
+    haproxy = haproxy_clone_id(parameters)
+    return (f"c_{cluster['vip_id']}_with_{haproxy}", f"o_{haproxy}_before_{cluster['vip_id']}",
+            f"o_{pillar.default_clone_id(cluster)}_before_{haproxy}")
+
+
+def haproxy_agent_params(parameters):
+    """ocf:openstack:haproxy's parameters: pid file and master socket named (not derived from the
+    instance's name), so that the formula's own reload finds the master Pacemaker started."""
+    base = posixpath.join(parameters["pid_dir"], parameters["haproxy_id"])
+    return {"binary": parameters["haproxy_binary"], "config": parameters["haproxy_config"],
+            "pid": f"{base}.pid", "master_socket": f"{base}.master.sock",
+            "runtime_socket": parameters["haproxy_runtime_socket"]}
+
+
+def _balanced_objects(settings, parameters):
+    """cluster:mode balanced: cinder-api on every controller, each on its node's own address (the
+    same clone as cloned mode: a switch between the two changes the constraints, not the
+    primitive), and HAProxy, a clone too, on every controller, sending the VIPs' requests to all
+    of them. The VIP is placed with a running HAProxy (and started after it when both start): it
+    no longer depends on any cinder-api instance (HAProxy's health checks take a failed one out
+    of the pool). A failed cinder-api instance is restarted on its node up to three times
+    (migration-threshold 3) before it is banned there for failure-timeout: no VIP has to move
+    away from it any more."""
+    cluster = settings["cluster"]
+    clone_id, haproxy_id = cluster["clone_id"], parameters["haproxy_id"]
+    colocation, order, api_first = balanced_constraint_ids(cluster, parameters)
+    vip, api, clone = _api_clone(settings, parameters, migration_threshold=3)
+    haproxy = {"primitive": haproxy_id, "agent": "ocf:openstack:haproxy", "params": haproxy_agent_params(parameters),
+               "ops": {"monitor": {"interval": str(parameters["haproxy_monitor_interval"]),
+                                   "timeout": str(parameters["haproxy_monitor_timeout"])},
+                       # stop: a soft stop for half of it, the requests under way finished
+                       "start": {"timeout": "30s"}, "stop": {"timeout": "60s"}},
+               "meta": {"failure-timeout": cluster["failure_timeout"]}}
+    haproxy_clone = {"clone": haproxy_clone_id(parameters), "resource": haproxy_id,
+                     "meta": {"clone-node-max": "1", "interleave": "true"}}
+    objects = [vip, api, clone, haproxy, haproxy_clone,
+               # A finite score, above any stickiness the pillar allows in this mode: the VIP goes
+               # where HAProxy runs, but stays where it is while HAProxy runs nowhere (in a switch
+               # to balanced the old mode's cinder-api serves it until HAProxy runs elsewhere)
+               # instead of stopping.
+               {"colocation": colocation, "score": str(pillar.BALANCED_VIP_SCORE),
+                "resources": [cluster["vip_id"], haproxy_clone["clone"]]},
+               # Optional orders: followed when both start together (HAProxy once this node's
+               # cinder-api answers, the VIP once HAProxy runs), but HAProxy starting where the
+               # VIP already runs (a switch to balanced) does not restart the VIP.
+               {"order": order, "kind": "Optional", "first": haproxy_clone["clone"], "then": cluster["vip_id"]},
+               {"order": api_first, "kind": "Optional", "first": clone_id, "then": haproxy_clone["clone"]},
+               _alert(settings, parameters)]
+    objects[-1]["attributes"]["cinder_ha_resources"] += f" {clone_id}"
+    if lrm_secrets(settings, parameters):
+        api_rule = _secret_rules(settings)[0]  # the VIP needs no secret: it follows HAProxy
+        api_rule["resource"] = clone_id
+        objects.append(api_rule)
+    return objects
+
+
+def haproxy_config(settings, parameters):
+    """cluster:mode balanced: the HAProxy config, the same on every controller (cinder_ha_lib.haproxy
+    checks every value): the VIP, and the public VIP when it is another address, on the catalog's
+    port, bound ``transparent`` (a node binds them before IPaddr2 puts them there); a server per
+    node of cluster:nodes, on its address and the same port."""
+    cluster, port = settings["cluster"], settings["port"]
+    servers = [(node, address, port) for node, address in sorted(cluster["node_addresses"].items())]
+    public = settings.get("public_vip")
+    public_vip = public["address"] if public and public["address"] != settings["vip"]["address"] else None
+    return haproxy.render_config(servers, settings["vip"]["address"], parameters["haproxy_runtime_socket"], port=port,
+                                 public_vip=public_vip, user=parameters["haproxy_user"],
+                                 state_file=parameters["haproxy_state_file"], transparent=True)
+
+
+def peer_health_urls(settings, node):
+    """cluster:mode balanced: the /healthcheck URL of every other controller's cinder-api, on its
+    own address (what a restart of ``node``'s instance waits for: another one serving). Empty
+    in the other modes."""
+    cluster = settings["cluster"]
+    if cluster.get("mode") != "balanced" or not cluster.get("node_addresses"):
+        return []
+    return [f"http://{urls.url_host(address)}:{settings['port']}/healthcheck"
+            for name, address in sorted(cluster["node_addresses"].items()) if name != node]
+
+
+def other_mode_ids(settings, parameters):
+    """(constraints, resources): ids of objects only another cluster:mode creates that this
+    one's declaration does not remove by itself (the crm state drops a clone that no longer holds
+    its primitive, with its constraints): the cloned mode's VIP constraints when the cinder-api
+    clone stays (balanced), balanced mode's HAProxy clone and its constraints in any other mode,
+    the VIP's secret rule once the VIP needs no secret. The constraints go first, on their own:
+    removed with the resources, HAProxy's would still tie the VIP to it while it is stopped
+    (the VIP, and cinder-api after it, would stop too)."""
+    cluster = settings["cluster"]
+    mode = cluster.get("mode")
+    constraints, resources = [], []
+    named = dict(cluster, clone_id=pillar.default_clone_id(cluster))
+    if mode != "cloned":
+        constraints += cloned_constraint_ids(named)
+    if mode != "balanced":
+        constraints += balanced_constraint_ids(cluster, parameters)
+        resources += [haproxy_clone_id(parameters), parameters["haproxy_id"]]
+    else:
+        constraints.append(secret_rule_ids(cluster)[1])
+    return constraints, resources
 
 
 def service_binary(parameters, settings, service):
@@ -226,6 +344,8 @@ def _api_objects(settings, parameters):
     cluster = settings["cluster"]
     if cluster.get("mode") == "cloned":
         return _cloned_objects(settings, parameters)
+    if cluster.get("mode") == "balanced":
+        return _balanced_objects(settings, parameters)
     colocation, order = constraint_ids(cluster)
     # active_passive (the guide's): one primitive behind its VIP
     resources = [_vip_primitive(settings, parameters), _api_primitive(settings, parameters)]
@@ -246,10 +366,12 @@ def object_ids(settings, parameters):
     lrm setup may have left them."""
     cluster = settings["cluster"]
     cloned = []
-    if cluster.get("mode") == "cloned":  # the clone goes before the primitive it holds
+    if cluster.get("mode") in pillar.CLONE_MODES:  # the clone goes before the primitive it holds
         cloned = [*cloned_constraint_ids(cluster), cluster["clone_id"]]
-    return [*secret_rule_ids(cluster), *constraint_ids(cluster), *cloned, cluster["primitive_id"], cluster["vip_id"],
-            parameters["alert_id"], *service_object_ids(settings)]
+    # balanced mode's HAProxy, whatever the mode now (an earlier balanced setup may have left it)
+    haproxy = [*balanced_constraint_ids(cluster, parameters), haproxy_clone_id(parameters), parameters["haproxy_id"]]
+    return [*secret_rule_ids(cluster), *constraint_ids(cluster), *cloned, *haproxy, cluster["primitive_id"],
+            cluster["vip_id"], parameters["alert_id"], *service_object_ids(settings)]
 
 
 def catalog_services(settings):
@@ -277,5 +399,7 @@ def map_data(parameters, settings, minion_conf):
     data["engine_conf_path"] = posixpath.join(posixpath.dirname(minion_conf), "minion.d", parameters["engine_conf"])
     cluster, vip = settings["cluster"], settings["vip"]
     data["clone_id"] = pillar.default_clone_id(cluster)
+    data["haproxy_params"] = haproxy_agent_params(parameters)
+    data["other_mode_ids"] = other_mode_ids(settings, parameters)
     data["vip_is_loopback"] = vip.get("nic") == "lo" or ipaddress.ip_address(vip["address"]).is_loopback
     return data

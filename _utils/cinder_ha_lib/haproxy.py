@@ -119,7 +119,7 @@ def _servers(servers, problems):
 def render_config(servers, vip, runtime_socket, port=urls.DEFAULT_PORT, cert=None, public_vip=None,
                   public_port=None, public_cert=None, inter=DEFAULT_INTER, fall=DEFAULT_FALL, rise=DEFAULT_RISE,
                   check_timeout=DEFAULT_CHECK_TIMEOUT, timeout=DEFAULT_TIMEOUT, log_level="notice", user=None,
-                  group=None, state_file=None):
+                  group=None, state_file=None, transparent=False):
     """
     The haproxy.cfg of balanced mode: HAProxy on every controller, on the VIP (``vip``:``port``,
     and ``public_vip``:``public_port`` when given, the same port by default), sending cinder-api's
@@ -134,8 +134,14 @@ def render_config(servers, vip, runtime_socket, port=urls.DEFAULT_PORT, cert=Non
       and ``notice`` keeps server state changes but not one line per request), ``user``/``group``
       (the workers drop root once bound).
     - defaults: ``mode http``, ``option httplog`` (with a log), ``option forwardfor`` (the
-      client's address in X-Forwarded-For), ``option redispatch`` with ``retries 3`` (a request
-      that cannot connect to a dead node goes to another), ``timeout connect 5s``, client and
+      client's address in X-Forwarded-For), ``option redispatch 1`` with ``retries 3`` (a request
+      that cannot connect to a node goes to another at its first retry, not after retrying
+      the same node with HAProxy's 1 s turn-around between tries), and ``retry-on conn-failure
+      empty-response``: a request is sent again to another node also when its cinder-api
+      closed the connection without a word (it was stopping: the backlog of a restart), but
+      only an idempotent one (GET, HEAD, OPTIONS, PUT, DELETE: ``disable-l7-retry`` for the
+      rest): a POST cinder may have acted on is never sent twice, and can fail with a 502 in
+      that instant, ``timeout connect 5s``, client and
       server ``timeout`` (600 s: cinder's slow calls), ``timeout http-request 30s`` (a client must
       send its headers in time), ``timeout http-keep-alive 10s``.
     - one frontend per VIP, its ``X-Forwarded-Proto`` set (``https`` with a cert, else ``http``;
@@ -144,16 +150,30 @@ def render_config(servers, vip, runtime_socket, port=urls.DEFAULT_PORT, cert=Non
       ``option httpchk GET /healthcheck`` and ``http-check expect status 200`` (cinder's own
       health check; 503 once its disable file is there), a ``server`` line per node.
 
-    Health check defaults: ``inter`` 2 s, ``fall`` 3, ``rise`` 2, ``check_timeout`` 5 s. A
-    cinder-api that is gone (connection refused) is out after 3 failed checks, about 6 s, and a
-    request meanwhile is redispatched; a hung one (a check unanswered for 5 s each time) within
-    about 21 s: both before Pacemaker's own cinder-api monitor (every 30 s) would notice. Three
+    Health check defaults: ``inter`` 2 s, ``fall`` 3, ``rise`` 2, ``check_timeout`` 5 s, and
+    ``fastinter 500ms`` (the interval once a check has failed, or a down server has answered)
+    and ``downinter 1s`` (while down). A cinder-api that is gone (connection refused) is out
+    after 3 failed checks, at most 2 + 0.5 + 0.5 = 3 s, and a request meanwhile is
+    redispatched; a hung one (a check unanswered for 5 s each time) within about 17 s: both
+    before Pacemaker's own cinder-api monitor (every 30 s) would notice. One that answers again
+    (a restart, a mode switch) has traffic after its second good check, 1-1.5 s. Three
     failures, not one, so a single slow /healthcheck of a busy cinder-api (one eventlet worker
     on a long database call) does not take a healthy node out; two successes to come back, so
     a node that flaps does not get traffic at its first answer.
 
     ``state_file``: HAProxy's server-state-file: the agent writes the servers' states there
     before a reload, and the new worker starts from them (a drained server stays drained).
+
+    ``transparent``: every frontend's ``bind`` gets HAProxy's ``transparent`` option
+    (IP_TRANSPARENT on that one socket). HAProxy runs on every controller, but the VIP is on one
+    node at a time: without it, the bind of the VIP fails ("Cannot assign requested address") on
+    every node that does not hold the VIP. With it, the socket binds the VIP there anyway and
+    receives its traffic as soon as IPaddr2 puts the VIP on that node: no restart of HAProxy
+    when the VIP moves. Chosen over the host-wide sysctl ``net.ipv4.ip_nonlocal_bind=1``, which
+    would let every process of the host bind any foreign address; this option touches only
+    HAProxy's listeners. It needs CAP_NET_ADMIN, which the master has (it binds as root; the
+    workers inherit the bound sockets, and a reload hands them over: ``expose-fd listeners``).
+    An address another process listens on stays refused ("Address already in use").
 
     Every value is checked (see the module's docstring); refused: ``HaproxyError``.
     """
@@ -168,6 +188,9 @@ def render_config(servers, vip, runtime_socket, port=urls.DEFAULT_PORT, cert=Non
                              ("group", "user", group), ("state_file", "path", state_file)):
         settings[key] = None if value is None else _checked(kind, value, key, problems)
     settings["group"] = settings["group"] or settings["user"]  # the user's own group by default
+    if not isinstance(transparent, bool):
+        problems.append(f"transparent: {transparent!r} is not true or false")
+    settings["transparent"] = transparent is True
     frontends = []
     for side, address, where_port, pem in (("internal", vip, port, cert),
                                            ("public", public_vip, port if public_port is None else public_port,
@@ -215,8 +238,9 @@ def _text(servers, frontends, s):
         lines += ["    log global", "    option httplog"]
     lines += [
         "    option forwardfor",
-        "    option redispatch",
+        "    option redispatch 1",
         "    retries 3",
+        "    retry-on conn-failure empty-response",
         "    timeout connect 5s",
         f"    timeout client {s['timeout']}s",
         f"    timeout server {s['timeout']}s",
@@ -228,16 +252,20 @@ def _text(servers, frontends, s):
         lines.append("    load-server-state-from-file global")
     for side, address, port, pem in frontends:
         tls = f" ssl crt {pem}" if pem else ""
+        # the VIP is bound before IPaddr2 puts it on this node (render_config's docstring)
+        option = " transparent" if s["transparent"] else ""
         lines += [
             "",
             f"frontend {FRONTEND % side}",
-            f"    bind {_endpoint(address, port)}{tls}",
+            f"    bind {_endpoint(address, port)}{tls}{option}",
             f"    http-request set-header X-Forwarded-Proto {'https' if pem else 'http'}",
             f"    default_backend {BACKEND}",
         ]
     lines += ["", f"backend {BACKEND}", "    balance leastconn", "    option httpchk GET /healthcheck",
-              "    http-check expect status 200"]
-    check = f"check inter {s['inter']}s fall {s['fall']} rise {s['rise']}"
+              "    http-check expect status 200",
+              # a request the server may have acted on is never sent twice (retry-on's docstring)
+              "    http-request disable-l7-retry unless METH_GET || METH_HEAD || METH_OPTIONS || { method PUT DELETE }"]
+    check = f"check inter {s['inter']}s fastinter 500ms downinter 1s fall {s['fall']} rise {s['rise']}"
     lines += [f"    server {name} {_endpoint(address, port)} {check}" for name, address, port in servers]
     return "\n".join(lines) + "\n"
 

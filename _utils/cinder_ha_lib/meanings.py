@@ -344,6 +344,20 @@ class HostAddress(Meaning):
         return text
 
 
+class NodeAddress(HostAddress):
+    """A node's own address, reached by the other controllers (so not a loopback one)."""
+
+    def __init__(self):
+        Meaning.__init__(self, "a unicast IPv4 or IPv6 address of that node that the other controllers reach (not "
+                               "loopback, unspecified, multicast, broadcast, reserved or link-local)")
+
+    def parse(self, value):
+        text = super().parse(value)
+        if _ip(text).is_loopback:
+            raise Invalid(f"{text} is a loopback address, which no other controller reaches: {self.what}")
+        return text
+
+
 class PrefixLength(Meaning):
     """A prefix length (1-128; the address's version caps it) or a dotted IPv4 netmask, as int."""
 
@@ -573,6 +587,26 @@ class MappingOf(Meaning):
         if problems:
             raise Invalid(problems[0][1], problems=problems)
         return clean
+
+
+class Nodes(Meaning):
+    """The controllers: a list of cluster node names, or a mapping of each name to the address of
+    that node where its cinder-api listens (what cluster:mode balanced needs)."""
+
+    kind = ANY
+
+    def __init__(self, name, address):
+        super().__init__(f"the controllers: a list of cluster node names ({name.what}), each once, or a mapping "
+                         f"of each name to that node's own address ({address.what})")
+        self.names = ListOf(name)
+        self.addresses = MappingOf(name, address, self.what, nonempty=True)
+
+    def parse(self, value):
+        if isinstance(value, dict):
+            return parsed(self.addresses, value)
+        if kind_ok(value, LIST):
+            return parsed(self.names, value)
+        raise Invalid(f"got {kind_of(value)}, expected {self.what}")
 
 
 class ConfValue(Meaning):

@@ -24,8 +24,13 @@ from cinder_ha_lib import volume as volume_pillar
 from cinder_ha_lib.meanings import BOOL, LIST, MAPPING, NUMBER, SCALAR, TEXT  # noqa: F401 - TYPES' words
 
 URL_FORMS = urls.ENDPOINT_PATHS
-MODES = ("active_passive", "cloned")
+MODES = ("active_passive", "cloned", "balanced")
+# the modes where cinder-api is a clone, an instance on every controller
+CLONE_MODES = ("cloned", "balanced")
 CLONED_ONLY = ("clone_id", "clone_max", "vip_stickiness", "failure_timeout")
+# balanced mode: the score that draws the VIP to a node where HAProxy runs (finite: with HAProxy
+# nowhere the VIP stays where it is); cluster:vip_stickiness stays below it
+BALANCED_VIP_SCORE = 100000
 # oslo.messaging's notification drivers: the entry points `oslo.messaging.notify.drivers` of
 # cinder's venv (importlib.metadata; oslo.messaging 18.3.1, cinder 29.0.0), frozen here.
 NOTIFICATION_DRIVERS = ("log", "messaging", "messagingv2", "noop", "routing", "test")
@@ -124,7 +129,7 @@ MEANINGS = {
     ("cluster", "clone_max"): m.Integer(
         2, 999, "a whole number of instances, 2 or more", below="a cloned cinder-api needs at least two instances "
         "(with one, the VIP has nowhere to go: use cluster:mode active_passive)"),
-    ("cluster", "nodes"): m.ListOf(m.NODE_NAME, "the controllers' cluster node names, each once"),
+    ("cluster", "nodes"): m.Nodes(m.NODE_NAME, m.NodeAddress()),
     ("cluster", "vip_stickiness"): SCORE, ("cluster", "failure_timeout"): m.Duration("60s", 1),
     # overrides of the formula's parameters (salt/cinder_ha/parameters/defaults.yaml holds the
     # defaults): only these keys
@@ -139,6 +144,11 @@ MEANINGS = {
     ("lookup", "alert_agent_source"): m.FormulaPath(), ("lookup", "alert_spool"): m.ABSOLUTE_PATH,
     ("lookup", "alert_spool_user"): m.POSIX_NAME, ("lookup", "alert_spool_group"): m.POSIX_NAME,
     ("lookup", "engine_conf"): m.FILE_NAME,
+    ("lookup", "haproxy_id"): m.PACEMAKER_ID, ("lookup", "haproxy_binary"): m.ABSOLUTE_PATH,
+    ("lookup", "haproxy_agent_source"): m.FormulaPath(), ("lookup", "haproxy_config"): m.ABSOLUTE_PATH,
+    ("lookup", "haproxy_runtime_socket"): m.ABSOLUTE_PATH, ("lookup", "haproxy_state_file"): m.ABSOLUTE_PATH,
+    ("lookup", "haproxy_user"): m.POSIX_NAME, ("lookup", "haproxy_monitor_interval"): m.Duration("10s", 1),
+    ("lookup", "haproxy_monitor_timeout"): m.Duration("20s", 5),
     # cinder_ha.clean: catalog true also removes the Block Storage services and endpoints
     ("clean", "catalog"): m.BOOLEAN,
     # cinder-volume and cinder-scheduler: declared (and checked) in cinder_ha_lib.volume
@@ -481,7 +491,10 @@ def default_clone_id(cluster):
 
 def _cluster(raw, settings, errors):
     """``cluster``: the guide's ids, and the mode (``active_passive``, the guide's one primitive
-    behind the VIP; ``cloned``, an instance on every controller and only the VIP moves)."""
+    behind the VIP; ``cloned``, an instance on every controller and only the VIP moves;
+    ``balanced``, an instance on every controller on its own address and HAProxy on every
+    controller, on the VIP, sending requests to all of them). ``nodes`` is the list of names,
+    ``node_addresses`` the mapping when the pillar gives one (None otherwise)."""
     cluster = dict(raw.get("cluster") or {})
     cluster.setdefault("primitive_id", "p_cinder-api")
     cluster.setdefault("vip_id", "p_ip_cinder-api")
@@ -489,17 +502,19 @@ def _cluster(raw, settings, errors):
     if cluster["primitive_id"] == cluster["vip_id"]:
         errors.append("cluster: primitive_id and vip_id must differ")
     mode = cluster["mode"] = cluster.get("mode") or "active_passive"
-    nodes = cluster["nodes"] = cluster.get("nodes")
+    nodes = cluster.get("nodes")
+    cluster["node_addresses"] = dict(nodes) if isinstance(nodes, dict) else None
+    nodes = cluster["nodes"] = list(nodes) if nodes is not None else None
     if mode == "active_passive":
         given = [key for key in CLONED_ONLY if cluster.get(key) is not None]
         for key in given:
-            errors.append(f"cluster:{key}: only with cluster:mode cloned (the mode is active_passive)")
+            errors.append(f"cluster:{key}: only with cluster:mode cloned or balanced (the mode is active_passive)")
         for key in CLONED_ONLY:
             cluster[key] = None
         return cluster
-    # cloned
+    # cloned, balanced: cinder-api a clone
     if cluster.get("stickiness") is not None:
-        errors.append("cluster:stickiness: with cluster:mode cloned every controller runs its own cinder-api "
+        errors.append(f"cluster:stickiness: with cluster:mode {mode} every controller runs its own cinder-api "
                       "instance, which never moves: stickiness on it means nothing. Only the VIP moves: set "
                       "cluster:vip_stickiness instead")
     clone_id = cluster["clone_id"] = default_clone_id(cluster)
@@ -512,15 +527,51 @@ def _cluster(raw, settings, errors):
         errors.append(f"cluster:clone_max: {clone_max} instances but cluster:nodes names {len(nodes)} "
                       "controllers (one instance per node): the extra instances could never run")
     if nodes is not None and len(nodes) < 2:
-        errors.append("cluster:nodes: cluster:mode cloned needs at least two controllers")
+        errors.append(f"cluster:nodes: cluster:mode {mode} needs at least two controllers")
     cluster.setdefault("vip_stickiness", None)
     cluster["failure_timeout"] = cluster.get("failure_timeout") or "60s"
     url = (settings.get("agent") or {}).get("url")
     vip = settings.get("vip")
     if url and vip and urls.url_host(vip["address"]) in str(url):
-        errors.append("agent:url: points at the VIP; with cluster:mode cloned each instance must be checked on "
+        errors.append(f"agent:url: points at the VIP; with cluster:mode {mode} each instance must be checked on "
                       "its own node (the VIP answers from whichever node holds it): leave agent:url unset")
+    if mode == "balanced":
+        _balanced(cluster, settings, errors)
     return cluster
+
+
+def _balanced(cluster, settings, errors):
+    """cluster:mode balanced: each controller's cinder-api listens on that node's own address
+    (cluster:nodes as a mapping), HAProxy on the VIPs. What only the addresses together decide."""
+    stickiness = cluster.get("vip_stickiness")
+    if stickiness is not None and (not str(stickiness).lstrip("+-").isdigit() or int(stickiness) >= BALANCED_VIP_SCORE):
+        errors.append(f"cluster:vip_stickiness: {stickiness} would keep the VIP on a node whose HAProxy failed; with "
+                      f"cluster:mode balanced the VIP follows HAProxy with a score of {BALANCED_VIP_SCORE}: give a "
+                      f"number below it")
+    addresses = cluster["node_addresses"]
+    if addresses is None:
+        # "missing" when no valid value is there (a value its meaning refused is reported already)
+        given = "is a list of names" if cluster["nodes"] else "missing"
+        errors.append(f"cluster:nodes: {given}: cluster:mode balanced needs each controller's own address, where "
+                      "its cinder-api listens and HAProxy sends requests: a mapping such as "
+                      "{controller1: 192.168.42.11}")
+        return
+    seen = {}
+    vips = {ipaddress.ip_address(v["address"]): key for key, v in (("vip", settings.get("vip")),
+                                                                   ("public_vip", settings.get("public_vip"))) if v}
+    version = settings["vip"]["version"] if settings.get("vip") else None
+    for node, address in addresses.items():
+        ip = ipaddress.ip_address(address)
+        if ip in seen:
+            errors.append(f"cluster:nodes:{node}: {address} is {seen[ip]}'s address too: each cinder-api needs its "
+                          "own node's address")
+        seen.setdefault(ip, node)
+        if ip in vips:
+            errors.append(f"cluster:nodes:{node}: {address} is the {vips[ip]}, where HAProxy listens: a node's "
+                          "cinder-api needs that node's own address")
+        if version and ip.version != version:
+            errors.append(f"cluster:nodes:{node}: {address} is IPv{ip.version} but the VIP is IPv{version}: "
+                          "HAProxy on the VIP and the nodes' cinder-api use one address family")
 
 
 def endpoint_urls(settings):

@@ -55,4 +55,17 @@ include:
     - require:
       - file: {{ tplroot }}-agent-functions-file-managed
 {%- endfor %}
+
+{#- ocf:openstack:haproxy: HAProxy on every controller in cluster:mode balanced (installed in
+    every mode: a switch to balanced needs it on every node before the controller's CIB change) #}
+{{ tplroot }}-agent-haproxy-file-managed:
+  file.managed:
+    - name: {{ (cinder_ha.agent_dir ~ "/haproxy") | json }}
+    - source: {{ ("salt://" ~ tplroot ~ "/" ~ cinder_ha.haproxy_agent_source) | json }}
+    - user: root
+    - group: root
+    - mode: "0755"
+    - makedirs: True
+    - require:
+      - file: {{ tplroot }}-agent-functions-file-managed
 {%- endif %}

@@ -28,8 +28,27 @@ include:
   - {{ tplroot }}.validate
   - {{ tplroot }}.agent
   - {{ tplroot }}.alerts
-{%- if cinder_ha.volume %}
+  {#- its cinder-api restart comes after the controller's CIB change (cluster-objects-configured) #}
   - {{ tplroot }}.config
+{%- if cluster.mode == "balanced" %}
+
+{#- cluster:mode balanced: the HAProxy config, the same on every controller, checked by HAProxy
+    (haproxy -c) before it is written, and reloaded (master-worker: no connection refused) where
+    HAProxy runs; elsewhere the cluster starts it from this file. Written whether the cluster
+    runs here or not, as cinder.conf is. #}
+{{ tplroot }}-cluster-haproxy-config-managed:
+  cinder_haproxy.config_managed:
+    - name: {{ cinder_ha.haproxy_config | json }}
+    - text: {{ salt["cinder_ha.haproxy_config"](cinder_ha) | json }}
+    - pid_file: {{ cinder_ha.haproxy_params.pid | json }}
+    - agent: {{ (cinder_ha.agent_dir ~ "/haproxy") | json }}
+    - params: {{ cinder_ha.haproxy_params | json }}
+    - instance: {{ cinder_ha.haproxy_id | json }}
+    - binary: {{ cinder_ha.haproxy_binary | json }}
+    - require:
+      - sls: {{ tplroot }}.validate
+      - sls: {{ tplroot }}.agent
+      - cinder_ha: {{ tplroot }}-config-mode-switch-supported
 {%- endif %}
 
 {%- if not role.cluster_running %}
@@ -59,6 +78,17 @@ include:
 
 {#- (a VIP on the loopback already, as in the one-machine sandbox, is left to IPaddr2) #}
 {%- if cinder_ha.vip_is_loopback %}
+{%- elif cluster.mode == "balanced" %}
+
+{#- cluster:mode balanced: cinder-api listens on the node's own address and HAProxy on the VIP
+    (bound transparent, wherever the VIP is): a VIP left on the loopback by cloned mode goes once
+    this node's cinder-api runs on its new address (the restart check of config.sls passed). #}
+{{ tplroot }}-cluster-vip-not-on-loopback:
+  cinder_ha.loopback_vip:
+    - name: {{ cinder_ha.vip.address | json }}
+    - present: false
+    - require:
+      - cinder_ha: {{ tplroot }}-config-cinder-api-restarted-through-cluster
 {%- elif cluster.mode == "cloned" %}
 
 {#- cluster:mode cloned: every node keeps the VIP on its loopback, never announced in ARP
@@ -92,6 +122,22 @@ include:
 {%-   endif %}
 {%- endif %}
 
+{%- if cluster.mode == "balanced" %}
+
+{#- This node's HAProxy failures that this run made moot (no config file yet, or the old mode's
+    cinder-api still on the VIP's port here when the controller added the clone): forgotten, so
+    the cluster starts it again at once instead of after failure-timeout. #}
+{{ tplroot }}-cluster-haproxy-failures-cleared:
+  crm.failures_cleared:
+    - name: {{ cinder_ha.haproxy_id | json }}
+    - require:
+      - cinder_haproxy: {{ tplroot }}-cluster-haproxy-config-managed
+      - cinder_ha: {{ tplroot }}-config-cinder-api-restarted-through-cluster
+{%-   if is_controller %}
+      - crm: {{ tplroot }}-cluster-objects-configured
+{%-   endif %}
+{%- endif %}
+
 {%- if lrm_secrets %}
 
 {#- Another node publishes its digest together with the rules, which keep accepting it
@@ -117,13 +163,24 @@ include:
       - sls: {{ tplroot }}.validate
       - sls: {{ tplroot }}.agent
       - sls: {{ tplroot }}.alerts
+      - cinder_ha: {{ tplroot }}-config-mode-switch-supported
 {%-   if cinder_ha.volume %}
       {#- backends cinder's Python refuses change nothing, in the CIB either #}
       - cinder_volume: {{ tplroot }}-config-volume-backends-usable
 {%-   endif %}
+{%-   if cluster.mode == "balanced" %}
+      - cinder_haproxy: {{ tplroot }}-cluster-haproxy-config-managed
+{%-   endif %}
 {%-   if lrm_secrets %}
       - crm_secrets: {{ tplroot }}-cluster-secrets-present
-{%-   else %}
+{%-   endif %}
+    {#- cinder-api restarts once the CIB has this apply's mode, not before in the old one: a switch
+        to or from balanced changes where it listens (to balanced: one instance at a time, the
+        others serving through HAProxy, instead of the old mode's primitive down meanwhile; from
+        balanced: cinder-api back on the VIP once HAProxy no longer holds it). #}
+    - require_in:
+      - cinder_ha: {{ tplroot }}-config-cinder-api-restarted-through-cluster
+{%-   if not lrm_secrets %}
 
 {#- No lrm secret (plain mode, or no password): rules from an earlier lrm setup would keep
     the resources off every node once the password changes. #}
@@ -133,6 +190,27 @@ include:
     - require:
       - crm: {{ tplroot }}-cluster-objects-configured
 {%-   endif %}
+
+{#- What only another cluster:mode made and this mode's objects do not replace: the cloned
+    mode's VIP constraints (balanced keeps the cinder-api clone), balanced mode's HAProxy clone
+    and its constraints. After the new mode's objects are in (the VIP is never without a
+    constraint that places it), the constraints first: HAProxy's would keep the VIP (and
+    cinder-api after it) with HAProxy while HAProxy stops. Then HAProxy, stopped, removed,
+    before cinder-api binds the VIP again. #}
+{%- set other_constraints, other_resources = cinder_ha.other_mode_ids %}
+{{ tplroot }}-cluster-other-mode-constraints-absent:
+  crm.absent:
+    - ids: {{ other_constraints | json }}
+    - require:
+      - crm: {{ tplroot }}-cluster-objects-configured
+
+{{ tplroot }}-cluster-other-mode-objects-absent:
+  crm.purged:
+    - ids: {{ other_resources | json }}
+    - require:
+      - crm: {{ tplroot }}-cluster-other-mode-constraints-absent
+    - require_in:
+      - cinder_ha: {{ tplroot }}-config-cinder-api-restarted-through-cluster
 {%- endif %}
 {%- if cinder_ha.volume %}
 

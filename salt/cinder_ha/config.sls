@@ -21,6 +21,16 @@ include:
 {%- set correction = salt["pillar.get"]("cinder_ha_run:reason") == "drift" %}
 {%- set api_pid_file = cinder_ha.agent.pid or cinder_ha.pid_dir ~ "/" ~ primitive_id ~ ".pid" %}
 
+{#- A straight switch between cloned and balanced goes through active_passive (the CIB says
+    which mode runs now): checked before cinder.conf (where cinder-api listens) or the CIB
+    changes. #}
+{{ tplroot }}-config-mode-switch-supported:
+  cinder_ha.mode_switch_supported:
+    - name: {{ cinder_ha.cluster.mode | json }}
+    - require:
+      - sls: {{ tplroot }}.validate
+    - require_in:
+      - cinder_conf: {{ tplroot }}-config-cinder-conf-managed
 {%- if cinder_ha.volume %}
 
 {#- The pillar's backends checked in cinder's own Python before anything is written: drivers
@@ -63,6 +73,20 @@ include:
     - pid_file: {{ api_pid_file | json }}
     - correction: {{ correction | json }}
     - reads_backends: false
+{%- if cinder_ha.cluster.mode == "balanced" %}
+    {#- another instance serving (through HAProxy) before this one restarts #}
+    - peers: {{ salt["cinder_ha.peer_health_urls"]() | json }}
+    - vip_id: {{ cinder_ha.cluster.vip_id | json }}
+    - haproxy_id: {{ cinder_ha.haproxy_id | json }}
+{%- endif %}
+{%- if not formula.role.is_controller %}
+    {#- the controller may be switching cluster:mode in this same apply: restart in the new shape #}
+    - cloned: {{ (cinder_ha.cluster.mode in ("cloned", "balanced")) | json }}
+{%-   if cinder_ha.cluster.mode != "balanced" %}
+    {#- a switch away from balanced: cinder-api binds the VIP once HAProxy is gone #}
+    - after_absent: {{ ["cl_" ~ cinder_ha.haproxy_id] | json }}
+{%-   endif %}
+{%- endif %}
     - require:
       - cinder_conf: {{ tplroot }}-config-cinder-conf-managed
 {#- cinder-scheduler and cinder-volume, as cinder-api: restarted through the cluster where they

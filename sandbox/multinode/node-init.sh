@@ -30,6 +30,8 @@ bind "$dir/etc/hostname" /etc/hostname
 bind "$dir/etc/cinder" /etc/cinder
 # the Ceph client files of this node: ceph.conf (mon host 198.18.0.254), cinder's keyring
 bind "$dir/etc/ceph" /etc/ceph
+# balanced mode's HAProxy config: each node writes and reloads its own
+bind "$dir/etc/haproxy" /etc/haproxy
 bind "$dir/lib/pacemaker" /var/lib/pacemaker
 bind "$dir/lib/corosync" /var/lib/corosync
 bind "$dir/log/pacemaker" /var/log/pacemaker

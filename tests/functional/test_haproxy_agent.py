@@ -1,10 +1,14 @@
 """ocf:openstack:haproxy run directly (as pacemaker-execd would) against the real HAProxy
 (/usr/sbin/haproxy, Debian's 2.6), with the config cinder_ha_lib.haproxy renders, and the
 cinder_haproxy module on its runtime API: ocf-tester; start and monitor; a kill -9 of the master
-(7) and a runtime API that does not answer while the master lives (1); a reload with a request
-under way, and one refused; a drain; a soft stop that leaves no process.
+(7) and a runtime API that does not answer while the master lives (1); a start while another
+process holds the frontend's address (launched again until it is free, or failed at the start
+timeout); a reload with a request under way, and one refused; the config written by
+cinder_haproxy.install_config and the state config_managed, then reloaded; a drain; a soft stop
+that leaves no process.
 
-Everything is private: HAProxy on 127.0.0.131:18871 (and 18872 for a frontend a reload adds),
+Everything is private: HAProxy on 127.0.0.131:18871 (and 18872 for a frontend a reload adds,
+18873 and 18883 for the start tests, 18879 held by a test),
 two small HTTP servers standing for two nodes' cinder-api on 127.0.0.131:18881 and 18882
 (/healthcheck, and /slow answering after SLOW seconds), the agent, its functions, the config,
 pid file and sockets in a folder of /run of their own. The module is imported plainly (Salt's
@@ -28,6 +32,7 @@ import urllib.request
 import xml.etree.ElementTree as ET
 
 import pytest
+from salt.exceptions import CommandExecutionError
 
 from _modules import cinder_haproxy
 from cinder_ha_lib import haproxy
@@ -38,6 +43,7 @@ VIP = "127.0.0.131"
 PORT = 18871
 EXTRA_PORT = 18872  # a frontend the reload test adds
 BUSY_PORT = 18879  # held by the test: a config that binds it passes haproxy -c but cannot load
+RETRY_PORT = 18873  # the frontend of the start tests, held by the test (+10: with SO_REUSEPORT)
 NODES = {"node1": 18881, "node2": 18882}
 SLOW = 3.0
 AGENT_SOURCE = PROJECT / "salt" / "cinder_ha" / "files" / "ocf" / "haproxy"
@@ -113,6 +119,18 @@ def place():
 def render(folder, **extra):
     return haproxy.render_config([(name, VIP, port) for name, port in NODES.items()], VIP, str(folder / "rt.sock"),
                                  port=PORT, user="haproxy", state_file=str(folder / "servers.state"), **extra)
+
+
+def render_on(folder, port, **extra):
+    """The config with its frontend on ``port``."""
+    return haproxy.render_config([(name, VIP, node_port) for name, node_port in NODES.items()], VIP,
+                                 str(folder / "rt.sock"), port=port, user="haproxy",
+                                 state_file=str(folder / "servers.state"), **extra)
+
+
+def console_log(folder):
+    path = folder / f"{INSTANCE}.console.log"
+    return path.read_text(errors="replace") if path.exists() else ""
 
 
 def params(folder):
@@ -303,6 +321,65 @@ def test_a_runtime_api_that_does_not_answer_fails_the_monitor(running):
     assert elsewhere.returncode == 1 and "other.sock does not answer" in elsewhere.stderr
 
 
+# ---------------------------------------------------------------- start while the address is taken
+
+@contextlib.contextmanager
+def holding(port, reuse_port=False):
+    """A listener on VIP:port standing for cinder-api of the old mode. ``reuse_port``: opened with
+    SO_REUSEPORT, as eventlet's listen does where the kernel has it: a process of the same user
+    (here root, as HAProxy's master) could then bind beside it and share its connections."""
+    holder = socket.socket()
+    try:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        holder.bind((VIP, port))
+        holder.listen()
+        yield holder
+    finally:
+        holder.close()
+
+
+@pytest.mark.parametrize("reuse_port", [False, True], ids=["plain", "SO_REUSEPORT"])
+def test_start_fails_at_once_while_another_process_holds_the_address(folder, reuse_port):
+    """cinder-api of the old mode still on VIP:port until the node's Salt run moves it: the start
+    fails at once, launching nothing (a start that waited would hold up the whole cluster's
+    actions), and succeeds once the address is free. With SO_REUSEPORT HAProxy could bind beside
+    it and share its connections: the check, not the bind, refuses."""
+    port = RETRY_PORT + reuse_port * 10
+    (folder / "cinder-ha.cfg").write_text(render_on(folder, port, transparent=True))
+    with holding(port, reuse_port):
+        started = time.monotonic()
+        start = run_agent(folder, "start", CRM_meta_timeout=20000)
+        took = time.monotonic() - started
+        assert start.returncode == 1, start.stderr
+        assert re.search(rf"another process listens on a frontend address \({re.escape(VIP)}:{port} ", start.stderr)
+        assert took < 3, took
+        assert not processes(folder)
+        assert not any((folder / name).exists() for name in ("haproxy.pid", "haproxy.pid.start", "haproxy.pid.conf",
+                                                             "haproxy.pid.stopping"))
+        assert run_agent(folder, "monitor", CRM_meta_interval=0).returncode == 7
+    print(f"start refused in {took:.2f} s with the address taken ({'SO_REUSEPORT' if reuse_port else 'plain'})")
+    start = run_agent(folder, "start", CRM_meta_timeout=20000)
+    assert start.returncode == 0, start.stderr
+    assert run_agent(folder, "monitor", CRM_meta_interval=10000).returncode == 0
+    assert get("/v3/after-release", port)[0] == 200
+    assert not (folder / "haproxy.pid.stopping").exists()  # the crash watcher reports again
+    assert f"pid={master(folder)}\n" in (folder / "haproxy.pid.start").read_text()
+
+
+def test_any_other_exit_at_start_fails_at_once(folder):
+    """A master that exits for another reason (here its master CLI socket cannot be made) is not
+    launched again."""
+    started = time.monotonic()
+    start = run_agent(folder, "start", master_socket=folder / "missing" / "master.sock")
+    took = time.monotonic() - started
+    assert start.returncode == 1, start.stderr
+    assert "haproxy exited during start" in start.stderr and "launching it again" not in start.stderr
+    assert took < 5
+    assert not processes(folder) and not (folder / "haproxy.pid").exists()
+
+
 # ---------------------------------------------------------------- reload
 
 def test_reload_with_a_request_under_way(running, nodes):
@@ -379,6 +456,59 @@ def test_reload_refuses_a_config_haproxy_refuses_and_the_old_worker_serves_on(ru
     assert (master(running), worker_pid(running)) == (leader, worker)
     assert get("/v3/still")[0] == 200
     assert run_agent(running, "monitor", CRM_meta_interval=10000).returncode == 0
+
+
+# ---------------------------------------------------------------- the config written by Salt
+
+def test_install_config_then_reload_serves_the_new_config(running):
+    config, pid_file = str(running / "cinder-ha.cfg"), str(running / "haproxy.pid")
+    leader = master(running)
+    assert cinder_haproxy.running(pid_file) is True
+    assert cinder_haproxy.running(str(running / "none.pid")) is False
+    new = render(running, public_vip=VIP, public_port=EXTRA_PORT)
+    assert cinder_haproxy.config_file(config) == render(running)
+    assert cinder_haproxy.install_config(config, new) is True
+    assert cinder_haproxy.install_config(config, new) is False
+    found = os.stat(config)
+    assert (found.st_mode & 0o777, found.st_uid, found.st_gid) == (0o640, 0, int(subprocess.run(
+        ["getent", "group", "haproxy"], capture_output=True, text=True).stdout.split(":")[2]))
+    assert get("/v3/before", EXTRA_PORT)[0] is None  # written, not yet read
+    assert cinder_haproxy.reload(str(running / "haproxy"), params(running), INSTANCE, timeout=30) is True
+    assert get("/v3/after", EXTRA_PORT)[0] == 200 and master(running) == leader
+    # a text HAProxy refuses: nothing written, the running HAProxy untouched
+    worker = worker_pid(running)
+    with pytest.raises(CommandExecutionError, match="unknown keyword 'bogus'"):
+        cinder_haproxy.install_config(config, new.replace("    balance leastconn", "    balance leastconn\n    bogus"))
+    assert cinder_haproxy.config_file(config) == new
+    assert (master(running), worker_pid(running)) == (leader, worker)
+    assert get("/v3/still", EXTRA_PORT)[0] == 200
+
+
+def test_the_state_writes_and_reloads_or_refuses(running, monkeypatch):
+    from _states import cinder_haproxy as state
+
+    config, pid_file = str(running / "cinder-ha.cfg"), str(running / "haproxy.pid")
+    funcs = {f"cinder_haproxy.{name}": getattr(cinder_haproxy, name)
+             for name in ("config_file", "check_config", "install_config", "running", "reload")}
+    monkeypatch.setattr(state, "__salt__", funcs, raising=False)
+    monkeypatch.setattr(state, "__opts__", {"test": False}, raising=False)
+    leader = master(running)
+    args = (pid_file, str(running / "haproxy"), params(running), INSTANCE)
+    new = render(running, public_vip=VIP, public_port=EXTRA_PORT)
+    ret = state.config_managed(config, new, *args)
+    assert ret["result"] is True and ret["comment"] == f"{config} written and HAProxy reloaded", ret
+    assert f"+    bind {VIP}:{EXTRA_PORT}" in ret["changes"]["diff"]
+    assert get("/v3/state", EXTRA_PORT)[0] == 200 and master(running) == leader
+    assert state.config_managed(config, new, *args)["changes"] == {}
+    worker = worker_pid(running)
+    ret = state.config_managed(config, new + "    bogus\n", *args)
+    assert ret["result"] is False and ret["changes"] == {} and "unknown keyword 'bogus'" in ret["comment"]
+    assert cinder_haproxy.config_file(config) == new and (master(running), worker_pid(running)) == (leader, worker)
+    # HAProxy stopped: the file is written, the cluster starts it from there
+    assert run_agent(running, "stop").returncode == 0
+    ret = state.config_managed(config, render(running), *args)
+    assert ret["result"] is True and "HAProxy not running on this node" in ret["comment"]
+    assert cinder_haproxy.config_file(config) == render(running) and not processes(running)
 
 
 # ---------------------------------------------------------------- drain

@@ -124,6 +124,16 @@ class FormulaCluster:
         if started:
             self.wait_minions(started)
 
+    def back_to_active_passive(self):
+        """The guide's mode and no extra option again (the pillar the next module expects),
+        whatever a module of another mode left."""
+        self.nodes_running()
+        if self.pillar["mode"] != "active_passive" or self.pillar["options"]:
+            self.set_pillar(mode="active_passive", options={})
+            self.apply()
+        self.mn.wait_settled(timeout=120)
+        self.mn.wait_answering(timeout=120)
+
     def ensure_built(self):
         self.nodes_running()
         if not self.built:

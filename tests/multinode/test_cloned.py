@@ -112,12 +112,7 @@ def cloned(formula_cluster):
     c = formula_cluster
     c.ensure_built()
     yield c
-    c.nodes_running()
-    if c.pillar["mode"] != "active_passive" or c.pillar["options"]:
-        c.set_pillar(mode="active_passive", options={})
-        c.apply()
-    c.mn.wait_settled(timeout=120)
-    c.mn.wait_answering(timeout=120)
+    c.back_to_active_passive()
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-{#- The resource agents of cinder_ha.agent (cinder-api, cinder-scheduler, cinder-volume, their
+{#- The resource agents of cinder_ha.agent (cinder-api, cinder-scheduler, cinder-volume, haproxy, their
     shared functions), once the resource is
     gone from the CIB and stopped on this node (clean.cluster: a stop runs the agent). Its
     folder stays (other agents of the provider may live there). #}
@@ -15,7 +15,7 @@ include:
     - name: {{ (cinder_ha.agent_dir ~ "/" ~ cinder_ha.agent_name) | json }}
     - require:
       - sls: {{ tplroot }}.clean.cluster
-{%- for name in cinder_ha.service_agents + [cinder_ha.agent_functions] %}
+{%- for name in cinder_ha.service_agents + ["haproxy", cinder_ha.agent_functions] %}
 
 {{ tplroot }}-clean-agent-{{ name.lstrip(".") }}-file-absent:
   file.absent:

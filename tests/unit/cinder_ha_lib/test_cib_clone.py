@@ -281,7 +281,7 @@ def test_cloned_mode_names_the_clone_and_listens_on_the_vip_like_active_passive(
 
 
 @pytest.mark.parametrize("cluster,message", [
-    ({"mode": "clone"}, "cluster:mode: one of active_passive, cloned, got 'clone' (did you mean 'cloned'?)"),
+    ({"mode": "clone"}, "cluster:mode: one of active_passive, cloned, balanced, got 'clone' (did you mean 'cloned'?)"),
     ({"mode": "cloned", "stickiness": 100}, "cluster:stickiness: with cluster:mode cloned"),
     ({"mode": "cloned", "clone_max": 4, "nodes": ["n1", "n2", "n3"]},
      "cluster:clone_max: 4 instances but cluster:nodes names 3 controllers"),

@@ -228,3 +228,19 @@ def test_python_argv_of_a_python_script(first_line, argv):
 def test_python_argv_refuses_what_is_not_python(first_line, why):
     argv, problem = conf.python_argv(first_line)
     assert argv is None and why in problem
+
+
+def test_balanced_mode_listens_on_this_nodes_own_address():
+    raw = {"vip": {"address": "198.18.0.100", "netmask": 24},
+           "database": {"connection": "mysql+pymysql://cinder:pw@127.0.0.1/cinder"},
+           "rabbitmq": {"hosts": ["127.0.0.1"], "password": "rp"},
+           "keystone": {"auth_url": "http://127.0.0.1:5000/v3", "username": "a", "password": "b", "project_name": "c"},
+           "cluster": {"mode": "balanced", "nodes": {"n1": "198.18.0.1", "n2": "198.18.0.2"}}}
+    settings, errors, _ = pillar.normalize(raw)
+    assert errors == []
+    assert conf.desired_options(settings, node="n2")["DEFAULT"]["osapi_volume_listen"] == "198.18.0.2"
+    # a node the pillar does not name has nowhere to listen: an error, never the VIP or 0.0.0.0
+    with pytest.raises(ValueError, match=r"this node \(n9\) is not named"):
+        conf.desired_options(settings, node="n9")
+    settings["cluster"]["mode"] = "cloned"  # the other modes: the VIP, whatever the node
+    assert conf.desired_options(settings, node="n2")["DEFAULT"]["osapi_volume_listen"] == "198.18.0.100"

@@ -126,7 +126,10 @@ def test_lookup_parameters_reach_the_objects():
 def test_object_ids_cover_every_object_constraints_first():
     conf = settings()
     ids = formula.object_ids(conf, parameters())
-    assert {next(iter(o.values())) for o in formula.cluster_objects(conf, parameters())} == set(ids)
+    haproxy = {"c_p_ip_cinder-api_with_cl_p_haproxy-cinder-api", "o_cl_p_haproxy-cinder-api_before_p_ip_cinder-api",
+               "o_cl_p_cinder-api_before_cl_p_haproxy-cinder-api", "cl_p_haproxy-cinder-api",
+               "p_haproxy-cinder-api"}  # listed in every mode (balanced's)
+    assert {next(iter(o.values())) for o in formula.cluster_objects(conf, parameters())} == set(ids) - haproxy
     assert ids.index("c_p_cinder-api_with_ip") < ids.index("p_cinder-api")
     assert ids.index("l_p_ip_cinder-api_secrets") < ids.index("p_ip_cinder-api")
     # the secret rules are listed in plain mode too (an earlier lrm setup may have left them)
@@ -294,3 +297,77 @@ def test_an_old_controller_answer_is_asked_again(loader, monkeypatch):
     loader["crm.role"].return_value = {"running": True, "node": "node1", "dc": "node2", "is_dc": False,
                                        "error": None}
     assert cinder_ha.controller()["is_controller"] is False and loader["crm.role"].call_count == 2
+
+
+# ---------------------------------------------------------------- cluster:mode balanced
+
+BALANCED_NODES = {"n1": "192.168.42.11", "n2": "192.168.42.12", "n3": "192.168.42.13"}
+
+
+def balanced_settings(**cluster):
+    return settings(cluster=dict({"mode": "balanced", "nodes": BALANCED_NODES}, **cluster))
+
+
+def test_balanced_places_the_vip_with_haproxy_not_with_cinder_api():
+    objects = {next(iter(o.values())): o for o in formula.cluster_objects(balanced_settings(), parameters())}
+    assert objects["cl_p_cinder-api"]["resource"] == "p_cinder-api"
+    assert objects["cl_p_haproxy-cinder-api"]["resource"] == "p_haproxy-cinder-api"
+    assert objects["p_haproxy-cinder-api"]["agent"] == "ocf:openstack:haproxy"
+    assert objects["c_p_ip_cinder-api_with_cl_p_haproxy-cinder-api"]["resources"] == [
+        "p_ip_cinder-api", "cl_p_haproxy-cinder-api"]
+    assert objects["o_cl_p_haproxy-cinder-api_before_p_ip_cinder-api"]["first"] == "cl_p_haproxy-cinder-api"
+    # finite: with HAProxy nowhere (a switch to balanced) the VIP stays instead of stopping
+    assert objects["c_p_ip_cinder-api_with_cl_p_haproxy-cinder-api"]["score"] == "100000"
+    # Optional orders: HAProxy starting where the VIP runs restarts nothing
+    assert objects["o_cl_p_haproxy-cinder-api_before_p_ip_cinder-api"]["kind"] == "Optional"
+    assert objects["o_cl_p_cinder-api_before_cl_p_haproxy-cinder-api"]["kind"] == "Optional"
+    # nothing ties the VIP to a cinder-api instance any more
+    for obj in objects.values():
+        if obj.get("order") == "o_cl_p_cinder-api_before_cl_p_haproxy-cinder-api":
+            continue
+        if "colocation" in obj or "order" in obj:
+            named = set(obj.get("resources", [])) | {obj.get("first"), obj.get("then")}
+            assert not named & {"cl_p_cinder-api", "p_cinder-api"}, obj
+    # the VIP needs no secret: only cinder-api's rule
+    assert "l_p_ip_cinder-api_secrets" not in objects
+    assert objects["l_p_cinder-api_secrets"]["resource"] == "cl_p_cinder-api"
+    # the formula's own reload finds the master Pacemaker started: named pid file and master socket
+    params = objects["p_haproxy-cinder-api"]["params"]
+    assert params["pid"] == "/run/resource-agents/p_haproxy-cinder-api.pid"
+    assert params["master_socket"] == "/run/resource-agents/p_haproxy-cinder-api.master.sock"
+
+
+def test_other_mode_ids_drop_what_only_another_mode_made():
+    cloned_constraints = ["c_p_ip_cinder-api_with_cl_p_cinder-api", "o_cl_p_cinder-api_before_p_ip_cinder-api"]
+    haproxy_constraints = ["c_p_ip_cinder-api_with_cl_p_haproxy-cinder-api",
+                           "o_cl_p_haproxy-cinder-api_before_p_ip_cinder-api",
+                           "o_cl_p_cinder-api_before_cl_p_haproxy-cinder-api"]
+    haproxy = ["cl_p_haproxy-cinder-api", "p_haproxy-cinder-api"]
+    assert formula.other_mode_ids(balanced_settings(), parameters()) == (
+        cloned_constraints + ["l_p_ip_cinder-api_secrets"], [])
+    assert formula.other_mode_ids(settings(cluster={"mode": "cloned"}), parameters()) == (haproxy_constraints, haproxy)
+    assert formula.other_mode_ids(settings(), parameters()) == (cloned_constraints + haproxy_constraints, haproxy)
+    # nothing a mode declares is in its own removal lists
+    for conf in (balanced_settings(), settings(cluster={"mode": "cloned"}), settings()):
+        declared = {next(iter(o.values())) for o in formula.cluster_objects(conf, parameters())}
+        constraints, resources = formula.other_mode_ids(conf, parameters())
+        assert not declared & (set(constraints) | set(resources))
+
+
+@pytest.mark.parametrize("stickiness", ["INFINITY", "+INFINITY", 100000, 500000])
+def test_balanced_refuses_a_vip_stickiness_that_would_keep_it_without_haproxy(stickiness):
+    _, errors, _ = pillar.normalize(raw_pillar(cluster={"mode": "balanced", "nodes": BALANCED_NODES,
+                                                        "vip_stickiness": stickiness}))
+    assert any(e.startswith("cluster:vip_stickiness:") and "below it" in e for e in errors), errors
+    _, errors, _ = pillar.normalize(raw_pillar(cluster={"mode": "balanced", "nodes": BALANCED_NODES,
+                                                        "vip_stickiness": 99999}))
+    assert errors == []
+
+
+def test_haproxy_config_has_a_server_per_node_and_binds_the_vips_transparent():
+    text = formula.haproxy_config(balanced_settings(), parameters())
+    for node, address in BALANCED_NODES.items():
+        assert f"    server {node} {address}:8776 check" in text
+    assert "    bind 127.0.0.103:8776 transparent" in text
+    assert "frontend cinder_api_public" not in text  # the public VIP is the VIP: one frontend
+    assert "stats socket /run/resource-agents/haproxy-cinder-api.sock" in text

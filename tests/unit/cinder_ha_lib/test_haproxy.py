@@ -16,11 +16,13 @@ LINE_SHAPES = re.compile(
     r"(#[^\n]*|global|defaults|frontend cinder_api_(internal|public)|backend cinder_api|"
     r"    (master-worker|stats socket /\S+ mode 600 level admin expose-fd listeners|hard-stop-after \d+s|"
     r"log stderr format short daemon [a-z]+|user [\w.-]+|group [\w.-]+|server-state-file /\S+|mode http|"
-    r"log global|option (httplog|forwardfor|redispatch)|retries 3|timeout [a-z-]+ \d+s|"
-    r"load-server-state-from-file global|bind \S+:\d+( ssl crt /\S+)?|"
+    r"log global|option (httplog|forwardfor|redispatch 1)|retries 3|retry-on conn-failure empty-response|"
+    r"timeout [a-z-]+ \d+s|"
+    r"http-request disable-l7-retry unless METH_GET \|\| METH_HEAD \|\| METH_OPTIONS \|\| \{ method PUT DELETE \}|"
+    r"load-server-state-from-file global|bind \S+:\d+( ssl crt /\S+)?( transparent)?|"
     r"http-request set-header X-Forwarded-Proto https?|default_backend cinder_api|balance leastconn|"
     r"option httpchk GET /healthcheck|http-check expect status 200|"
-    r"server [\w.-]+ \S+:\d+ check inter \d+s fall \d+ rise \d+)|)")
+    r"server [\w.-]+ \S+:\d+ check inter \d+s fastinter 500ms downinter 1s fall \d+ rise \d+)|)")
 
 
 def rendered(**overrides):
@@ -53,16 +55,17 @@ def test_plain_config_structure():
         "master-worker", f"stats socket {SOCKET} mode 600 level admin expose-fd listeners", "hard-stop-after 600s",
         "log stderr format short daemon notice"]
     assert section(text, "defaults") == [
-        "mode http", "log global", "option httplog", "option forwardfor", "option redispatch", "retries 3",
-        "timeout connect 5s", "timeout client 600s", "timeout server 600s", "timeout http-request 30s",
-        "timeout http-keep-alive 10s", "timeout check 5s"]
+        "mode http", "log global", "option httplog", "option forwardfor", "option redispatch 1", "retries 3",
+        "retry-on conn-failure empty-response", "timeout connect 5s", "timeout client 600s", "timeout server 600s",
+        "timeout http-request 30s", "timeout http-keep-alive 10s", "timeout check 5s"]
     assert section(text, "frontend cinder_api_internal") == [
         "bind 192.0.2.10:8776", "http-request set-header X-Forwarded-Proto http", "default_backend cinder_api"]
     assert section(text, "backend cinder_api") == [
         "balance leastconn", "option httpchk GET /healthcheck", "http-check expect status 200",
-        "server node1 192.0.2.11:8776 check inter 2s fall 3 rise 2",
-        "server node2 192.0.2.12:8776 check inter 2s fall 3 rise 2",
-        "server node3 192.0.2.13:8776 check inter 2s fall 3 rise 2"]
+        "http-request disable-l7-retry unless METH_GET || METH_HEAD || METH_OPTIONS || { method PUT DELETE }",
+        "server node1 192.0.2.11:8776 check inter 2s fastinter 500ms downinter 1s fall 3 rise 2",
+        "server node2 192.0.2.12:8776 check inter 2s fastinter 500ms downinter 1s fall 3 rise 2",
+        "server node3 192.0.2.13:8776 check inter 2s fastinter 500ms downinter 1s fall 3 rise 2"]
 
 
 def test_tls_public_frontend_beside_a_plain_internal_one():
@@ -84,8 +87,8 @@ def test_ipv6_addresses_in_brackets_ipv4_bare():
                     public_vip="::1", public_port=18872)
     assert "    bind [2001:db8::10]:8776" in text.splitlines()
     assert "    bind [::1]:18872" in text.splitlines()
-    assert "    server node1 [2001:db8::11]:8776 check inter 2s fall 3 rise 2" in text.splitlines()
-    assert "    server node2 192.0.2.12:18776 check inter 2s fall 3 rise 2" in text.splitlines()
+    assert "    server node1 [2001:db8::11]:8776 check inter 2s fastinter 500ms downinter 1s fall 3 rise 2" in text.splitlines()
+    assert "    server node2 192.0.2.12:18776 check inter 2s fastinter 500ms downinter 1s fall 3 rise 2" in text.splitlines()
 
 
 def test_options_no_log_user_state_file_checks_and_timeouts():
@@ -97,7 +100,7 @@ def test_options_no_log_user_state_file_checks_and_timeouts():
             "hard-stop-after 900s"} <= set(section(text, "global"))
     assert {"load-server-state-from-file global", "timeout check 3s", "timeout client 900s",
             "timeout server 900s"} <= set(section(text, "defaults"))
-    assert section(text, "backend cinder_api")[-1] == "server n1 192.0.2.11:8776 check inter 5s fall 2 rise 4"
+    assert section(text, "backend cinder_api")[-1] == "server n1 192.0.2.11:8776 check inter 5s fastinter 500ms downinter 1s fall 2 rise 4"
     assert "group staff" in rendered(user="haproxy", group="staff")
 
 
@@ -195,6 +198,26 @@ def test_every_problem_is_listed_at_once_as_a_value_error():
 def test_a_config_that_cannot_work_is_refused(overrides, expected):
     problems = refused(**overrides)
     assert any(problem.startswith(expected) for problem in problems), problems
+
+
+def test_transparent_binds_every_frontend_and_nothing_else():
+    plain = rendered(public_vip="2001:db8::10", public_port=443, public_cert="/etc/ssl/private/cinder-api.pem")
+    text = rendered(public_vip="2001:db8::10", public_port=443, public_cert="/etc/ssl/private/cinder-api.pem",
+                    transparent=True)
+    assert all(LINE_SHAPES.fullmatch(line) for line in text.splitlines())
+    assert section(text, "frontend cinder_api_internal")[0] == "bind 192.0.2.10:8776 transparent"
+    assert section(text, "frontend cinder_api_public")[0] == (
+        "bind [2001:db8::10]:443 ssl crt /etc/ssl/private/cinder-api.pem transparent")
+    # only the bind lines differ
+    assert [line for line in text.splitlines() if line not in plain.splitlines()] == [
+        "    bind 192.0.2.10:8776 transparent",
+        "    bind [2001:db8::10]:443 ssl crt /etc/ssl/private/cinder-api.pem transparent"]
+    assert "transparent" not in rendered() and "transparent" not in rendered(transparent=False)
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None, "true"])
+def test_transparent_is_true_or_false_only(value):
+    assert refused(transparent=value) == [f"transparent: {value!r} is not true or false"]
 
 
 def test_a_vip_on_another_port_and_a_loopback_vip_are_fine():

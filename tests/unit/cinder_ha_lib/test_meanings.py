@@ -38,6 +38,8 @@ def context(path, value):
     key = ":".join(path)
     if path[0] == "cluster" and path[1] in pillar.CLONED_ONLY:
         return CLONED
+    if key == "cluster:mode" and value == "balanced":  # each node's own address
+        return {"cluster": {"nodes": {"n1": "192.168.42.11", "n2": "192.168.42.12"}}}
     if key == "public_vip:address":  # both VIPs of one IP version
         return {"vip": {"address": value}} if isinstance(value, str) and ":" in value else {}
     if key in ("public_vip:netmask", "public_vip:nic"):  # they mean something only with an address
@@ -244,12 +246,25 @@ def mapping_of(mn):
     return valid, invalid
 
 
+def node_address(_mn):
+    valid, invalid = host_address(_mn)
+    return ([v for v in valid if not v.startswith("127.") and v != "::1"],
+            invalid + ["127.0.0.1", "127.0.0.103", "::1"])
+
+
+def nodes(mn):
+    """A list of names (ListOf's samples), or a mapping of names to node addresses (MappingOf's)."""
+    names_valid, names_invalid = list_of(mn.names)
+    map_valid, map_invalid = mapping_of(mn.addresses)
+    return names_valid + map_valid, names_invalid + map_invalid + [True, 5]
+
+
 GENERATORS = {m.Word: word, m.Text: text, m.Enum: enum, m.Integer: integer, m.Seconds: seconds,
               m.Duration: duration, m.Score: score, m.HostAddress: host_address, m.PrefixLength: prefix_length,
               m.Host: host, m.Broker: broker, m.Url: url, m.KeystoneUrl: url, m.AbsolutePath: absolute_path,
               m.FormulaPath: formula_path, m.Source: source, m.SourceHash: source_hash, m.DottedName: dotted_name,
               m.Boolean: boolean, m.ConfValue: conf_value, volume.BackendOption: backend_option,
-              m.ListOf: list_of, m.MappingOf: mapping_of}
+              m.ListOf: list_of, m.MappingOf: mapping_of, m.NodeAddress: node_address, m.Nodes: nodes}
 
 
 def samples(mn):

@@ -23,7 +23,7 @@ def test_good_pillar_normalizes_with_defaults():
                                          "openstack:r%40bbit%3Apw%25@127.0.0.2:5672/")
     assert settings["notifications"] == {"driver": "messagingv2"}
     assert settings["cluster"] == {"primitive_id": "p_cinder-api", "vip_id": "p_ip_cinder-api", "stickiness": None,
-                                   "mode": "active_passive", "nodes": None, "clone_id": None, "clone_max": None,
+                                   "mode": "active_passive", "nodes": None, "node_addresses": None, "clone_id": None, "clone_max": None,
                                    "vip_stickiness": None, "failure_timeout": None}
     assert settings["endpoint_urls"] == {i: "http://127.0.0.103:8776/v3" for i in ("public", "internal", "admin")}
     assert not [w for w in warnings if "guide" in w]

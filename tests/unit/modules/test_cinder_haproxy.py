@@ -6,6 +6,7 @@ import os
 import pathlib
 import shutil
 import socket
+import subprocess
 import tempfile
 import threading
 import time
@@ -226,3 +227,140 @@ def test_virtual_needs_haproxy(monkeypatch):
     assert ok is False and "haproxy is not installed" in reason
     monkeypatch.setattr(cinder_haproxy.shutil, "which", lambda name, path=None: "/usr/sbin/haproxy")
     assert cinder_haproxy.__virtual__() == "cinder_haproxy"
+
+
+# ---------------------------------------------------------------- config_file, install_config
+
+GOOD = "global\n    master-worker\n"
+
+
+def test_config_file_reads_the_text_or_none(tmp_path):
+    path = tmp_path / "cinder-ha.cfg"
+    assert cinder_haproxy.config_file(str(path)) is None
+    path.write_text(GOOD)
+    assert cinder_haproxy.config_file(str(path)) == GOOD
+    (tmp_path / "link.cfg").symlink_to(path)  # reading follows a link
+    assert cinder_haproxy.config_file(str(tmp_path / "link.cfg")) == GOOD
+    with pytest.raises(CommandExecutionError, match="cannot be read"):
+        cinder_haproxy.config_file(str(tmp_path))
+
+
+def test_install_config_writes_atomically_with_owner_and_mode(fake_haproxy, tmp_path):
+    program, record = fake_haproxy
+    path = tmp_path / "etc" / "haproxy" / "cinder-ha.cfg"  # the folder is made
+    assert cinder_haproxy.install_config(str(path), GOOD, binary=program, mode="0640", user="root",
+                                         group="root") is True
+    assert path.read_text() == GOOD and pathlib.Path(f"{record}.text").read_text() == GOOD  # checked first
+    found = path.stat()
+    assert (found.st_mode & 0o777, found.st_uid, found.st_gid) == (0o640, 0, 0)
+    assert path.parent.stat().st_mode & 0o777 == 0o755
+    inode = found.st_ino
+    assert cinder_haproxy.install_config(str(path), GOOD, binary=program, group="root") is False
+    assert path.stat().st_ino == inode  # the same content: not rewritten
+    path.chmod(0o666)
+    assert cinder_haproxy.install_config(str(path), GOOD, binary=program, group="root") is False
+    assert path.stat().st_mode & 0o777 == 0o640  # the mode set right all the same
+    assert cinder_haproxy.install_config(str(path), GOOD + "    nbthread 2\n", binary=program, group="root") is True
+    assert path.read_text() == GOOD + "    nbthread 2\n"
+    assert sorted(os.listdir(path.parent)) == ["cinder-ha.cfg"]  # no temp file left
+
+
+def test_install_config_group_defaults_to_haproxy_when_it_exists(fake_haproxy, tmp_path, monkeypatch):
+    program, _record = fake_haproxy
+    groups = {"haproxy": 113, "root": 0}
+    monkeypatch.setattr(cinder_haproxy.grp, "getgrnam",
+                        lambda name: type("G", (), {"gr_gid": groups[name]}) if name in groups else
+                        (_ for _ in ()).throw(KeyError(name)))
+    monkeypatch.setattr(cinder_haproxy.os, "fchown", lambda fd, uid, gid: seen.append((uid, gid)))
+    seen = []
+    cinder_haproxy.install_config(str(tmp_path / "a.cfg"), GOOD, binary=program)
+    del groups["haproxy"]
+    cinder_haproxy.install_config(str(tmp_path / "b.cfg"), GOOD, binary=program)
+    assert seen == [(0, 113), (0, 0)]
+
+
+def test_install_config_refuses_what_haproxy_refuses_and_writes_nothing(fake_haproxy, tmp_path):
+    program, _record = fake_haproxy
+    path = tmp_path / "cinder-ha.cfg"
+    path.write_text(GOOD)
+    with pytest.raises(CommandExecutionError, match=r"HAProxy refuses the config for .*cinder-ha\.cfg \(nothing "
+                                                    r"written\): .*unknown keyword 'bogus'"):
+        cinder_haproxy.install_config(str(path), "global\n    bogus\n", binary=program, group="root")
+    assert path.read_text() == GOOD
+    assert [name for name in os.listdir(tmp_path) if name.startswith(".")] == []  # no temp file left
+
+
+def test_install_config_refuses_a_link_or_not_a_file(fake_haproxy, tmp_path):
+    program, _record = fake_haproxy
+    target = tmp_path / "target"
+    target.write_text("elsewhere\n")
+    link = tmp_path / "cinder-ha.cfg"
+    link.symlink_to(target)
+    with pytest.raises(CommandExecutionError, match="is a symbolic link or not a regular file"):
+        cinder_haproxy.install_config(str(link), GOOD, binary=program, group="root")
+    assert link.is_symlink() and target.read_text() == "elsewhere\n"
+    (tmp_path / "folder.cfg").mkdir()
+    with pytest.raises(CommandExecutionError, match="is a symbolic link or not a regular file"):
+        cinder_haproxy.install_config(str(tmp_path / "folder.cfg"), GOOD, binary=program, group="root")
+    with pytest.raises(CommandExecutionError, match="not usable"):
+        cinder_haproxy.install_config(str(tmp_path / "x.cfg"), GOOD, binary=program, user="no-such-user-here")
+
+
+# ---------------------------------------------------------------- running, reload
+
+def test_running_is_a_live_process_of_the_binary(tmp_path):
+    pid_file = tmp_path / "haproxy.pid"
+    assert cinder_haproxy.running(str(pid_file)) is False  # no pid file
+    sleeper = subprocess.Popen(["/bin/sleep", "30"])
+    try:
+        pid_file.write_text(f"{sleeper.pid}\n")
+        assert cinder_haproxy.running(str(pid_file), binary="/bin/sleep") is True
+        assert cinder_haproxy.running(str(pid_file)) is False  # alive, but not haproxy: a recycled pid
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert cinder_haproxy.running(str(pid_file), binary="/bin/sleep") is False  # gone
+    pid_file.write_text("garbage\n")
+    assert cinder_haproxy.running(str(pid_file)) is False
+
+
+FAKE_AGENT = """#!/bin/bash
+env | sort > "$0.env"
+echo "$*" > "$0.args"
+[ "$OCF_RESKEY_fail" = yes ] || exit 0
+for n in 1 2 3 4 5 6 7; do echo "haproxy[1]: ERROR: line $n" >&2; done
+exit 1
+"""
+
+
+@pytest.fixture
+def fake_agent(tmp_path):
+    agent = tmp_path / "haproxy"
+    agent.write_text(FAKE_AGENT)
+    agent.chmod(0o755)
+    return agent
+
+
+def test_reload_runs_the_agent_as_pacemaker_would(fake_agent, monkeypatch):
+    monkeypatch.setenv("CINDER_HA_CANARY", "not for the agent")
+    assert cinder_haproxy.reload(str(fake_agent), {"config": "/etc/haproxy/cinder-ha.cfg", "pid": "/run/x.pid"},
+                                 "p_haproxy", timeout=30) is True
+    assert pathlib.Path(f"{fake_agent}.args").read_text() == "reload\n"
+    seen = dict(line.split("=", 1) for line in pathlib.Path(f"{fake_agent}.env").read_text().splitlines())
+    assert {key: seen[key] for key in ("OCF_ROOT", "OCF_RESOURCE_INSTANCE", "OCF_RESOURCE_TYPE",
+                                       "OCF_RESOURCE_PROVIDER", "OCF_RESKEY_config", "OCF_RESKEY_pid",
+                                       "OCF_RESKEY_CRM_meta_timeout")} == {
+        "OCF_ROOT": "/usr/lib/ocf", "OCF_RESOURCE_INSTANCE": "p_haproxy", "OCF_RESOURCE_TYPE": "haproxy",
+        "OCF_RESOURCE_PROVIDER": "openstack", "OCF_RESKEY_config": "/etc/haproxy/cinder-ha.cfg",
+        "OCF_RESKEY_pid": "/run/x.pid", "OCF_RESKEY_CRM_meta_timeout": "30000"}
+    assert "CINDER_HA_CANARY" not in seen
+
+
+def test_a_failed_reload_is_an_error_with_the_agents_last_words(fake_agent):
+    with pytest.raises(CommandExecutionError) as caught:
+        cinder_haproxy.reload(str(fake_agent), {"fail": "yes"}, "p_haproxy")
+    message = str(caught.value)
+    assert "reload of p_haproxy failed (rc 1)" in message
+    assert "line 7" in message and "line 3" in message and "line 2" not in message
+    with pytest.raises(CommandExecutionError, match="is not a parameter name"):
+        cinder_haproxy.reload(str(fake_agent), {"config; x": "y"}, "p_haproxy")
